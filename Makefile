@@ -1,0 +1,57 @@
+# waypoint-webhook: two commands do all set-up on a fresh machine.
+#   make run   serve the webhook on https://127.0.0.1:8443 with the examples' cluster state
+#   make test  lint, then unit, server (gunicorn over TLS) and end-to-end (kube-apiserver) tiers
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PORT ?= 8443
+NAMESPACE ?= waypoint-webhook
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-unit test-server test-e2e lint certs controlplane bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+certs/dev/tls.crt: | install
+	$(BIN)/waypoint-webhook certs --out certs/dev --dns localhost --ip 127.0.0.1 >/dev/null
+
+run: install certs/dev/tls.crt
+	$(BIN)/waypoint-webhook serve --host 127.0.0.1 --port $(PORT) --workers 1 \
+	  --tls-cert certs/dev/tls.crt --tls-key certs/dev/tls.key --state examples/state
+
+lint: install
+	$(BIN)/ruff check webhook tests bench
+	$(BIN)/mypy
+
+controlplane:
+	tests/e2e/controlplane/build.sh
+
+test: install lint controlplane
+	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" $(BIN)/pytest -q $(PYTEST_ARGS) tests
+
+test-unit: install
+	$(BIN)/pytest -q tests/unit
+
+test-server: install
+	$(BIN)/pytest -q tests/server
+
+test-e2e: install controlplane
+	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" $(BIN)/pytest -q tests/e2e
+
+# Serving certificate for waypoint-webhook.$(NAMESPACE).svc, its Secret, and the caBundle patch.
+certs: install
+	$(BIN)/python -m webhook.deploy certs --namespace $(NAMESPACE) --out certs/generated
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) certs/dev certs/generated .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,148 @@
+"""Builders for raw Kubernetes objects and admission requests used across test tiers."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+from webhook.admission import AdmissionRequest, GroupVersionKind
+from webhook.engine import Engine, Settings, Verdict
+from webhook.findings import Policy
+from webhook.state.files import IndexView
+from webhook.state.index import Index
+
+MESH = {"name": "mesh", "port": 15008, "protocol": "HBONE"}
+_uid = itertools.count()
+
+KINDS = {
+    "Gateway": ("gateway.networking.k8s.io", "v1"),
+    "GatewayClass": ("gateway.networking.k8s.io", "v1"),
+    "Namespace": ("", "v1"),
+    "Service": ("", "v1"),
+    "Pod": ("", "v1"),
+    "ServiceEntry": ("networking.istio.io", "v1"),
+    "WorkloadEntry": ("networking.istio.io", "v1"),
+    "Deployment": ("apps", "v1"),
+    "StatefulSet": ("apps", "v1"),
+    "DaemonSet": ("apps", "v1"),
+    "ReplicaSet": ("apps", "v1"),
+    "Job": ("batch", "v1"),
+    "CronJob": ("batch", "v1"),
+}
+
+
+def api_version(kind: str) -> str:
+    group, version = KINDS[kind]
+    return f"{group}/{version}" if group else version
+
+
+def meta(name: str, namespace: str | None, labels: dict[str, str] | None, annotations: dict[str, str] | None = None,
+         owner: bool = False) -> dict[str, Any]:
+    m: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        m["namespace"] = namespace
+    if labels is not None:
+        m["labels"] = dict(labels)
+    if annotations is not None:
+        m["annotations"] = dict(annotations)
+    if owner:
+        m["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u1",
+                                 "controller": True}]
+    return m
+
+
+def namespace(name: str, **labels: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta(name, None, labels or None)}
+
+
+def ns_labels(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta(name, None, labels)}
+
+
+def gateway(name: str = "waypoint", ns: str = "default", cls: str = "istio-waypoint",
+            labels: dict[str, str] | None = None, listeners: list[dict[str, Any]] | None = None,
+            ready: bool = True, routes: dict[str, Any] | None = None) -> dict[str, Any]:
+    if listeners is None:
+        listener = dict(MESH)
+        if routes is not None:
+            listener["allowedRoutes"] = {"namespaces": routes}
+        listeners = [listener]
+    obj: dict[str, Any] = {
+        "apiVersion": api_version("Gateway"), "kind": "Gateway",
+        "metadata": meta(name, ns, labels),
+        "spec": {"gatewayClassName": cls, "listeners": listeners},
+    }
+    if ready:
+        obj["status"] = {"addresses": [{"type": "IPAddress", "value": "10.0.0.9"}]}
+    return obj
+
+
+def gateway_class(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": api_version("GatewayClass"), "kind": "GatewayClass", "metadata": meta(name, None, labels),
+            "spec": {"controllerName": "istio.io/mesh-controller"}}
+
+
+def consumer(kind: str, name: str = "obj", ns: str = "default", labels: dict[str, str] | None = None,
+             annotations: dict[str, str] | None = None, spec: dict[str, Any] | None = None,
+             owner: bool = False) -> dict[str, Any]:
+    obj: dict[str, Any] = {"apiVersion": api_version(kind), "kind": kind,
+                           "metadata": meta(name, ns, labels, annotations, owner)}
+    if spec is not None:
+        obj["spec"] = spec
+    elif kind == "Pod":
+        obj["spec"] = {"containers": [{"name": "c", "image": "busybox"}]}
+    return obj
+
+
+def workload(kind: str, name: str = "app", ns: str = "default", labels: dict[str, str] | None = None,
+             owner: bool = False) -> dict[str, Any]:
+    template = {"metadata": {"labels": dict(labels or {})}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
+    spec: dict[str, Any] = (
+        {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template}}} if kind == "CronJob"
+        else {"selector": {"matchLabels": {"app": name}}, "template": template}
+    )
+    return {"apiVersion": api_version(kind), "kind": kind, "metadata": meta(name, ns, None, owner=owner), "spec": spec}
+
+
+def state(*objects: dict[str, Any]) -> Index:
+    index = Index()
+    for o in objects:
+        index.apply(copy.deepcopy(o))
+    return index
+
+
+def request(obj: dict[str, Any] | None, operation: str = "CREATE", old: dict[str, Any] | None = None,
+            kind: str | None = None, dry_run: bool = False) -> AdmissionRequest:
+    src = obj if obj is not None else old
+    assert src is not None
+    kind = kind or src["kind"]
+    group, version = KINDS[kind]
+    ns = src["metadata"].get("namespace", "") if kind not in ("Namespace", "GatewayClass") else ""
+    return AdmissionRequest(
+        uid=f"uid-{next(_uid)}", kind=GroupVersionKind(group, version, kind), operation=operation,
+        namespace=ns, name=src["metadata"].get("name", ""), object=obj, old_object=old, dry_run=dry_run,
+    )
+
+
+class UnsyncedView(IndexView):
+    def synced(self) -> bool:
+        return False
+
+
+def engine(index: Index | None = None, preset: str = "default", synced: bool = True, **overrides: Any) -> Engine:
+    view = IndexView(index or Index()) if synced else UnsyncedView(index or Index())
+    return Engine(view, Settings(policy=Policy(preset, overrides)))
+
+
+def verdict_codes(v: Verdict) -> dict[str, str]:
+    """{code: severity}; a code reported twice keeps its worst severity."""
+    out: dict[str, str] = {}
+    for j in v.judged:
+        if out.get(j.code) != "deny":
+            out[j.code] = str(j.severity)
+    return out
+
+
+def judge(e: Engine, obj: dict[str, Any], operation: str = "CREATE", old: dict[str, Any] | None = None) -> dict[str, str]:
+    return verdict_codes(e.validate(request(obj, operation, old)))

@@ -1,0 +1,87 @@
+"""A real ``waypoint-webhook serve`` (gunicorn, gthread, TLS) on a loopback port per test module."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+EXE = str(Path(sys.executable).parent / "waypoint-webhook")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    ca: str
+    certs: Path
+    state: Path
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def post(self, path: str, body: bytes, ctype: str = "application/json", **kw: object) -> requests.Response:
+        return requests.post(self.url + path, data=body, headers={"Content-Type": ctype}, verify=self.ca,
+                             timeout=10, **kw)  # type: ignore[arg-type]
+
+
+def start_server(tmp: Path, state_src: Path | None = None, extra: list[str] | None = None,
+                 workers: int = 2) -> Server:
+    certs, state = tmp / "certs", tmp / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    if state_src is not None:
+        for f in state_src.glob("*.yaml"):
+            shutil.copy(f, state / f.name)
+    subprocess.run([EXE, "certs", "--out", str(certs), "--dns", "localhost", "--ip", "127.0.0.1"], check=True,
+                   capture_output=True)
+    port = free_port()
+    log = tmp / "server.log"
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    proc = subprocess.Popen(
+        [EXE, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+         "--tls-cert", str(certs / "tls.crt"), "--tls-key", str(certs / "tls.key"),
+         "--state", str(state), "--state-poll-interval", "0.2", *(extra or [])],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env,
+    )
+    srv = Server(f"https://127.0.0.1:{port}", str(certs / "ca.crt"), certs, state, proc, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()}")
+        try:
+            if requests.get(srv.url + "/readyz", verify=srv.ca, timeout=1).status_code == 200:
+                return srv
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"server not ready: {log.read_text()}")
+
+
+def stop_server(srv: Server) -> None:
+    srv.proc.terminate()
+    try:
+        srv.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        srv.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(tmp_path_factory.mktemp("srv"), ROOT / "examples" / "state")
+    yield srv
+    stop_server(srv)

@@ -1,0 +1,105 @@
+"""The offline ``check`` command: seed workflows, JSON format, exit statuses (issue 2 item 7)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from webhook.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = sorted(str(p) for p in (ROOT / "examples" / "seed").glob("*.yaml"))
+STATE = str(ROOT / "examples" / "state")
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[dict]]:  # type: ignore[type-arg]
+    code = main(["check", "-o", "json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_seed_workflows_all_pass_in_order(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [a for f in SEED for a in ("-f", f)]
+    code, results = run_json(capsys, *args)
+    assert code == 0
+    assert [(r["kind"], r["namespace"], r["name"]) for r in results] == [
+        ("Namespace", "", "default"), ("Namespace", "", "common-infrastructure"),
+        ("Namespace", "", "cross-namespace-waypoint-consumer"),
+        ("Gateway", "default", "waypoint"), ("Namespace", "", "default"),
+        ("Gateway", "default", "reviews-svc-waypoint"), ("Service", "default", "reviews"),
+        ("Gateway", "default", "reviews-v2-pod-waypoint"), ("Pod", "default", "reviews-v2-5b667bcbf8-spnnh"),
+        ("Gateway", "common-infrastructure", "egress-gateway"),
+        ("ServiceEntry", "cross-namespace-waypoint-consumer", "istio-site"),
+    ]
+    assert all(r["allowed"] for r in results)
+    # Nothing is ready yet in a dry pipeline: only WaypointNotReady warnings, never a denial.
+    assert {f["code"] for r in results for f in r["findings"]} == {"WaypointNotReady"}
+    # The seed's egress-gateway has no waypoint-for label: M2 adds it.
+    egress = results[9]
+    assert egress["patch"] == [{"op": "add", "path": "/metadata/labels", "value": {"istio.io/waypoint-for": "service"}}]
+    assert set(results[0]) == {"apiVersion", "kind", "namespace", "name", "allowed", "findings", "patch"}
+
+
+def test_seed_cross_namespace_order_matters(capsys: pytest.CaptureFixture[str]) -> None:
+    """The ServiceEntry before its waypoint exists: a warning, never a deny (B1)."""
+    code, results = run_json(capsys, "-f", SEED[-1], "--state", str(ROOT / "examples" / "seed" / "01-namespaces.yaml"))
+    assert code == 0
+
+
+@pytest.mark.parametrize(("name", "code"), [
+    ("service-none-typo.yaml", "InvalidUseWaypoint"),
+    ("service-on-workload-waypoint.yaml", "UnsupportedTrafficType"),
+    ("cross-namespace-denied.yaml", "AttachmentDenied"),
+    ("gateway-lowercase-hbone.yaml", "MissingMeshListener"),
+    ("gateway-bad-waypoint-for.yaml", "InvalidWaypointFor"),
+    ("deployment-template-typo.yaml", "InvalidUseWaypoint"),
+])
+def test_broken_examples_are_denied(capsys: pytest.CaptureFixture[str], name: str, code: str) -> None:
+    status, results = run_json(capsys, "--state", STATE, "-f", str(ROOT / "examples" / "broken" / name))
+    assert status == 1 and not results[0]["allowed"]
+    assert any(f["code"] == code and f["severity"] == "deny" for f in results[0]["findings"])
+
+
+def test_invalid_yaml_exits_2_naming_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: [unclosed\n")
+    assert main(["check", "-f", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:" in err and "invalid YAML" in err
+
+
+def test_missing_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "-f", "/nonexistent.yaml"]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_text_output_groups_by_object(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--state", STATE, "-f", str(ROOT / "examples" / "broken" / "service-none-typo.yaml")]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Service default/ratings") and "DENIED" in out[0]
+    assert out[1].strip().startswith("deny  InvalidUseWaypoint:")
+
+
+def test_strict_preset_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: s, labels: {istio.io/use-waypoint: ghost}}\n")
+    assert main(["check", "-f", str(f)]) == 0
+    capsys.readouterr()
+    assert main(["check", "--preset", "strict", "-f", str(f)]) == 1
+
+
+def test_malformed_document_is_denied_not_crashed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "m.yaml"
+    f.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: s, labels: [a]}\n")
+    code, results = run_json(capsys, "-f", str(f))
+    assert code == 1 and results[0]["findings"][0]["code"] == "MalformedObject"
+
+
+def test_console_script_and_stdin() -> None:
+    exe = Path(sys.executable).parent / "waypoint-webhook"
+    doc = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: {istio.io/use-waypoint: None}}\n"
+    p = subprocess.run([str(exe), "check", "-f", "-"], input=doc, capture_output=True, text=True)
+    assert p.returncode == 1 and "InvalidUseWaypoint" in p.stdout

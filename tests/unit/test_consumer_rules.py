@@ -1,0 +1,249 @@
+"""Consumer findings, table-driven (SPEC A1 L1/L2/L4/L5, A3 R0-R5, A4 P1-P4, B1 consumer table)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.builders import consumer, engine, gateway, gateway_class, judge, namespace, ns_labels, state, workload
+
+UW = "istio.io/use-waypoint"
+UWN = "istio.io/use-waypoint-namespace"
+AMBIENT = {"istio.io/dataplane-mode": "ambient"}
+
+STATE = state(
+    namespace("default", **AMBIENT),
+    ns_labels("blue", {**AMBIENT, "team": "blue"}),
+    ns_labels("red", {**AMBIENT, "team": "red"}),
+    namespace("plain"),
+    ns_labels("svcns", {**AMBIENT, UW: "svc-wp"}),
+    ns_labels("wlns", {**AMBIENT, UW: "wl-wp"}),
+    ns_labels("ghostns", {**AMBIENT, UW: "ghost"}),
+    ns_labels("crossns", {**AMBIENT, UW: "sel", UWN: "infra", "team": "red"}),
+    ns_labels("optout", {**AMBIENT, UW: "none"}),
+    gateway_class("acme", {"istio.io/waypoint-for": "workload"}),
+    gateway("waypoint", "default", labels={"istio.io/waypoint-for": "service"}),
+    gateway("wl", "default", labels={"istio.io/waypoint-for": "workload"}),
+    gateway("allwp", "default", labels={"istio.io/waypoint-for": "all"}),
+    gateway("nonewp", "default", labels={"istio.io/waypoint-for": "none"}),
+    gateway("notready", "default", ready=False),
+    gateway("ingress", "default", cls="istio", listeners=[{"name": "http", "port": 80, "protocol": "HTTP"}]),
+    gateway("acmewp", "default", cls="acme"),
+    gateway("svc-wp", "svcns"),
+    gateway("wl-wp", "wlns", labels={"istio.io/waypoint-for": "workload"}),
+    gateway("shared", "infra", labels={"istio.io/waypoint-for": "all"}, routes={"from": "All"}),
+    gateway("sel", "infra", labels={"istio.io/waypoint-for": "all"},
+            routes={"from": "Selector", "selector": {"matchLabels": {"team": "blue"}}}),
+    gateway("same", "infra", labels={"istio.io/waypoint-for": "all"}, routes={"from": "Same"}),
+    gateway("nosel", "infra", labels={"istio.io/waypoint-for": "all"}, routes={"from": "Selector"}),
+    gateway("emptysel", "infra", labels={"istio.io/waypoint-for": "all"}, routes={"from": "Selector", "selector": {}}),
+    gateway("badsel", "infra", labels={"istio.io/waypoint-for": "all"},
+            routes={"from": "Selector", "selector": {"matchExpressions": [{"key": "t", "operator": "Equals"}]}}),
+    gateway("exprsel", "infra", labels={"istio.io/waypoint-for": "all"},
+            routes={"from": "Selector", "selector": {"matchExpressions": [
+                {"key": "team", "operator": "In", "values": ["blue", "green"]},
+                {"key": "frozen", "operator": "DoesNotExist"}]}}),
+)
+
+
+def svc(labels: dict[str, str], ns: str = "default", **kw: Any) -> dict[str, Any]:
+    return consumer("Service", "svc", ns, labels, **kw)
+
+
+def pod(labels: dict[str, str], ns: str = "default", **kw: Any) -> dict[str, Any]:
+    return consumer("Pod", "pod", ns, labels, **kw)
+
+
+def se(labels: dict[str, str], ns: str = "default", endpoints: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"hosts": ["example.com"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+                            "resolution": "DNS"}
+    if endpoints is not None:
+        spec["endpoints"] = endpoints
+    return consumer("ServiceEntry", "se", ns, labels, spec=spec)
+
+
+def we(labels: dict[str, str] | None, spec_labels: dict[str, str] | None = None, ns: str = "default") -> dict[str, Any]:
+    spec: dict[str, Any] = {"address": "10.1.1.1"}
+    if spec_labels is not None:
+        spec["labels"] = spec_labels
+    return consumer("WorkloadEntry", "we", ns, labels, spec=spec)
+
+
+CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
+    # --- L1: syntax of use-waypoint
+    ("L1 valid service reference", svc({UW: "waypoint"}), {}),
+    ("L1 exactly none opts out", svc({UW: "none"}), {}),
+    ("L1 None is a name, not the opt-out", svc({UW: "None"}), {"InvalidUseWaypoint": "deny"}),
+    ("L1 NONE is a name, not the opt-out", pod({UW: "NONE"}), {"InvalidUseWaypoint": "deny"}),
+    ("L1 empty value", svc({UW: ""}), {"InvalidUseWaypoint": "deny"}),
+    ("L1 not DNS-1035", svc({UW: "my_waypoint"}), {"InvalidUseWaypoint": "deny"}),
+    ("L1 leading digit is not DNS-1035", svc({UW: "1wp"}), {"InvalidUseWaypoint": "deny"}),
+    ("L1 annotation is ignored by Istio", svc({}, annotations={UW: "waypoint"}), {"UseWaypointAnnotation": "warn"}),
+    ("L1 namespace annotation too", svc({UW: "waypoint"}, annotations={UWN: "infra"}),
+     {"UseWaypointAnnotation": "warn"}),
+    # --- L2: use-waypoint-namespace
+    ("L2 orphan namespace label", svc({UWN: "infra"}), {"OrphanUseWaypointNamespace": "warn"}),
+    ("L2 namespace label with none is orphan", svc({UW: "none", UWN: "infra"}), {"OrphanUseWaypointNamespace": "warn"}),
+    ("L2 empty namespace label is invalid", svc({UW: "shared", UWN: ""}), {"InvalidUseWaypointNamespace": "deny"}),
+    ("L2 bad namespace label", svc({UW: "shared", UWN: "Infra"}), {"InvalidUseWaypointNamespace": "deny"}),
+    ("L2 cross-namespace reference resolves there", svc({UW: "shared", UWN: "infra"}), {}),
+    ("L2 namespace label without it looks in own namespace", svc({UW: "shared"}), {"WaypointNotFound": "warn"}),
+    # --- W1 / B1 resolution outcomes
+    ("W1 missing waypoint is a warning", svc({UW: "ghost"}), {"WaypointNotFound": "warn"}),
+    ("W1 no addresses yet", svc({UW: "notready"}), {"WaypointNotReady": "warn"}),
+    ("W1 third-party class binds but is not a waypoint class", pod({UW: "acmewp"}), {"NotAWaypoint": "warn"}),
+    ("W1 ingress gateway is not a waypoint", svc({UW: "ingress"}), {"NotAWaypoint": "warn"}),
+    # --- R3: traffic type with own label
+    ("R3 Service on workload waypoint: no fallback", svc({UW: "wl"}), {"UnsupportedTrafficType": "deny"}),
+    ("R3 Service on all", svc({UW: "allwp"}), {}),
+    ("R3 Service on none waypoint", svc({UW: "nonewp"}), {"UnsupportedTrafficType": "deny"}),
+    ("R3 Pod on service waypoint", pod({UW: "waypoint"}), {"UnsupportedTrafficType": "deny"}),
+    ("R3 Pod on workload waypoint", pod({UW: "wl"}), {}),
+    ("R3 Pod on all waypoint", pod({UW: "allwp"}), {}),
+    ("R3 ServiceEntry on workload waypoint", se({UW: "wl"}), {"UnsupportedTrafficType": "deny"}),
+    ("R3 WorkloadEntry on service waypoint", we({UW: "waypoint"}), {"UnsupportedTrafficType": "deny"}),
+    ("R3/L3 class label decides waypoint-for", svc({UW: "acmewp"}), {"NotAWaypoint": "warn",
+                                                                   "UnsupportedTrafficType": "deny"}),
+    # --- R1/R2: own label never falls back; inheritance is warnings only
+    ("R1 Service with its own workload-only waypoint in a service-waypoint namespace",
+     svc({UW: "wl-wp"}, ns="wlns"), {"UnsupportedTrafficType": "deny"}),
+    ("R2 Service inherits a working namespace waypoint", svc({}, ns="svcns"), {}),
+    ("R2 Pod inheriting a service-only namespace waypoint is fine", pod({}, ns="svcns"), {}),
+    ("R2 Service inheriting a workload-only namespace waypoint warns", svc({}, ns="wlns"),
+     {"UnsupportedTrafficType": "warn"}),
+    ("R3 inherited workload mismatch is silent", pod({}, ns="svcns"), {}),
+    ("R2 inherited missing waypoint warns", svc({}, ns="ghostns"), {"WaypointNotFound": "warn"}),
+    ("R2 inherited attachment denial warns", svc({}, ns="crossns"), {"AttachmentDenied": "warn"}),
+    ("R2 namespace none stops inheritance", svc({}, ns="optout"), {}),
+    ("L1 object none stops inheritance", svc({UW: "none"}, ns="ghostns"), {}),
+    ("R1 own label in a namespace with a broken waypoint is judged alone", svc({UW: "svc-wp"}, ns="ghostns"),
+     {"WaypointNotFound": "warn"}),
+    # --- P1-P4: permissions, checked against the consumer's namespace
+    ("P3 from All", svc({UW: "shared", UWN: "infra"}, ns="red"), {}),
+    ("P3 from Same denies other namespaces", svc({UW: "same", UWN: "infra"}), {"AttachmentDenied": "deny"}),
+    ("P3 Selector admits matching namespace", svc({UW: "sel", UWN: "infra"}, ns="blue"), {}),
+    ("P3 Selector refuses non-matching namespace", svc({UW: "sel", UWN: "infra"}, ns="red"),
+     {"AttachmentDenied": "deny"}),
+    ("P3 Selector without selector matches nothing", svc({UW: "nosel", UWN: "infra"}, ns="blue"),
+     {"AttachmentDenied": "deny"}),
+    ("P3 Selector {} matches all", svc({UW: "emptysel", UWN: "infra"}, ns="red"), {}),
+    ("P3 matchExpressions In + DoesNotExist", svc({UW: "exprsel", UWN: "infra"}, ns="blue"), {}),
+    ("P3 matchExpressions refuse", svc({UW: "exprsel", UWN: "infra"}, ns="red"), {"AttachmentDenied": "deny"}),
+    ("P3 invalid selector is the Gateway's fault: warn", svc({UW: "badsel", UWN: "infra"}, ns="blue"),
+     {"AttachmentDenied": "warn"}),
+    ("P4 unknown namespace has only its name label", svc({UW: "sel", UWN: "infra"}, ns="brandnew"),
+     {"AttachmentDenied": "deny", "NotCaptured": "warn"}),
+    # --- R4: ServiceEntry endpoints and WorkloadEntry labels
+    ("R4 ServiceEntry endpoint binds a workload waypoint", se({}, endpoints=[
+        {"address": "10.0.0.1", "labels": {UW: "wl"}}]), {}),
+    ("R4 ServiceEntry endpoint on a service waypoint", se({}, endpoints=[
+        {"address": "10.0.0.1", "labels": {UW: "waypoint"}}]), {"UnsupportedTrafficType": "deny"}),
+    ("R4 ServiceEntry own label is its service waypoint", se({UW: "waypoint"}, endpoints=[
+        {"address": "10.0.0.1", "labels": {UW: "wl"}}]), {}),
+    ("R4 endpoint label syntax is checked", se({}, endpoints=[{"address": "10.0.0.1", "labels": {UW: "None"}}]),
+     {"InvalidUseWaypoint": "deny"}),
+    ("R4 WorkloadEntry spec.labels are read", we(None, {UW: "waypoint"}), {"UnsupportedTrafficType": "deny"}),
+    ("R4 WorkloadEntry metadata.labels win over spec.labels", we({UW: "wl"}, {UW: "waypoint"}), {}),
+    # --- R0: exclusions
+    ("R0 waypoint's own Service", svc({UW: "None", "gateway.istio.io/managed": "istio.io-mesh-controller"}), {}),
+    ("R0 east-west Service", svc({UW: "ghost", "gateway.istio.io/managed": "istio.io-eastwest-controller"}), {}),
+    ("R0 ExternalName Service", svc({UW: "None"}, spec={"type": "ExternalName", "externalName": "x.example"}), {}),
+    ("R0 waypoint instance Pod", pod({UW: "None", "gateway.networking.k8s.io/gateway-name": "waypoint"}), {}),
+    ("R0 gateway-name naming a non-waypoint is not excluded",
+     pod({UW: "None", "gateway.networking.k8s.io/gateway-name": "ingress"}), {"InvalidUseWaypoint": "deny"}),
+    # --- L4, L5
+    ("L4 ingress-use-waypoint true", svc({"istio.io/ingress-use-waypoint": "true"}), {}),
+    ("L4 ingress-use-waypoint True is read as true but warned", svc({"istio.io/ingress-use-waypoint": "True"}),
+     {"InvalidIngressUseWaypoint": "warn"}),
+    ("L4 ingress-use-waypoint yes is false", svc({"istio.io/ingress-use-waypoint": "yes"}),
+     {"InvalidIngressUseWaypoint": "warn"}),
+    ("L5 bad dataplane-mode on Pod", pod({"istio.io/dataplane-mode": "Ambient"}), {"InvalidDataplaneMode": "warn"}),
+    ("L5 Pod in a non-ambient namespace is not captured", pod({UW: "shared", UWN: "infra"}, ns="plain"),
+     {"NotCaptured": "warn"}),
+    ("L5 Service in a non-ambient namespace", svc({UW: "shared", UWN: "infra"}, ns="plain"), {"NotCaptured": "warn"}),
+    ("L5 Pod opting out of ambient", pod({UW: "wl", "istio.io/dataplane-mode": "none"}), {"NotCaptured": "warn"}),
+    ("L5 Pod opting in itself", pod({UW: "wl", "istio.io/dataplane-mode": "ambient"}, ns="default"), {}),
+    ("L5 hostNetwork Pod is never captured", pod({UW: "wl"}, spec={"hostNetwork": True, "containers": []}),
+     {"NotCaptured": "warn"}),
+]
+
+
+@pytest.mark.parametrize(("obj", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_consumer_findings(obj: dict[str, Any], expected: dict[str, str]) -> None:
+    assert judge(engine(STATE), obj) == expected
+
+
+# --- Namespaces are judged with their new labels (B1) ---------------------------------------
+
+NS_CASES: list[tuple[str, dict[str, str], dict[str, str]]] = [
+    ("seed: label default with its waypoint", {**AMBIENT, UW: "waypoint"}, {}),
+    ("namespace waypoint for workload only", {**AMBIENT, UW: "wl"}, {"NamespaceWaypointTrafficType": "warn"}),
+    ("namespace waypoint for none", {**AMBIENT, UW: "nonewp"}, {"NamespaceWaypointTrafficType": "warn"}),
+    ("namespace waypoint for all", {**AMBIENT, UW: "allwp"}, {}),
+    ("namespace not ambient", {UW: "waypoint"}, {"NotCaptured": "warn"}),
+    ("namespace None typo", {**AMBIENT, UW: "None"}, {"InvalidUseWaypoint": "deny"}),
+    ("namespace bad dataplane-mode", {"istio.io/dataplane-mode": "on"}, {"InvalidDataplaneMode": "warn"}),
+]
+
+
+@pytest.mark.parametrize(("labels", "expected"), [c[1:] for c in NS_CASES], ids=[c[0] for c in NS_CASES])
+def test_namespace_findings(labels: dict[str, str], expected: dict[str, str]) -> None:
+    assert judge(engine(STATE), ns_labels("default", labels)) == expected
+
+
+def test_namespace_is_judged_with_new_labels_adding_the_selector_label() -> None:
+    """P4/B1: one request may add the selector label and use-waypoint together."""
+    e = engine(STATE)
+    without = ns_labels("red", {**AMBIENT, UW: "sel", UWN: "infra"})
+    with_label = ns_labels("red", {**AMBIENT, UW: "sel", UWN: "infra", "team": "blue"})
+    assert judge(e, without) == {"AttachmentDenied": "deny"}
+    assert judge(e, with_label) == {}
+
+
+def test_namespace_name_label_is_implicit() -> None:
+    """P4: kubernetes.io/metadata.name is present even before the API server adds it."""
+    idx = state(gateway("egress-gateway", "common-infrastructure", routes={
+        "from": "Selector", "selector": {"matchLabels": {"kubernetes.io/metadata.name": "consumer"}}}))
+    ns = ns_labels("consumer", {**AMBIENT, UW: "egress-gateway", UWN: "common-infrastructure"})
+    assert judge(engine(idx), ns) == {}
+
+
+# --- Workload pod templates (B0, R5) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"])
+def test_pod_templates_are_judged_as_pods(kind: str) -> None:
+    e = engine(STATE)
+    assert judge(e, workload(kind, labels={UW: "None"})) == {"InvalidUseWaypoint": "deny"}
+    assert judge(e, workload(kind, labels={UW: "waypoint"})) == {"UnsupportedTrafficType": "deny"}
+    assert judge(e, workload(kind, labels={UW: "wl"})) == {}
+
+
+def test_template_field_path_points_into_the_template() -> None:
+    from tests.builders import request
+
+    v = engine(STATE).validate(request(workload("CronJob", labels={UW: "None"})))
+    assert v.judged[0].finding.field == "spec.jobTemplate.spec.template.metadata.labels[istio.io/use-waypoint]"
+
+
+def test_deployment_own_labels_are_never_read() -> None:
+    """R5: only the template's labels matter."""
+    d = workload("Deployment", labels={})
+    d["metadata"]["labels"] = {UW: "None"}
+    assert judge(engine(STATE), d) == {}
+
+
+def test_state_unavailable_when_unsynced_but_syntax_still_checked() -> None:
+    e = engine(STATE, synced=False)
+    assert judge(e, svc({UW: "waypoint"})) == {"StateUnavailable": "warn"}
+    assert judge(e, svc({UW: "None"})) == {"InvalidUseWaypoint": "deny"}
+    assert judge(e, svc({})) == {}  # nothing chosen, nothing to report
+
+
+def test_field_paths_follow_spec_c() -> None:
+    from tests.builders import request
+
+    v = engine(STATE).validate(request(svc({UW: "same", UWN: "infra"})))
+    assert [(j.code, j.finding.field) for j in v.judged] == [
+        ("AttachmentDenied", "metadata.labels[istio.io/use-waypoint]")]

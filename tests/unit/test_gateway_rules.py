@@ -1,0 +1,115 @@
+"""Gateway and GatewayClass findings, table-driven (SPEC A1 L3, A2 W1-W5, A4 P1-P3, B1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.builders import MESH, engine, gateway, gateway_class, judge, request, state
+
+SELECTOR_NS = {"from": "Selector", "selector": {"matchLabels": {"kubernetes.io/metadata.name": "consumer"}}}
+
+# (id citing the rule, gateway kwargs, state objects, expected {code: severity})
+CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, str]]] = [
+    ("W4 canonical waypoint is clean", {"labels": {"istio.io/waypoint-for": "service"}}, [], {}),
+    ("L3 label service", {"labels": {"istio.io/waypoint-for": "service"}}, [], {}),
+    ("L3 label workload", {"labels": {"istio.io/waypoint-for": "workload"}}, [], {}),
+    ("L3 label all", {"labels": {"istio.io/waypoint-for": "all"}}, [], {}),
+    ("L3 label none accepts nothing", {"labels": {"istio.io/waypoint-for": "none"}}, [],
+     {"WaypointAcceptsNoTraffic": "warn"}),
+    ("L3 capitalised Service is invalid", {"labels": {"istio.io/waypoint-for": "Service"}}, [],
+     {"InvalidWaypointFor": "deny"}),
+    ("L3 empty label is invalid, no fallback", {"labels": {"istio.io/waypoint-for": ""}}, [],
+     {"InvalidWaypointFor": "deny"}),
+    ("L3 unknown value", {"labels": {"istio.io/waypoint-for": "services"}}, [], {"InvalidWaypointFor": "deny"}),
+    ("L3 class label none applies without own label", {},
+     [gateway_class("istio-waypoint", {"istio.io/waypoint-for": "none"})], {"WaypointAcceptsNoTraffic": "warn"}),
+    ("L3 gateway label beats class label", {"labels": {"istio.io/waypoint-for": "service"}},
+     [gateway_class("istio-waypoint", {"istio.io/waypoint-for": "none"})], {}),
+    ("L3 invalid class label makes gateway accept nothing", {},
+     [gateway_class("istio-waypoint", {"istio.io/waypoint-for": "bogus"})], {"WaypointAcceptsNoTraffic": "warn"}),
+    ("W2 name must be DNS-1035 (leading digit)", {"name": "1waypoint"}, [], {"InvalidWaypointName": "deny"}),
+    ("W2 name must be DNS-1035 (dot)", {"name": "way.point"}, [], {"InvalidWaypointName": "deny"}),
+    ("W2 name over 63 chars", {"name": "w" * 64}, [], {"InvalidWaypointName": "deny"}),
+    ("W2 name of 63 chars is fine", {"name": "w" * 63}, [], {}),
+    ("W2 none is reserved", {"name": "none"}, [], {"InvalidWaypointName": "deny"}),
+    ("W3 lowercase hbone is not the mesh listener", {"listeners": [{**MESH, "protocol": "hbone"}]}, [],
+     {"MissingMeshListener": "deny", "UnexpectedListener": "warn"}),
+    ("W3 wrong port", {"listeners": [{**MESH, "port": 15009}]}, [],
+     {"MissingMeshListener": "deny", "UnexpectedListener": "warn"}),
+    ("W3 extra HTTP listener is a warning", {"listeners": [MESH, {"name": "http", "port": 80, "protocol": "HTTP"}]},
+     [], {"UnexpectedListener": "warn"}),
+    ("W3 mesh listener need not be first", {"listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}, MESH]},
+     [], {"UnexpectedListener": "warn"}),
+    ("P3 Selector without selector denies everyone", {"routes": {"from": "Selector"}}, [],
+     {"InvalidAllowedRoutes": "deny"}),
+    ("P3 Selector {} matches all and is valid", {"routes": {"from": "Selector", "selector": {}}}, [], {}),
+    ("P3 seed's Selector is valid", {"routes": SELECTOR_NS}, [], {}),
+    ("P3 unknown operator", {"routes": {"from": "Selector", "selector": {"matchExpressions": [
+        {"key": "team", "operator": "Equals", "values": ["a"]}]}}}, [], {"InvalidAllowedRoutes": "deny"}),
+    ("P3 In without values", {"routes": {"from": "Selector", "selector": {"matchExpressions": [
+        {"key": "team", "operator": "In", "values": []}]}}}, [], {"InvalidAllowedRoutes": "deny"}),
+    ("P3 Exists with values", {"routes": {"from": "Selector", "selector": {"matchExpressions": [
+        {"key": "team", "operator": "Exists", "values": ["x"]}]}}}, [], {"InvalidAllowedRoutes": "deny"}),
+    ("P3 bad key", {"routes": {"from": "Selector", "selector": {"matchLabels": {"bad key!": "x"}}}}, [],
+     {"InvalidAllowedRoutes": "deny"}),
+    ("P3 bad matchLabels value", {"routes": {"from": "Selector", "selector": {"matchLabels": {"team": "a b"}}}}, [],
+     {"InvalidAllowedRoutes": "deny"}),
+    ("P3 valid NotIn/DoesNotExist", {"routes": {"from": "Selector", "selector": {"matchExpressions": [
+        {"key": "team", "operator": "NotIn", "values": ["x"]}, {"key": "env", "operator": "DoesNotExist"}]}}},
+     [], {}),
+    ("P1 only the mesh listener's routes count", {"listeners": [
+        {"name": "http", "port": 80, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "Selector"}}},
+        MESH]}, [], {"UnexpectedListener": "warn"}),
+    ("W5 dataplane-mode on a waypoint", {"labels": {"istio.io/dataplane-mode": "ambient"}}, [],
+     {"WaypointPodLabelOverride": "warn"}),
+    ("W5 sidecar inject on a waypoint", {"labels": {"sidecar.istio.io/inject": "true"}}, [],
+     {"WaypointPodLabelOverride": "warn"}),
+    ("B1 non-waypoint Gateway without the label is out of scope",
+     {"cls": "istio", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}, [], {}),
+    ("B1 any Gateway carrying waypoint-for is in scope",
+     {"cls": "acme-waypoint", "labels": {"istio.io/waypoint-for": "everything"},
+      "listeners": [{"name": "x", "port": 15008, "protocol": "HBONE"}]}, [], {"InvalidWaypointFor": "deny"}),
+    ("W2/W3 apply only to istio-waypoint",
+     {"cls": "acme-waypoint", "name": "Odd.Name", "labels": {"istio.io/waypoint-for": "service"},
+      "listeners": [{"name": "x", "port": 80, "protocol": "HTTP"}]}, [], {}),
+]
+
+
+@pytest.mark.parametrize(("gw_kwargs", "objects", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_gateway_findings(gw_kwargs: dict[str, Any], objects: list[dict[str, Any]], expected: dict[str, str]) -> None:
+    assert judge(engine(state(*objects)), gateway(**gw_kwargs)) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("service", {}), ("workload", {}), ("all", {}), ("none", {}), ("", {"InvalidWaypointFor": "deny"}),
+     ("Service", {"InvalidWaypointFor": "deny"}), ("ALL", {"InvalidWaypointFor": "deny"})],
+)
+def test_gateway_class_waypoint_for(value: str, expected: dict[str, str]) -> None:
+    """L3: the GatewayClass label is judged like the Gateway's."""
+    assert judge(engine(), gateway_class("istio-waypoint", {"istio.io/waypoint-for": value})) == expected
+
+
+def test_generate_name_gateway_skips_the_name_check() -> None:
+    """B2: with generateName the name is still empty at admission."""
+    gw = gateway()
+    del gw["metadata"]["name"]
+    gw["metadata"]["generateName"] = "waypoint-"
+    assert judge(engine(), gw) == {}
+
+
+def test_unsynced_class_lookup_does_not_guess() -> None:
+    """Without synced state the class label is unknown: no WaypointAcceptsNoTraffic guess."""
+    idx = state(gateway_class("istio-waypoint", {"istio.io/waypoint-for": "none"}))
+    assert judge(engine(idx, synced=False), gateway()) == {}
+
+
+def test_message_names_object_and_fix_and_is_short() -> None:
+    v = engine().validate(request(gateway(listeners=[{**MESH, "protocol": "hbone"}])))
+    deny = next(j for j in v.judged if j.code == "MissingMeshListener")
+    assert "default/waypoint" in deny.finding.message
+    assert "HBONE" in deny.finding.message and "'hbone'" in deny.finding.message
+    assert deny.finding.field == "spec.listeners"
+    assert len(deny.line()) <= 160

@@ -1,0 +1,257 @@
+"""Command line: ``serve``, ``check``, ``certs`` and ``codes``.
+
+Exit status for ``check``: 0 all admitted, 1 something denied, 2 unusable input or
+configuration (the message names the file and line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+from flask import Flask
+
+from webhook.config import ConfigError, Options, build_settings
+from webhook.engine import Engine, Settings
+from webhook.findings import CODES, PRESETS, Severity, parse_overrides
+from webhook.metrics import Metrics
+from webhook.state.files import StateError
+from webhook.state.view import ClusterView
+from webhook.tls import CertReloader
+
+log = logging.getLogger("webhook")
+
+
+def _policy_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=PRESETS, help="severity preset (default: default)")
+    p.add_argument(
+        "--severity",
+        action="append",
+        default=[],
+        metavar="CODE=deny|warn|off",
+        help="override one finding's severity; repeatable, or comma-separated",
+    )
+    p.add_argument(
+        "--waypoint-class",
+        action="append",
+        dest="waypoint_classes",
+        metavar="CLASS",
+        help="a GatewayClass that is a waypoint class (repeatable; default istio-waypoint)",
+    )
+    p.add_argument(
+        "--exclude-namespace",
+        action="append",
+        dest="excluded_namespaces",
+        metavar="NS",
+        help="namespace whose objects are never judged (repeatable; default kube-system, "
+        "kube-node-lease and $POD_NAMESPACE)",
+    )
+    p.add_argument(
+        "--unsynced",
+        choices=("deny", "warn", "off"),
+        help="severity of StateUnavailable while the cluster view is not synced (default warn)",
+    )
+    p.add_argument("--config", help="YAML config file (also $WAYPOINT_WEBHOOK_CONFIG)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+
+
+def _settings(args: argparse.Namespace) -> tuple[Settings, str]:
+    try:
+        flags = Options(
+            preset=args.preset,
+            severities=parse_overrides(args.severity),
+            waypoint_classes=args.waypoint_classes,
+            excluded_namespaces=args.excluded_namespaces,
+            unsynced=Severity.parse(args.unsynced) if args.unsynced else None,
+            log_level=args.log_level,
+        )
+        return build_settings(flags, os.environ, args.config)
+    except (ValueError, ConfigError) as e:
+        print(f"waypoint-webhook: configuration: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s",
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="waypoint-webhook", description=__doc__.splitlines()[0] if __doc__ else "")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="serve the admission webhook over TLS (gunicorn, gthread)")
+    s.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    s.add_argument("--port", type=int, default=8443)
+    s.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    s.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
+    s.add_argument("--keepalive", type=int, default=120, help="idle keep-alive seconds (default 120)")
+    s.add_argument("--tls-cert", help="PEM certificate chain (reloaded when it changes)")
+    s.add_argument("--tls-key", help="PEM private key")
+    src = s.add_mutually_exclusive_group()
+    src.add_argument("--state", help="cluster state from YAML: a file or a directory (reloaded on change)")
+    src.add_argument(
+        "--cluster", action="store_true", help="follow the live cluster with watches (kubeconfig or in-cluster config)"
+    )
+    s.add_argument("--state-poll-interval", type=float, default=1.0,
+                   help="seconds between checks of --state files for changes (default 1)")
+    s.add_argument("--kubeconfig", help="kubeconfig to use (implies --cluster)")
+    s.add_argument(
+        "--sync-timeout",
+        type=float,
+        default=20.0,
+        help="seconds a worker waits for its view to sync before it serves (default 20)",
+    )
+    _policy_flags(s)
+
+    c = sub.add_parser("check", help="judge manifests offline, as CREATEs in order")
+    c.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        required=True,
+        dest="files",
+        metavar="FILE",
+        help="manifest file, or - for stdin (repeatable)",
+    )
+    c.add_argument("--state", help="cluster state from YAML: a file or a directory")
+    c.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    _policy_flags(c)
+
+    k = sub.add_parser("certs", help="write a CA and a serving certificate; print the caBundle")
+    k.add_argument("--out", required=True, help="directory for ca.crt, tls.crt, tls.key")
+    k.add_argument("--dns", action="append", default=[], help="DNS SAN (repeatable)")
+    k.add_argument("--ip", action="append", default=[], help="IP SAN (repeatable)")
+    k.add_argument("--days", type=int, default=365)
+
+    sub.add_parser("codes", help="print the finding codes with their default severities (Markdown)")
+    return ap
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from webhook.checker import check_files, render_text
+
+    settings, _ = _settings(args)
+    try:
+        results = check_files(args.files, args.state, settings)
+    except StateError as e:
+        print(f"waypoint-webhook check: {e}", file=sys.stderr)
+        return 2
+    if args.output == "json":
+        sys.stdout.write(orjson.dumps([r.to_json() for r in results], option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(render_text(results))
+    return 0 if all(r.allowed for r in results) else 1
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from webhook import tls
+
+    try:
+        issued = tls.issue(args.dns, args.ip, days=args.days)
+    except ValueError as e:
+        print(f"waypoint-webhook certs: {e}", file=sys.stderr)
+        return 2
+    paths = tls.write(issued, Path(args.out))
+    print(f"# wrote {paths['ca']}, {paths['cert']}, {paths['key']}", file=sys.stderr)
+    print(issued.ca_bundle)
+    return 0
+
+
+def cmd_codes() -> int:
+    print("| code | default | strict | when |")
+    print("|---|---|---|---|")
+    for code, info in CODES.items():
+        strict = "deny" if info.strict_deny else str(info.default)
+        print(f"| `{code}` | {info.default} | {strict} | {info.summary} |")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from webhook import serving
+
+    settings, level = _settings(args)
+    _setup_logging(level)
+    live = args.cluster or bool(args.kubeconfig)
+    if not live and not args.state:
+        log.warning("no --state and no --cluster: serving with an empty cluster view")
+    if args.state:
+        try:  # fail at start-up, in the master, with the file and line
+            from webhook.state.files import FileView
+
+            FileView(args.state)
+        except StateError as e:
+            print(f"waypoint-webhook serve: {e}", file=sys.stderr)
+            return 2
+    opts = serving.ServeOptions(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        threads=args.threads,
+        keepalive=args.keepalive,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        log_level=level,
+    )
+
+    def build_app(reloader: CertReloader | None) -> Flask:
+        from webhook.server import create_app
+
+        _setup_logging(level)
+        metrics = Metrics()
+        view = _make_view(args, metrics)
+        checks = []
+        if reloader is not None:
+
+            def cert_check() -> str | None:
+                metrics.cert_expiry.set(reloader.expiry)
+                return None if reloader.ready else f"serving certificate: {reloader.error or 'expired'}"
+
+            checks.append(cert_check)
+        checks.append(lambda: None if view.synced() else "cluster view not synced yet")
+        return create_app(Engine(view, settings), metrics, checks)
+
+    serving.run(opts, build_app)
+    return 0
+
+
+def _make_view(args: argparse.Namespace, metrics: Metrics) -> ClusterView:
+    """Per worker: the live watch-backed view, or the file view (polled for changes)."""
+    if args.cluster or args.kubeconfig:
+        from webhook.state.live import LiveView
+
+        live: ClusterView = LiveView.from_kubeconfig(args.kubeconfig, metrics)
+        live.start()
+        if not live.wait_synced(args.sync_timeout):
+            log.warning(
+                "cluster view not synced after %.0fs; serving with StateUnavailable until it is", args.sync_timeout
+            )
+        return live
+    from webhook.state.files import FileView
+
+    view = FileView(args.state)
+    if args.state:
+        view.start(args.state_poll_interval)
+    return view
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "check":
+        return cmd_check(args)
+    if args.command == "certs":
+        return cmd_certs(args)
+    if args.command == "codes":
+        return cmd_codes()
+    return cmd_serve(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""The functional core's entry point: an admission request in, a verdict out.
+
+``Engine.validate`` and ``Engine.mutate`` are pure functions of the request, the settings and
+the read-only cluster view: no I/O, no API calls. This is where the request-level rules of
+SPEC B1 live (UPDATE pre-existing problems, controller-owned Pods, DELETE, exclusions);
+the per-object rules live in :mod:`webhook.rules`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhook.admission import AdmissionRequest
+from webhook.findings import Finding, Judged, Policy, Severity
+from webhook.model import (
+    CONSUMER_KINDS,
+    TEMPLATE_PATHS,
+    Malformed,
+    parse_consumer,
+    parse_gateway,
+    parse_gateway_class,
+)
+from webhook.rules.context import DEFAULT_WAYPOINT_CLASSES, Context
+from webhook.rules.defaults import PatchOp, gateway_defaults
+from webhook.rules.gateways import judge_gateway, judge_gateway_class
+from webhook.rules.impact import consumers_would_break, waypoint_in_use
+from webhook.rules.references import judge_consumer
+from webhook.state.view import ClusterView
+
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+ISTIO_GROUP = "networking.istio.io"
+DEFAULT_EXCLUDED = frozenset({"kube-system", "kube-node-lease"})
+
+# (group, kind) handled, and which judge applies
+_GATEWAY = (GATEWAY_GROUP, "Gateway")
+_CLASS = (GATEWAY_GROUP, "GatewayClass")
+_CONSUMERS = {("", k) for k in ("Namespace", "Service", "Pod")} | {
+    (ISTIO_GROUP, k) for k in ("ServiceEntry", "WorkloadEntry")
+}
+_WORKLOADS = {("apps", k) for k in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet")} | {
+    ("batch", k) for k in ("Job", "CronJob")
+}
+SUPPORTED = frozenset({_GATEWAY, _CLASS} | _CONSUMERS | _WORKLOADS)
+
+
+@dataclass(frozen=True)
+class Settings:
+    policy: Policy = field(default_factory=Policy)
+    waypoint_classes: frozenset[str] = DEFAULT_WAYPOINT_CLASSES
+    excluded_namespaces: frozenset[str] = DEFAULT_EXCLUDED
+
+
+@dataclass(frozen=True)
+class Verdict:
+    judged: list[Judged]
+    patch: list[PatchOp]
+
+    @property
+    def allowed(self) -> bool:
+        return all(j.severity is not Severity.DENY for j in self.judged)
+
+
+EMPTY = Verdict([], [])
+
+
+def value_at(obj: Mapping[str, Any] | None, path: tuple[str, ...]) -> Any:
+    node: Any = obj
+    for key in path:
+        if isinstance(node, dict):
+            node = node.get(key)
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return None
+    return node
+
+
+class Engine:
+    def __init__(self, view: ClusterView, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.view = view
+        self.ctx = Context(view, self.settings.waypoint_classes)
+
+    # -- helpers --
+    def _excluded(self, req: AdmissionRequest, kind: tuple[str, str]) -> bool:
+        if kind == ("", "Namespace"):
+            obj = req.object or req.old_object or {}
+            name = value_at(obj, ("metadata", "name")) or req.name
+            return name in self.settings.excluded_namespaces
+        return req.namespace in self.settings.excluded_namespaces
+
+    def _judge(self, kind: tuple[str, str], obj: Mapping[str, Any], namespace: str) -> list[Finding]:
+        """Findings for one object version. Raises Malformed."""
+        if kind == _GATEWAY:
+            return judge_gateway(parse_gateway(obj, namespace), self.ctx)
+        if kind == _CLASS:
+            return judge_gateway_class(parse_gateway_class(obj), self.ctx)
+        k = kind[1]
+        if k in CONSUMER_KINDS or k in TEMPLATE_PATHS:
+            return judge_consumer(parse_consumer(k, obj, namespace), self.ctx)
+        return []
+
+    def _relevant(self, req: AdmissionRequest) -> tuple[str, str] | None:
+        kind = (req.kind.group, req.kind.kind)
+        if kind not in SUPPORTED or req.sub_resource or self._excluded(req, kind):
+            return None
+        return kind
+
+    # -- validating webhook --
+    def validate(self, req: AdmissionRequest) -> Verdict:
+        """Raises Malformed when the (new) object has a field of the wrong shape."""
+        kind = self._relevant(req)
+        if kind is None:
+            return EMPTY
+        if req.operation == "DELETE":
+            if kind != _GATEWAY or req.old_object is None:
+                return EMPTY
+            return Verdict(
+                self.settings.policy.judge(waypoint_in_use(parse_gateway(req.old_object, req.namespace), self.ctx)), []
+            )
+        if req.operation not in ("CREATE", "UPDATE"):
+            return EMPTY
+        if req.object is None:
+            raise Malformed("object", f"is required for {req.operation}")
+        findings = self._judge(kind, req.object, req.namespace)
+        cap = Severity.DENY
+        if req.operation == "UPDATE" and req.old_object is not None:
+            findings = self._downgrade_preexisting(kind, findings, req.object, req.old_object, req.namespace)
+            if kind == _GATEWAY:
+                findings += self._gateway_impact(req.object, req.old_object, req.namespace)
+        elif req.operation == "CREATE" and (kind[1] == "Pod" or kind in _WORKLOADS) and self._controlled(req.object):
+            # B1: a controller creating replicas (or a ReplicaSet/Job) is never blocked; the template
+            # was judged when the workload was admitted.
+            cap = Severity.WARN
+        return Verdict(self.settings.policy.judge(findings, cap), [])
+
+    @staticmethod
+    def _controlled(obj: Mapping[str, Any]) -> bool:
+        owners = value_at(obj, ("metadata", "ownerReferences"))
+        return isinstance(owners, list) and any(isinstance(o, dict) and o.get("controller") is True for o in owners)
+
+    def _downgrade_preexisting(
+        self,
+        kind: tuple[str, str],
+        findings: list[Finding],
+        new: Mapping[str, Any],
+        old: Mapping[str, Any],
+        namespace: str,
+    ) -> list[Finding]:
+        """B1 UPDATE rule: a deny stands only when the request introduces or changes its cause."""
+        try:
+            before = {(f.code, f.field) for f in self._judge(kind, old, namespace)}
+        except Malformed:
+            return findings  # nothing comparable in the old object: judge the new one fully
+        out = []
+        for f in findings:
+            unchanged = all(value_at(new, t) == value_at(old, t) for t in f.triggers)
+            out.append(f.capped(Severity.WARN) if (f.code, f.field) in before and unchanged else f)
+        return out
+
+    def _gateway_impact(self, new: Mapping[str, Any], old: Mapping[str, Any], namespace: str) -> list[Finding]:
+        try:
+            old_gw = parse_gateway(old, namespace)
+        except Malformed:
+            return []
+        return consumers_would_break(old_gw, parse_gateway(new, namespace), self.ctx)
+
+    # -- mutating webhook --
+    def mutate(self, req: AdmissionRequest) -> list[PatchOp]:
+        """M1/M2 for waypoint Gateways on CREATE and UPDATE; nothing else is ever patched."""
+        kind = self._relevant(req)
+        if kind != _GATEWAY or req.operation not in ("CREATE", "UPDATE") or req.object is None:
+            return []
+        return gateway_defaults(req.object, parse_gateway(req.object, req.namespace), self.ctx)

@@ -1,0 +1,177 @@
+"""Findings: what the rules say about an object, and how severe each is (SPEC B1).
+
+Rules never decide the final severity. They emit a :class:`Finding` with the code's *intrinsic*
+default; :class:`Policy` then applies the preset, per-code overrides and the caps that depend on
+the request (inherited references, controller-owned Pods, pre-existing problems on UPDATE).
+Keeping that split means the rule tables test Istio semantics and the policy tests test
+configuration, each on its own.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+
+class Severity(enum.IntEnum):
+    """Ordered so that ``min`` caps a severity and ``max`` picks the worst."""
+
+    OFF = 0
+    WARN = 1
+    DENY = 2
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        try:
+            return {"off": cls.OFF, "warn": cls.WARN, "deny": cls.DENY}[text.strip().lower()]
+        except KeyError:
+            raise ValueError(f"severity must be deny, warn or off, not {text!r}") from None
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    default: Severity
+    strict_deny: bool  # marked † in SPEC B1: becomes deny under the strict preset
+    summary: str
+
+
+# SPEC B1, in table order. The README's table is generated from this (`waypoint-webhook codes`).
+CODES: Mapping[str, CodeInfo] = {
+    # Gateways
+    "InvalidWaypointFor": CodeInfo(
+        Severity.DENY, False, "waypoint-for on a Gateway/GatewayClass is not service|workload|all|none"
+    ),
+    "InvalidWaypointName": CodeInfo(
+        Severity.DENY, False, "istio-waypoint Gateway name is not a DNS-1035 label, or is 'none'"
+    ),
+    "MissingMeshListener": CodeInfo(Severity.DENY, False, "istio-waypoint Gateway has no 15008/HBONE listener"),
+    "UnexpectedListener": CodeInfo(Severity.WARN, False, "istio-waypoint Gateway has a non-15008/HBONE listener"),
+    "InvalidAllowedRoutes": CodeInfo(
+        Severity.DENY, False, "mesh listener from: Selector without a selector, or one that cannot be evaluated"
+    ),
+    "WaypointAcceptsNoTraffic": CodeInfo(Severity.WARN, False, "effective waypoint-for is none"),
+    "WaypointPodLabelOverride": CodeInfo(
+        Severity.WARN, False, "Gateway carries dataplane-mode or sidecar.istio.io/inject (copied to its pods)"
+    ),
+    "WaypointInUse": CodeInfo(Severity.WARN, True, "DELETE of a waypoint that objects still reference"),
+    "ConsumersWouldBreak": CodeInfo(
+        Severity.WARN, True, "UPDATE of waypoint-for or allowedRoutes would unbind existing consumers"
+    ),
+    # Consumers
+    "InvalidUseWaypoint": CodeInfo(
+        Severity.DENY, False, "use-waypoint is empty, a case variant of none, or not a DNS-1035 label"
+    ),
+    "InvalidUseWaypointNamespace": CodeInfo(Severity.DENY, False, "use-waypoint-namespace is not a DNS-1123 label"),
+    "OrphanUseWaypointNamespace": CodeInfo(
+        Severity.WARN, False, "use-waypoint-namespace without use-waypoint on the same object"
+    ),
+    "WaypointNotFound": CodeInfo(Severity.WARN, True, "the referenced waypoint Gateway does not exist (yet)"),
+    "WaypointNotReady": CodeInfo(Severity.WARN, False, "the waypoint exists but has no status.addresses yet"),
+    "NotAWaypoint": CodeInfo(Severity.WARN, True, "the referenced Gateway's class is not a waypoint class"),
+    "AttachmentDenied": CodeInfo(
+        Severity.DENY, False, "the waypoint's allowedRoutes do not admit the consumer's namespace"
+    ),
+    "UnsupportedTrafficType": CodeInfo(
+        Severity.DENY, False, "the waypoint's waypoint-for does not serve this kind of object"
+    ),
+    "NamespaceWaypointTrafficType": CodeInfo(
+        Severity.WARN, False, "a Namespace's waypoint will not serve its Services"
+    ),
+    "NotCaptured": CodeInfo(Severity.WARN, False, "the consumer is not captured by ambient, so no waypoint applies"),
+    "InvalidDataplaneMode": CodeInfo(Severity.WARN, False, "istio.io/dataplane-mode is not ambient or none"),
+    "UseWaypointAnnotation": CodeInfo(
+        Severity.WARN, False, "use-waypoint(-namespace) set as an annotation, which Istio ignores"
+    ),
+    "InvalidIngressUseWaypoint": CodeInfo(Severity.WARN, False, "istio.io/ingress-use-waypoint is not true or false"),
+    "StateUnavailable": CodeInfo(Severity.WARN, False, "cluster state is not synced; only syntax checks ran"),
+}
+
+PRESETS = ("default", "strict")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem with one field of one object.
+
+    ``field`` is the user-facing JSON path (``metadata.labels[istio.io/use-waypoint]``).
+    ``triggers`` are the object paths whose values make the finding; on UPDATE a deny is kept
+    only when the old object lacked the finding or one of these values changed (SPEC B1).
+    ``cap`` bounds the severity: inherited references are reported as warnings at most.
+    """
+
+    code: str
+    message: str
+    field: str
+    triggers: tuple[tuple[str, ...], ...] = ()
+    cap: Severity = Severity.DENY
+
+    def capped(self, cap: Severity) -> Finding:
+        return replace(self, cap=min(self.cap, cap))
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A finding with its final severity."""
+
+    finding: Finding
+    severity: Severity
+
+    @property
+    def code(self) -> str:
+        return self.finding.code
+
+    def line(self) -> str:
+        return f"{self.finding.code}: {self.finding.message}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Severity per code: a preset plus per-code overrides (SPEC B1, B3)."""
+
+    preset: str = "default"
+    overrides: Mapping[str, Severity] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
+        unknown = sorted(set(self.overrides) - set(CODES))
+        if unknown:
+            raise ValueError(f"unknown finding code(s): {', '.join(unknown)}")
+
+    def severity_of(self, code: str) -> Severity:
+        if code in self.overrides:
+            return self.overrides[code]
+        info = CODES[code]
+        if self.preset == "strict" and info.strict_deny:
+            return Severity.DENY
+        return info.default
+
+    def judge(self, findings: Iterable[Finding], cap: Severity = Severity.DENY) -> list[Judged]:
+        out: list[Judged] = []
+        for f in findings:
+            sev = min(self.severity_of(f.code), f.cap, cap)
+            if sev is not Severity.OFF:
+                out.append(Judged(f, sev))
+        return out
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Severity]:
+    """Parse ``Code=deny`` items (flags, env) into overrides, with clear errors."""
+    out: dict[str, Severity] = {}
+    for item in items:
+        for part in item.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            code, sep, sev = part.partition("=")
+            if not sep:
+                raise ValueError(f"severity override {part!r} must look like Code=deny|warn|off")
+            code = code.strip()
+            if code not in CODES:
+                raise ValueError(f"unknown finding code {code!r} in severity override")
+            out[code] = Severity.parse(sev)
+    return out

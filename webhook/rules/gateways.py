@@ -1,0 +1,140 @@
+"""Gateway and GatewayClass findings (SPEC W2-W5, L3, P3; B1 gateway table)."""
+
+from __future__ import annotations
+
+from webhook.findings import Finding
+from webhook.model import (
+    DATAPLANE_MODE,
+    ISTIO_WAYPOINT_CLASS,
+    MESH_PORT,
+    MESH_PROTOCOL,
+    SIDECAR_INJECT,
+    WAYPOINT_FOR,
+    WAYPOINT_FOR_VALUES,
+    Gateway,
+    GatewayClass,
+    Listener,
+    is_dns1035_label,
+    label_field,
+)
+from webhook.rules.context import Context
+from webhook.rules.permissions import routes_problem
+from webhook.rules.traffic import effective_waypoint_for
+
+LABELS_WAYPOINT_FOR = ("metadata", "labels", WAYPOINT_FOR)
+LISTENERS = ("spec", "listeners")
+
+
+def in_scope(gw: Gateway, ctx: Context) -> bool:
+    """B1: Gateways of a waypoint class, or any Gateway carrying ``istio.io/waypoint-for``."""
+    return gw.class_name in ctx.waypoint_classes or WAYPOINT_FOR in gw.meta.labels
+
+
+def _invalid_waypoint_for(value: str, what: str) -> Finding:
+    return Finding(
+        "InvalidWaypointFor",
+        f"{what}: waypoint-for {value!r} is not one of service, workload, all, none (istiod treats it as none)",
+        label_field(WAYPOINT_FOR),
+        (LABELS_WAYPOINT_FOR,),
+    )
+
+
+def _mesh_hint(listeners: tuple[Listener, ...]) -> str:
+    for lis in listeners:
+        if lis.port == MESH_PORT and (lis.protocol or "").upper() == MESH_PROTOCOL:
+            return f"; protocol must be HBONE, not {lis.protocol!r}"
+        if lis.protocol == MESH_PROTOCOL:
+            return f"; HBONE listener must use port 15008, not {lis.port}"
+    return ""
+
+
+def judge_gateway(gw: Gateway, ctx: Context) -> list[Finding]:
+    if not in_scope(gw, ctx):
+        return []
+    out: list[Finding] = []
+    what = gw.meta.display("Gateway")
+    labels = gw.meta.labels
+    own = gw.waypoint_for
+    if own is not None and own not in WAYPOINT_FOR_VALUES:
+        out.append(_invalid_waypoint_for(own, what))
+
+    if gw.class_name == ISTIO_WAYPOINT_CLASS:
+        name = gw.meta.name
+        if name and (name == "none" or not is_dns1035_label(name)):
+            why = "'none' is reserved" if name == "none" else "it must be a DNS-1035 label (a-z, 0-9, '-', ≤63)"
+            out.append(
+                Finding(
+                    "InvalidWaypointName",
+                    f"{what}: name {name!r} cannot name a waypoint: {why}",
+                    "metadata.name",
+                    (("metadata", "name"),),
+                )
+            )
+        mesh = gw.mesh_listener()
+        if mesh is None:
+            out.append(
+                Finding(
+                    "MissingMeshListener",
+                    f"{what}: add listener {{name: mesh, port: 15008, protocol: HBONE}}{_mesh_hint(gw.listeners)}",
+                    "spec.listeners",
+                    (LISTENERS,),
+                )
+            )
+        for lis in gw.listeners:
+            if not lis.is_mesh:
+                out.append(
+                    Finding(
+                        "UnexpectedListener",
+                        f"{what}: listener {lis.name!r} ({lis.port}/{lis.protocol}) is not 15008/HBONE; istiod rejects it",
+                        lis.path,
+                        (LISTENERS,),
+                    )
+                )
+
+    mesh = gw.mesh_listener()
+    if mesh is not None:
+        problem = routes_problem(mesh.routes)
+        if problem:
+            out.append(
+                Finding(
+                    "InvalidAllowedRoutes",
+                    f"{what}: mesh listener allowedRoutes: {problem}",
+                    f"{mesh.path}.allowedRoutes.namespaces",
+                    (LISTENERS,),
+                )
+            )
+
+    # L3: an illegal own label is InvalidWaypointFor already; without a label the class decides,
+    # which needs synced state.
+    knowable = own in WAYPOINT_FOR_VALUES or (own is None and ctx.view.synced())
+    if knowable:
+        eff = effective_waypoint_for(own, ctx.view.class_waypoint_for(gw.class_name) if own is None else None)
+        if not eff.serves:
+            source = "its label" if eff.source == "gateway" else f"GatewayClass {gw.class_name}"
+            out.append(
+                Finding(
+                    "WaypointAcceptsNoTraffic",
+                    f"{what}: waypoint-for {eff.raw!r} (from {source}) accepts no traffic; use service, workload or all",
+                    label_field(WAYPOINT_FOR),
+                    (LABELS_WAYPOINT_FOR,),
+                )
+            )
+
+    for key in (DATAPLANE_MODE, SIDECAR_INJECT):
+        if key in labels:
+            out.append(
+                Finding(
+                    "WaypointPodLabelOverride",
+                    f"{what}: label {key} is copied to the waypoint's pods and breaks them; remove it",
+                    label_field(key),
+                    (("metadata", "labels", key),),
+                )
+            )
+    return out
+
+
+def judge_gateway_class(gc: GatewayClass, ctx: Context) -> list[Finding]:
+    value = gc.waypoint_for
+    if value is not None and value not in WAYPOINT_FOR_VALUES:
+        return [_invalid_waypoint_for(value, gc.meta.display("GatewayClass"))]
+    return []

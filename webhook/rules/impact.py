@@ -1,0 +1,79 @@
+"""What a Gateway DELETE or UPDATE does to the objects bound to it (B1: WaypointInUse,
+ConsumersWouldBreak). Cost is O(consumers of that waypoint), never O(cluster)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from webhook.findings import Finding
+from webhook.model import WAYPOINT_FOR, Gateway, label_field
+from webhook.rules.context import Context
+from webhook.rules.permissions import Attachment, attachment
+from webhook.rules.traffic import effective_waypoint_for
+from webhook.state.view import ConsumerRef
+
+EXAMPLES = 2
+
+
+def _examples(refs: Sequence[ConsumerRef]) -> str:
+    shown = ", ".join(r.display() for r in refs[:EXAMPLES])
+    return f"{shown}, …" if len(refs) > EXAMPLES else shown
+
+
+def _unsynced(gw: Gateway, action: str) -> Finding:
+    return Finding(
+        "StateUnavailable",
+        f"{gw.meta.display('Gateway')}: cluster state not synced; consumers were not checked before {action}",
+        "metadata.name",
+    )
+
+
+def waypoint_in_use(gw: Gateway, ctx: Context) -> list[Finding]:
+    if not ctx.view.synced():
+        return [_unsynced(gw, "delete")]
+    refs = ctx.view.consumers_of(gw.meta.namespace, gw.meta.name)
+    if not refs:
+        return []
+    n = len(refs)
+    return [
+        Finding(
+            "WaypointInUse",
+            f"{gw.meta.display('Gateway')} is used by {n} object{'s' * (n != 1)} ({_examples(refs)}); relabel them first",
+            "metadata.name",
+        )
+    ]
+
+
+def _binding(gw: Gateway, class_label: str | None, ref: ConsumerRef, ns_labels: dict[str, str]) -> frozenset[str]:
+    """The traffic ``ref`` gets from ``gw``: empty when attachment is refused (P1-P4, R3)."""
+    if attachment(gw.routes(), gw.meta.namespace, ref.namespace, ns_labels) is not Attachment.ALLOWED:
+        return frozenset()
+    return ref.traffic & effective_waypoint_for(gw.waypoint_for, class_label).serves
+
+
+def consumers_would_break(old: Gateway, new: Gateway, ctx: Context) -> list[Finding]:
+    if (old.waypoint_for, old.routes(), old.class_name) == (new.waypoint_for, new.routes(), new.class_name):
+        return []
+    if not ctx.view.synced():
+        return [_unsynced(new, "this update")]
+    view = ctx.view
+    old_class, new_class = view.class_waypoint_for(old.class_name), view.class_waypoint_for(new.class_name)
+    broken: list[ConsumerRef] = []
+    for ref in view.consumers_of(new.meta.namespace, new.meta.name):
+        labels = dict(view.namespace_labels(ref.namespace))
+        before = _binding(old, old_class, ref, labels)
+        after = _binding(new, new_class, ref, labels)
+        if before and not before <= after:
+            broken.append(ref)
+    if not broken:
+        return []
+    n = len(broken)
+    field = label_field(WAYPOINT_FOR) if old.waypoint_for != new.waypoint_for else "spec.listeners"
+    return [
+        Finding(
+            "ConsumersWouldBreak",
+            f"{new.meta.display('Gateway')}: this change unbinds {n} object{'s' * (n != 1)} ({_examples(broken)})",
+            field,
+            (("metadata", "labels", WAYPOINT_FOR), ("spec", "listeners"), ("spec", "gatewayClassName")),
+        )
+    ]

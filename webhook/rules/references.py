@@ -1,0 +1,340 @@
+"""Consumer findings: label syntax and waypoint resolution (SPEC L1, L2, L4, L5, R0-R5, P4).
+
+A consumer's own ``use-waypoint`` is its reference (R1) with no fallback; without one it
+inherits its namespace's (R2), and whatever fails there is at most a warning on it (B1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from webhook.findings import Finding, Severity
+from webhook.model import (
+    DATAPLANE_MODE,
+    GATEWAY_NAME_LABEL,
+    INGRESS_USE_WAYPOINT,
+    SERVICE,
+    USE_WAYPOINT,
+    USE_WAYPOINT_NAMESPACE,
+    WORKLOAD,
+    Consumer,
+    is_dns1035_label,
+    is_dns1123_label,
+)
+from webhook.rules.context import Context, path_of
+from webhook.rules.permissions import Attachment, attachment
+from webhook.rules.traffic import effective_waypoint_for
+
+GO_BOOLS = frozenset({"1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"})
+GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+INGRESS_KINDS = frozenset({"Namespace", "Service", "ServiceEntry"})
+DATAPLANE_KINDS = frozenset({"Namespace", "Pod"})
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a pair of reference labels lives: the object itself, or one ServiceEntry endpoint."""
+
+    labels: Mapping[str, str]
+    field: Callable[[str], str]  # label key -> user-facing path
+    triggers: Callable[[str], tuple[tuple[str, ...], ...]]
+    traffic: frozenset[str]
+    what: str  # for messages
+
+
+def _object_site(c: Consumer) -> Site:
+    prefix = c.meta.prefix
+
+    def field(key: str) -> str:
+        if c.kind == "WorkloadEntry" and key not in c.meta.labels:
+            return f"spec.labels[{key}]"  # R4: metadata.labels win, spec.labels otherwise
+        return f"{prefix}.labels[{key}]"
+
+    def triggers(key: str) -> tuple[tuple[str, ...], ...]:
+        own = path_of(prefix, "labels", key)
+        return (own, ("spec", "labels", key)) if c.kind == "WorkloadEntry" else (own,)
+
+    return Site(c.labels, field, triggers, c.traffic, c.display())
+
+
+def _endpoint_site(c: Consumer, path: str, labels: Mapping[str, str]) -> Site:
+    idx = path[path.index("[") + 1 : -1]
+    return Site(
+        labels,
+        lambda key: f"{path}.labels[{key}]",
+        lambda key: (("spec", "endpoints", idx, "labels", key),),
+        frozenset({WORKLOAD}),
+        f"{c.display()} endpoint {idx}",
+    )
+
+
+def _pair_triggers(site: Site) -> tuple[tuple[str, ...], ...]:
+    return site.triggers(USE_WAYPOINT) + site.triggers(USE_WAYPOINT_NAMESPACE)
+
+
+def is_waypoint_instance(c: Consumer, ctx: Context) -> bool:
+    """R0: a Pod (or template) labelled with the name of a waypoint in its own namespace."""
+    gateway_name = c.labels.get(GATEWAY_NAME_LABEL)
+    if c.kind != "Pod" or gateway_name is None:
+        return False
+    if not ctx.view.synced():
+        return True  # never block a waypoint's own rollout on an unsynced cache
+    gw = ctx.view.gateway(c.namespace, gateway_name)
+    return gw is not None and gw.class_name in ctx.waypoint_classes
+
+
+def judge_consumer(c: Consumer, ctx: Context) -> list[Finding]:
+    if c.excluded or is_waypoint_instance(c, ctx):
+        return []  # R0: no consumer findings at all
+    out: list[Finding] = []
+    out += _annotations(c)
+    out += _value_syntax(c)
+    site = _object_site(c)
+    own = _reference(c, site, ctx)
+    out += own
+    for path, labels in c.endpoints:
+        out += _reference(c, _endpoint_site(c, path, labels), ctx)
+    if c.kind != "Namespace" and USE_WAYPOINT not in c.labels:
+        out += _inherited(c, ctx)
+    return out
+
+
+def _annotations(c: Consumer) -> list[Finding]:
+    out = []
+    for key in (USE_WAYPOINT, USE_WAYPOINT_NAMESPACE):
+        if key in c.meta.annotations:
+            out.append(
+                Finding(
+                    "UseWaypointAnnotation",
+                    f"{c.display()}: {key} is an annotation, which Istio ignores; make it a label",
+                    f"{c.meta.prefix}.annotations[{key}]",
+                    (path_of(c.meta.prefix, "annotations", key),),
+                )
+            )
+    return out
+
+
+def _value_syntax(c: Consumer) -> list[Finding]:
+    out = []
+    site = _object_site(c)
+    mode = c.labels.get(DATAPLANE_MODE)
+    if c.kind in DATAPLANE_KINDS and mode is not None and mode not in ("ambient", "none"):
+        out.append(
+            Finding(
+                "InvalidDataplaneMode",
+                f"{c.display()}: dataplane-mode {mode!r} is neither ambient nor none; it has no effect",
+                site.field(DATAPLANE_MODE),
+                site.triggers(DATAPLANE_MODE),
+            )
+        )
+    ingress = c.labels.get(INGRESS_USE_WAYPOINT)
+    if c.kind in INGRESS_KINDS and ingress is not None and ingress not in ("true", "false"):
+        meaning = (
+            "read as true"
+            if ingress in GO_TRUE
+            else "read as false"
+            if ingress in GO_BOOLS
+            else ("not a boolean, read as false")
+        )
+        out.append(
+            Finding(
+                "InvalidIngressUseWaypoint",
+                f"{c.display()}: ingress-use-waypoint {ingress!r} is {meaning}; write true or false",
+                site.field(INGRESS_USE_WAYPOINT),
+                site.triggers(INGRESS_USE_WAYPOINT),
+            )
+        )
+    return out
+
+
+def _reference(c: Consumer, site: Site, ctx: Context) -> list[Finding]:
+    """Syntax of one use-waypoint pair, then R1 resolution of a well-formed reference."""
+    out: list[Finding] = []
+    name = site.labels.get(USE_WAYPOINT)
+    ns_label = site.labels.get(USE_WAYPOINT_NAMESPACE)
+    triggers = _pair_triggers(site)
+    ns_ok = ns_label is None or is_dns1123_label(ns_label)
+    if not ns_ok:
+        out.append(
+            Finding(
+                "InvalidUseWaypointNamespace",
+                f"{site.what}: use-waypoint-namespace {ns_label!r} is not a namespace name",
+                site.field(USE_WAYPOINT_NAMESPACE),
+                triggers,
+            )
+        )
+    if ns_label is not None and (name is None or name == "none"):
+        why = "without use-waypoint" if name is None else "with use-waypoint=none"
+        out.append(
+            Finding(
+                "OrphanUseWaypointNamespace",
+                f"{site.what}: use-waypoint-namespace is ignored {why}; add use-waypoint or remove it",
+                site.field(USE_WAYPOINT_NAMESPACE),
+                triggers,
+            )
+        )
+    if name is None or name == "none":
+        return out  # L1: exactly "none" opts out and stops inheritance
+    if name.lower() == "none" or not is_dns1035_label(name):
+        fix = (
+            "write 'none' (lowercase) to opt out"
+            if name.lower() == "none"
+            else ("name a waypoint Gateway (DNS-1035 label)")
+        )
+        shown = '""' if name == "" else repr(name)
+        out.append(
+            Finding(
+                "InvalidUseWaypoint",
+                f"{site.what}: use-waypoint {shown} is not a waypoint name; {fix}",
+                site.field(USE_WAYPOINT),
+                triggers,
+            )
+        )
+        return out
+    if not ns_ok:
+        return out
+    target_ns = ns_label if ns_label is not None else c.namespace
+    ns_labels = c.labels if c.kind == "Namespace" else None
+    out += _resolve(c, site, (target_ns, name), ctx, ns_labels, inherited=False)
+    if not out or all(f.code != "StateUnavailable" for f in out):
+        out += _capture(c, site, ctx)
+    return out
+
+
+def _inherited(c: Consumer, ctx: Context) -> list[Finding]:
+    """R2: an object without its own label is judged through its namespace, as warnings only."""
+    if not ctx.view.synced():
+        return []  # nothing of its own to check; StateUnavailable is for objects that chose a waypoint
+    ns_labels = ctx.view.namespace_labels(c.namespace)
+    name = ns_labels.get(USE_WAYPOINT)
+    ns_label = ns_labels.get(USE_WAYPOINT_NAMESPACE)
+    if name is None or name == "none" or not is_dns1035_label(name):
+        return []
+    if ns_label is not None and not is_dns1123_label(ns_label):
+        return []
+    site = Site(
+        ns_labels,
+        lambda key: f"namespace {c.namespace} labels[{key}]",
+        lambda key: (),
+        c.traffic,
+        f"{c.display()} (via namespace {c.namespace})",
+    )
+    target = (ns_label if ns_label is not None else c.namespace, name)
+    return [f.capped(Severity.WARN) for f in _resolve(c, site, target, ctx, ns_labels, inherited=True)]
+
+
+def _resolve(
+    c: Consumer,
+    site: Site,
+    ref: tuple[str, str],
+    ctx: Context,
+    ns_labels: Mapping[str, str] | None,
+    inherited: bool,
+) -> list[Finding]:
+    """R1/R2/R3 and P1-P4 for one well-formed reference."""
+    triggers = _pair_triggers(site)
+    field = site.field(USE_WAYPOINT)
+    view = ctx.view
+    if not view.synced():
+        return [
+            Finding(
+                "StateUnavailable",
+                f"{site.what}: cluster state not synced yet; waypoint {ref[0]}/{ref[1]} was not checked",
+                field,
+                triggers,
+            )
+        ]
+    gw = view.gateway(*ref)
+    if gw is None:
+        return [
+            Finding(
+                "WaypointNotFound",
+                f"{site.what}: waypoint Gateway {ref[0]}/{ref[1]} not found; create it or fix the label",
+                field,
+                triggers,
+            )
+        ]
+    out: list[Finding] = []
+    if gw.class_name not in ctx.waypoint_classes:
+        out.append(
+            Finding(
+                "NotAWaypoint",
+                f"{site.what}: Gateway {ref[0]}/{ref[1]} has class {gw.class_name!r}, not a waypoint class",
+                field,
+                triggers,
+            )
+        )
+    if not gw.ready:
+        out.append(
+            Finding(
+                "WaypointNotReady",
+                f"{site.what}: waypoint {ref[0]}/{ref[1]} has no address yet; traffic bypasses it until ready",
+                field,
+                triggers,
+            )
+        )
+    labels = ns_labels if ns_labels is not None else view.namespace_labels(c.namespace)
+    decision = attachment(gw.routes, gw.namespace, c.namespace, labels)
+    if decision is not Attachment.ALLOWED:
+        why = (
+            "its allowedRoutes selector is invalid"
+            if decision is Attachment.UNKNOWN
+            else (f"its allowedRoutes ({gw.routes.from_}) do not admit namespace {c.namespace}")
+        )
+        finding = Finding(
+            "AttachmentDenied",
+            f"{site.what}: waypoint {ref[0]}/{ref[1]} refuses binding: {why}",
+            field,
+            triggers,
+        )
+        # An unevaluable selector is the Gateway's fault, reported there as InvalidAllowedRoutes.
+        out.append(finding.capped(Severity.WARN) if decision is Attachment.UNKNOWN else finding)
+    eff = effective_waypoint_for(gw.waypoint_for, view.class_waypoint_for(gw.class_name))
+    if c.kind == "Namespace":
+        if SERVICE not in eff.serves:
+            out.append(
+                Finding(
+                    "NamespaceWaypointTrafficType",
+                    f"{site.what}: waypoint {ref[0]}/{ref[1]} is for {eff.raw!r}, so it will not serve the Services here",
+                    field,
+                    triggers,
+                )
+            )
+    elif not (site.traffic & eff.serves) and (SERVICE in site.traffic or not inherited):
+        # R3: an inherited workload mismatch is silently "no waypoint".
+        need = "service or all" if SERVICE in site.traffic else "workload or all"
+        out.append(
+            Finding(
+                "UnsupportedTrafficType",
+                f"{site.what}: waypoint {ref[0]}/{ref[1]} is for {eff.raw!r}, needs {need}; no fallback applies",
+                field,
+                triggers,
+            )
+        )
+    return out
+
+
+def _capture(c: Consumer, site: Site, ctx: Context) -> list[Finding]:
+    """L5: a binding only matters for traffic ambient captures."""
+    if site.labels is not c.labels or c.kind not in ("Namespace", "Pod", "Service"):
+        return []
+    ns_labels = c.labels if c.kind == "Namespace" else ctx.view.namespace_labels(c.namespace)
+    ns_ambient = ns_labels.get(DATAPLANE_MODE) == "ambient"
+    if c.kind == "Pod":
+        mode = c.labels.get(DATAPLANE_MODE)
+        captured = not c.host_network and (mode == "ambient" or (ns_ambient and mode != "none"))
+        why = "it uses hostNetwork" if c.host_network else "neither it nor its namespace is dataplane-mode=ambient"
+    else:
+        captured = ns_ambient
+        why = f"namespace {c.namespace} is not labelled istio.io/dataplane-mode=ambient"
+    if captured:
+        return []
+    return [
+        Finding(
+            "NotCaptured",
+            f"{site.what}: not captured by ambient ({why}), so the waypoint has no effect",
+            site.field(USE_WAYPOINT),
+            _pair_triggers(site),
+        )
+    ]

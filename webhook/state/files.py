@@ -1,0 +1,172 @@
+"""Cluster view from YAML files: the embedded default for ``make run`` and the test fixture.
+
+``PATH`` is a file or a directory of multi-document YAML (``.yaml``, ``.yml``, ``.json``); a
+``kind: List`` is flattened. The view reloads when a file's size or mtime changes, keeping the
+last good state when the new one is unreadable, so editing a file never takes the server down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from webhook.model import Malformed
+from webhook.state.index import Index
+from webhook.state.view import ConsumerRef, WaypointInfo
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class StateError(Exception):
+    """Unusable state or input file; the message names the file and, for YAML, the line."""
+
+
+@dataclass(frozen=True)
+class Document:
+    source: str  # "file.yaml#3 (line 12)" style location, for messages
+    obj: dict[str, Any]
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES)
+    if path.exists():
+        return [path]
+    raise StateError(f"{path}: no such file or directory")
+
+
+def _flatten(obj: Any) -> Iterator[Any]:
+    if isinstance(obj, dict) and obj.get("kind") == "List" and isinstance(obj.get("items"), list):
+        for item in obj["items"]:
+            yield from _flatten(item)
+    else:
+        yield obj
+
+
+def read_documents(path: Path, text: str | None = None) -> list[Document]:
+    """Parse one file into documents, with errors that name the file and line."""
+    try:
+        if text is None:
+            text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise StateError(f"{path}: cannot read: {e}") from e
+    docs: list[Document] = []
+    loader = yaml.SafeLoader(text)
+    try:
+        index = 0
+        while loader.check_node():
+            node = loader.get_node()
+            line = node.start_mark.line + 1 if node is not None else 0
+            obj = loader.construct_document(node) if node is not None else None
+            index += 1
+            if obj is None:
+                continue
+            for item in _flatten(obj):
+                if not isinstance(item, dict):
+                    raise StateError(f"{path}:{line}: document {index} is not a mapping")
+                docs.append(Document(f"{path}:{line}", item))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e)
+        raise StateError(f"{where}: invalid YAML: {problem}") from e
+    finally:
+        loader.dispose()
+    return docs
+
+
+def load_index(path: Path, index: Index | None = None) -> Index:
+    index = index or Index()
+    for file in _files(path):
+        for doc in read_documents(file):
+            try:
+                index.apply(doc.obj)
+            except Malformed as e:
+                raise StateError(f"{doc.source}: {e}") from e
+    return index
+
+
+class IndexView:
+    """A view over a bare index, always synced (the offline checker's growing state)."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+
+    def synced(self) -> bool:
+        return True
+
+    def namespace_labels(self, name: str) -> Mapping[str, str]:
+        return self.index.namespace_labels(name)
+
+    def gateway(self, namespace: str, name: str) -> WaypointInfo | None:
+        return self.index.gateway(namespace, name)
+
+    def class_waypoint_for(self, class_name: str) -> str | None:
+        return self.index.class_waypoint_for(class_name)
+
+    def consumers_of(self, namespace: str, name: str) -> Sequence[ConsumerRef]:
+        return self.index.consumers_of(namespace, name)
+
+
+class FileView(IndexView):
+    """A :class:`~webhook.state.view.ClusterView` over files, reloaded on change."""
+
+    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+        super().__init__(Index())
+        self.path = Path(path) if path is not None else None
+        self._signature: tuple[tuple[str, int, int], ...] = ()
+        self._stop = threading.Event()
+        self.reloads = 0
+        self.last_error: str | None = None
+        self.reload()  # the first load raises StateError: a server must not start on bad state
+
+    def _current_signature(self) -> tuple[tuple[str, int, int], ...]:
+        if self.path is None:
+            return ()
+        sig = []
+        for f in _files(self.path):
+            st = f.stat()
+            sig.append((str(f), st.st_mtime_ns, st.st_size))
+        return tuple(sig)
+
+    def reload(self) -> bool:
+        """Rebuild the index if the files changed; returns True when it did."""
+        sig = self._current_signature()
+        if sig == self._signature and self.reloads:
+            return False
+        index = load_index(self.path) if self.path is not None else Index()
+        self.index, self._signature = index, sig  # one reference swap: readers never see half a state
+        self.reloads += 1
+        return True
+
+    def poll(self) -> None:
+        """One reload attempt that never raises: bad files keep the last good state."""
+        try:
+            if self.reload():
+                self.last_error = None
+                log.info("state reloaded from %s", self.path)
+        except (StateError, OSError) as e:
+            if str(e) != self.last_error:
+                log.error("state not reloaded, keeping the previous one: %s", e)
+            self.last_error = str(e)
+
+    def start(self, interval: float = 1.0) -> threading.Thread:
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                self.poll()
+
+        t = threading.Thread(target=loop, name="state-file-poll", daemon=True)
+        t.start()
+        return t
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,199 @@
+"""In-memory index shared by both cluster-view backends.
+
+Writes take a lock; reads of single entries rely on dict lookups being atomic, so the
+admission path never blocks on a watch event. ``consumers_of`` copies under the lock because
+it iterates.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from webhook.model import (
+    USE_WAYPOINT,
+    USE_WAYPOINT_NAMESPACE,
+    WORKLOAD,
+    Consumer,
+    Malformed,
+    parse_consumer,
+    parse_gateway,
+    parse_gateway_class,
+    parse_namespace_labels,
+)
+from webhook.state.view import ConsumerRef, WaypointInfo, default_namespace_labels
+
+Key = tuple[str, str]  # (namespace, name)
+ConsumerKey = tuple[str, str, str]  # (kind, namespace, name)
+
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+ISTIO_GROUP = "networking.istio.io"
+
+# (group, kind) -> how the index stores it
+TRACKED: Mapping[tuple[str, str], str] = {
+    (GATEWAY_GROUP, "Gateway"): "gateway",
+    (GATEWAY_GROUP, "GatewayClass"): "class",
+    ("", "Namespace"): "namespace",
+    ("", "Service"): "consumer",
+    ("", "Pod"): "consumer",
+    (ISTIO_GROUP, "ServiceEntry"): "consumer",
+    (ISTIO_GROUP, "WorkloadEntry"): "consumer",
+}
+
+
+def group_of(api_version: str) -> str:
+    return api_version.rpartition("/")[0] if "/" in api_version else ""
+
+
+def references(consumer: Consumer) -> list[tuple[Key, ConsumerRef]]:
+    """The waypoints an object names with its own labels (L1, L2, R4)."""
+    out: list[tuple[Key, ConsumerRef]] = []
+    ns = consumer.namespace
+
+    def ref(labels: Mapping[str, str], traffic: frozenset[str], detail: str) -> None:
+        name = labels.get(USE_WAYPOINT)
+        if name is None or name == "none":
+            return
+        target_ns = labels.get(USE_WAYPOINT_NAMESPACE, ns)
+        out.append(((target_ns, name), ConsumerRef(consumer.kind, ns, consumer.meta.name, traffic, detail)))
+
+    ref(consumer.labels, consumer.traffic, "")
+    for path, labels in consumer.endpoints:
+        ref(labels, frozenset({WORKLOAD}), path)
+    return out
+
+
+def waypoint_info(raw: Mapping[str, Any]) -> WaypointInfo:
+    gw = parse_gateway(raw)
+    return WaypointInfo(gw.meta.namespace, gw.meta.name, gw.class_name, gw.waypoint_for, gw.ready, gw.routes())
+
+
+class Index:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.gateways: dict[Key, WaypointInfo] = {}
+        self.classes: dict[str, str | None] = {}
+        self.namespaces: dict[str, Mapping[str, str]] = {}
+        self._refs: dict[ConsumerKey, list[Key]] = {}
+        self._by_waypoint: dict[Key, dict[tuple[ConsumerKey, str], ConsumerRef]] = {}
+
+    # -- reads (ClusterView) --
+    def namespace_labels(self, name: str) -> Mapping[str, str]:
+        labels = self.namespaces.get(name)
+        return labels if labels is not None else default_namespace_labels(name)
+
+    def gateway(self, namespace: str, name: str) -> WaypointInfo | None:
+        return self.gateways.get((namespace, name))
+
+    def class_waypoint_for(self, class_name: str) -> str | None:
+        return self.classes.get(class_name)
+
+    def consumers_of(self, namespace: str, name: str) -> Sequence[ConsumerRef]:
+        with self._lock:
+            found = self._by_waypoint.get((namespace, name))
+            return sorted(found.values(), key=lambda r: (r.kind, r.namespace, r.name, r.detail)) if found else []
+
+    def consumer_count(self) -> int:
+        return len(self._refs)
+
+    # -- writes --
+    def apply(self, raw: Mapping[str, Any], deleted: bool = False) -> bool:
+        """Add, replace or remove one object; returns False for kinds the index does not keep.
+
+        Raises :class:`Malformed` for a tracked kind whose fields have the wrong shape.
+        """
+        api_version = raw.get("apiVersion") or ""
+        kind = raw.get("kind") or ""
+        if not isinstance(api_version, str) or not isinstance(kind, str):
+            return False
+        what = TRACKED.get((group_of(api_version), kind))
+        if what is None:
+            return False
+        meta = raw.get("metadata") or {}
+        if not isinstance(meta, dict):
+            raise Malformed("metadata", "must be an object")
+        name, namespace = meta.get("name") or "", meta.get("namespace") or ""
+        if what == "gateway":
+            if deleted:
+                self.delete_gateway(namespace, name)
+            else:
+                self.put_gateway(waypoint_info(raw))
+        elif what == "class":
+            with self._lock:
+                if deleted:
+                    self.classes.pop(name, None)
+                else:
+                    self.classes[name] = parse_gateway_class(raw).waypoint_for
+        elif what == "namespace":
+            if deleted:
+                with self._lock:
+                    self.namespaces.pop(name, None)
+                self.delete_consumer(("Namespace", name, name))
+            else:
+                ns_name, labels = parse_namespace_labels(raw)
+                with self._lock:
+                    self.namespaces[ns_name] = labels
+                self.put_consumer(parse_consumer("Namespace", raw))
+        else:
+            key = (kind, namespace, name)
+            if deleted:
+                self.delete_consumer(key)
+            else:
+                self.put_consumer(parse_consumer(kind, raw))
+        return True
+
+    def put_gateway(self, info: WaypointInfo) -> None:
+        with self._lock:
+            self.gateways[(info.namespace, info.name)] = info
+
+    def delete_gateway(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self.gateways.pop((namespace, name), None)
+
+    def put_consumer(self, consumer: Consumer) -> None:
+        key = (
+            consumer.kind,
+            consumer.namespace if consumer.kind != "Namespace" else consumer.meta.name,
+            consumer.meta.name,
+        )
+        refs = references(consumer)
+        with self._lock:
+            self._unlink(key)
+            if refs:
+                self._refs[key] = [wp for wp, _ in refs]
+                for wp, r in refs:
+                    self._by_waypoint.setdefault(wp, {})[(key, r.detail)] = r
+
+    def delete_consumer(self, key: ConsumerKey) -> None:
+        with self._lock:
+            self._unlink(key)
+
+    def _unlink(self, key: ConsumerKey) -> None:
+        for wp in self._refs.pop(key, ()):
+            bucket = self._by_waypoint.get(wp)
+            if bucket is None:
+                continue
+            for k in [k for k in bucket if k[0] == key]:
+                del bucket[k]
+            if not bucket:
+                del self._by_waypoint[wp]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.gateways.clear()
+            self.classes.clear()
+            self.namespaces.clear()
+            self._refs.clear()
+            self._by_waypoint.clear()
+
+    def copy(self) -> Index:
+        """An independent copy (the offline checker adds documents to it one by one)."""
+        other = Index()
+        with self._lock:
+            other.gateways = dict(self.gateways)
+            other.classes = dict(self.classes)
+            other.namespaces = dict(self.namespaces)
+            other._refs = {k: list(v) for k, v in self._refs.items()}
+            other._by_waypoint = {k: dict(v) for k, v in self._by_waypoint.items()}
+        return other

@@ -1,0 +1,67 @@
+"""The read-only cluster view the rules consult, and the records it holds.
+
+Two backends implement :class:`ClusterView`: :mod:`webhook.state.files` (YAML files: the
+embedded default and the test fixture) and :mod:`webhook.state.live` (a watch-backed cache).
+Both keep only the few fields the rules need, never whole objects, so memory stays flat
+as the cluster grows and no admission ever calls the API server (SPEC C).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from webhook.model import NAMESPACE_NAME_LABEL, AllowedRoutes
+
+
+@dataclass(frozen=True, slots=True)
+class WaypointInfo:
+    """A Gateway as binding sees it (W1, L3, P1)."""
+
+    namespace: str
+    name: str
+    class_name: str
+    waypoint_for: str | None  # the Gateway's own label, None when absent
+    ready: bool
+    routes: AllowedRoutes
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerRef:
+    """An object whose own labels reference a waypoint (Namespaces included)."""
+
+    kind: str
+    namespace: str  # the namespace whose permission counts (P4)
+    name: str
+    traffic: frozenset[str]
+    detail: str = ""  # e.g. "spec.endpoints[2]" for a ServiceEntry endpoint (R4)
+
+    def display(self) -> str:
+        base = f"{self.kind} {self.name}" if self.kind == "Namespace" else f"{self.kind} {self.namespace}/{self.name}"
+        return f"{base} {self.detail}" if self.detail else base
+
+
+class ClusterView(Protocol):
+    def synced(self) -> bool:
+        """True once the view reflects the cluster; rules needing state report
+        StateUnavailable until then."""
+        ...
+
+    def namespace_labels(self, name: str) -> Mapping[str, str]:
+        """Labels of a namespace; an unknown one has only its name label (issue 2, item 3)."""
+        ...
+
+    def gateway(self, namespace: str, name: str) -> WaypointInfo | None: ...
+
+    def class_waypoint_for(self, class_name: str) -> str | None:
+        """The GatewayClass's waypoint-for label; None when absent or the class is unknown."""
+        ...
+
+    def consumers_of(self, namespace: str, name: str) -> Sequence[ConsumerRef]:
+        """Objects referencing this waypoint, in O(their number)."""
+        ...
+
+
+def default_namespace_labels(name: str) -> Mapping[str, str]:
+    return {NAMESPACE_NAME_LABEL: name}

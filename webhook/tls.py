@@ -1,0 +1,169 @@
+"""Certificates: generation for development and ``make certs``, and hot reload for serving.
+
+:class:`CertReloader` hands gunicorn an ``ssl.SSLContext`` for every new connection and
+rebuilds it when the certificate or key file changes (checked at most once per interval), so
+cert-manager or a Secret update rotates the serving certificate with no restart. A pair that
+fails to load keeps the previous context, and readiness reports it (notes D).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import ipaddress
+import logging
+import os
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Issued:
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+    @property
+    def ca_bundle(self) -> str:
+        return base64.b64encode(self.ca_pem).decode("ascii")
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def issue(dns_names: list[str], ips: list[str], days: int = 365, ca_days: int = 3650) -> Issued:
+    """A CA and a serving certificate signed by it: ECDSA P-256, SHA-256, SAN-only names."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = _key()
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "waypoint-webhook CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=ca_days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = _key()
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    if not sans:
+        raise ValueError("a serving certificate needs at least one --dns or --ip name")
+    cert = (
+        x509.CertificateBuilder()
+        # Empty subject: hostnames live in the SAN only, which is all Go's TLS checks.
+        .subject_name(x509.Name([]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=True)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return Issued(ca.public_bytes(pem), cert.public_bytes(pem), _pem_key(key))
+
+
+def write(issued: Issued, out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"ca": out / "ca.crt", "cert": out / "tls.crt", "key": out / "tls.key"}
+    paths["ca"].write_bytes(issued.ca_pem)
+    paths["cert"].write_bytes(issued.cert_pem)
+    # Write the key private from the start, then move it into place atomically.
+    tmp = out / ".tls.key.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(issued.key_pem)
+    os.replace(tmp, paths["key"])
+    return paths
+
+
+def not_after(cert_path: str | os.PathLike[str]) -> float:
+    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+    return cert.not_valid_after_utc.timestamp()
+
+
+class CertReloader:
+    """Serves the newest loadable certificate pair to every new TLS connection."""
+
+    def __init__(self, cert: str, key: str, interval: float = 2.0) -> None:
+        self.cert, self.key, self.interval = cert, key, interval
+        self._lock = threading.Lock()
+        self._ctx: ssl.SSLContext | None = None
+        self._sig: tuple[int, int, int, int] | None = None
+        self._checked = 0.0
+        self.expiry: float = 0.0
+        self.error: str | None = None
+        self.loads = 0
+        self._load()
+
+    def _signature(self) -> tuple[int, int, int, int]:
+        c, k = os.stat(self.cert), os.stat(self.key)
+        return (c.st_mtime_ns, c.st_size, k.st_mtime_ns, k.st_size)
+
+    def _load(self) -> None:
+        try:
+            sig = self._signature()
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ctx.load_cert_chain(self.cert, self.key)
+            expiry = not_after(self.cert)
+        except (OSError, ssl.SSLError, ValueError) as e:
+            self.error = f"cannot load {self.cert} / {self.key}: {e}"
+            log.error("keeping the previous serving certificate: %s", self.error)
+            return
+        self._ctx, self._sig, self.expiry, self.error = ctx, sig, expiry, None
+        self.loads += 1
+        log.info(
+            "serving certificate loaded from %s (expires %s)",
+            self.cert,
+            dt.datetime.fromtimestamp(expiry, dt.UTC).isoformat(),
+        )
+
+    def context(self) -> ssl.SSLContext:
+        now = time.monotonic()
+        if now - self._checked >= self.interval:
+            with self._lock:
+                if now - self._checked >= self.interval:
+                    self._checked = now
+                    try:
+                        changed = self._signature() != self._sig
+                    except OSError as e:
+                        changed, self.error = False, f"cannot stat certificate files: {e}"
+                    if changed:
+                        self._load()
+        if self._ctx is None:
+            raise ssl.SSLError(self.error or "no serving certificate loaded")
+        return self._ctx
+
+    @property
+    def ready(self) -> bool:
+        """A valid, unexpired pair is loaded (readiness gates on it, notes D)."""
+        return self._ctx is not None and self.expiry > time.time()
