@@ -227,7 +227,7 @@ def _make_view(args: argparse.Namespace, metrics: Metrics) -> ClusterView:
     if args.cluster or args.kubeconfig:
         from webhook.state.live import LiveView
 
-        live: ClusterView = LiveView.from_kubeconfig(args.kubeconfig, metrics)
+        live = LiveView.from_kubeconfig(args.kubeconfig, metrics)
         live.start()
         if not live.wait_synced(args.sync_timeout):
             log.warning(

@@ -43,7 +43,7 @@ class CodeInfo:
 CODES: Mapping[str, CodeInfo] = {
     # Gateways
     "InvalidWaypointFor": CodeInfo(
-        Severity.DENY, False, "waypoint-for on a Gateway/GatewayClass is not service|workload|all|none"
+        Severity.DENY, False, "waypoint-for on a Gateway or GatewayClass is not service, workload, all or none"
     ),
     "InvalidWaypointName": CodeInfo(
         Severity.DENY, False, "istio-waypoint Gateway name is not a DNS-1035 label, or is 'none'"

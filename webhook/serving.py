@@ -112,7 +112,7 @@ def run(opts: ServeOptions, build_app: Callable[[CertReloader | None], Flask]) -
     # was set; choose again so the workers forked below write per-process files.
     from prometheus_client import values
 
-    values.ValueClass = values.get_value_class()
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     try:
         WebhookServer(opts, build_app, reloader).run()
     finally:

@@ -32,6 +32,7 @@ class Issued:
     ca_pem: bytes
     cert_pem: bytes
     key_pem: bytes
+    ca_key_pem: bytes
 
     @property
     def ca_bundle(self) -> str:
@@ -48,9 +49,23 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def issue(dns_names: list[str], ips: list[str], days: int = 365, ca_days: int = 3650) -> Issued:
-    """A CA and a serving certificate signed by it: ECDSA P-256, SHA-256, SAN-only names."""
+def issue(
+    dns_names: list[str], ips: list[str], days: int = 365, ca_days: int = 3650,
+    ca_pair: tuple[bytes, bytes] | None = None,
+) -> Issued:
+    """A serving certificate (ECDSA P-256, SHA-256, SAN-only names) and the CA that signed it.
+
+    ``ca_pair`` (PEM cert, PEM key) reuses an existing CA, so rotating the serving certificate
+    leaves every caBundle valid (notes D: caBundle mismatches are the #2 complaint).
+    """
     now = dt.datetime.now(dt.UTC)
+    if ca_pair is not None:
+        ca = x509.load_pem_x509_certificate(ca_pair[0])
+        loaded = serialization.load_pem_private_key(ca_pair[1], password=None)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise ValueError("the CA key must be an ECDSA key")
+        ca_key = loaded
+        return _leaf(ca, ca_key, dns_names, ips, days, now)
     ca_key = _key()
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "waypoint-webhook CA")])
     ca = (
@@ -66,6 +81,13 @@ def issue(dns_names: list[str], ips: list[str], days: int = 365, ca_days: int = 
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    return _leaf(ca, ca_key, dns_names, ips, days, now)
+
+
+def _leaf(
+    ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, dns_names: list[str], ips: list[str], days: int,
+    now: dt.datetime,
+) -> Issued:
     key = _key()
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
     sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
@@ -75,7 +97,7 @@ def issue(dns_names: list[str], ips: list[str], days: int = 365, ca_days: int = 
         x509.CertificateBuilder()
         # Empty subject: hostnames live in the SAN only, which is all Go's TLS checks.
         .subject_name(x509.Name([]))
-        .issuer_name(ca_name)
+        .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
@@ -88,20 +110,28 @@ def issue(dns_names: list[str], ips: list[str], days: int = 365, ca_days: int = 
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
-    return Issued(ca.public_bytes(pem), cert.public_bytes(pem), _pem_key(key))
+    return Issued(ca.public_bytes(pem), cert.public_bytes(pem), _pem_key(key), _pem_key(ca_key))
 
 
-def write(issued: Issued, out: Path) -> dict[str, Path]:
+def _write_private(path: Path, data: bytes) -> None:
+    """Create the file private from the start, then move it into place atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def write(issued: Issued, out: Path, with_ca_key: bool = False) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"ca": out / "ca.crt", "cert": out / "tls.crt", "key": out / "tls.key"}
     paths["ca"].write_bytes(issued.ca_pem)
+    # Key before certificate: a reloader that sees the new certificate also finds its key.
+    _write_private(paths["key"], issued.key_pem)
     paths["cert"].write_bytes(issued.cert_pem)
-    # Write the key private from the start, then move it into place atomically.
-    tmp = out / ".tls.key.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(issued.key_pem)
-    os.replace(tmp, paths["key"])
+    if with_ca_key:
+        paths["ca_key"] = out / "ca.key"
+        _write_private(paths["ca_key"], issued.ca_key_pem)
     return paths
 
 

@@ -45,7 +45,7 @@ def test_seed_workflows_all_pass_in_order(capsys: pytest.CaptureFixture[str]) ->
 
 def test_seed_cross_namespace_order_matters(capsys: pytest.CaptureFixture[str]) -> None:
     """The ServiceEntry before its waypoint exists: a warning, never a deny (B1)."""
-    code, results = run_json(capsys, "-f", SEED[-1], "--state", str(ROOT / "examples" / "seed" / "01-namespaces.yaml"))
+    code, _results = run_json(capsys, "-f", SEED[-1], "--state", str(ROOT / "examples" / "seed" / "01-namespaces.yaml"))
     assert code == 0
 
 

@@ -29,7 +29,7 @@ def mutate(obj: dict[str, Any], idx=None, operation: str = "CREATE") -> tuple[li
 
 def test_m1_m2_minimal_gateway_becomes_the_canonical_waypoint() -> None:
     """W4: only gatewayClassName in, the canonical waypoint out, valid against the v1.3.0 CRD."""
-    ops, out = mutate(minimal())
+    _ops, out = mutate(minimal())
     assert out["spec"]["listeners"] == [MESH]
     assert out["metadata"]["labels"] == {"istio.io/waypoint-for": "service"}
     jsonschema.validate(out, schema("Gateway"))

@@ -1,0 +1,218 @@
+"""A real kube-apiserver and etcd on loopback, envtest-style, for the end-to-end tier.
+
+Binaries come from ``KUBEBUILDER_ASSETS`` (``make test`` sets it from ``build.sh``, which builds
+them once from the Go module proxy into a cache outside the repo). Everything else is made
+here per run: a PKI (serving cert, a client CA with an admin in ``system:masters``, service
+account keys), etcd with ``--unsafe-no-fsync``, kube-apiserver with RBAC, and a kubeconfig.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import ipaddress
+import os
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def assets() -> Path:
+    env = os.environ.get("KUBEBUILDER_ASSETS")
+    if env and (Path(env) / "kube-apiserver").exists() and (Path(env) / "etcd").exists():
+        return Path(env)
+    out = subprocess.run([str(HERE / "controlplane" / "build.sh")], capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def _pem(obj: x509.Certificate) -> bytes:
+    return obj.public_bytes(serialization.Encoding.PEM)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _cert(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
+          issuer_key: ec.EllipticCurvePrivateKey, ca: bool, eku: list[x509.ObjectIdentifier] | None = None,
+          sans: list[x509.GeneralName] | None = None) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+         .not_valid_after(now + dt.timedelta(days=2))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if eku:
+        b = b.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return b.sign(issuer_key, hashes.SHA256())
+
+
+def _name(cn: str, org: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if org:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    return x509.Name(attrs)
+
+
+@dataclass
+class ControlPlane:
+    workdir: Path
+    bin_dir: Path = field(default_factory=assets)
+    etcd_port: int = field(default_factory=free_port)
+    port: int = field(default_factory=free_port)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "admin.kubeconfig"
+
+    # -- PKI --
+    def _pki(self) -> None:
+        d = self.workdir / "pki"
+        d.mkdir(parents=True, exist_ok=True)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = _cert(_name("e2e-ca"), ca_key, _name("e2e-ca"), ca_key, ca=True)
+        srv_key = ec.generate_private_key(ec.SECP256R1())
+        srv = _cert(_name("kube-apiserver"), srv_key, ca.subject, ca_key, False, [ExtendedKeyUsageOID.SERVER_AUTH],
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                     x509.IPAddress(ipaddress.ip_address("10.0.0.1"))])
+        adm_key = ec.generate_private_key(ec.SECP256R1())
+        adm = _cert(_name("admin", "system:masters"), adm_key, ca.subject, ca_key, False,
+                    [ExtendedKeyUsageOID.CLIENT_AUTH])
+        sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        files = {
+            "ca.crt": _pem(ca), "apiserver.crt": _pem(srv), "apiserver.key": _key_pem(srv_key),
+            "admin.crt": _pem(adm), "admin.key": _key_pem(adm_key), "sa.key": _key_pem(sa_key),
+            "sa.pub": sa_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                       serialization.PublicFormat.SubjectPublicKeyInfo),
+        }
+        for name, data in files.items():
+            (d / name).write_bytes(data)
+        b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+        self.kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "e2e",
+            "clusters": [{"name": "e2e", "cluster": {"server": self.url, "certificate-authority-data": b64(files["ca.crt"])}}],
+            "users": [{"name": "admin", "user": {"client-certificate-data": b64(files["admin.crt"]),
+                                                 "client-key-data": b64(files["admin.key"])}}],
+            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin", "namespace": "default"}}],
+        }))
+
+    def kubeconfig_for_token(self, token: str, path: Path) -> Path:
+        ca = base64.b64encode((self.workdir / "pki" / "ca.crt").read_bytes()).decode()
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+            "clusters": [{"name": "e2e", "cluster": {"server": self.url, "certificate-authority-data": ca}}],
+            "users": [{"name": "sa", "user": {"token": token}}],
+            "contexts": [{"name": "sa", "context": {"cluster": "e2e", "user": "sa"}}],
+        }))
+        return path
+
+    # -- processes --
+    def start(self) -> None:
+        self._pki()
+        self.start_etcd()
+        self.start_apiserver()
+
+    def start_etcd(self) -> None:
+        data = self.workdir / "etcd"
+        log = (self.workdir / "etcd.log").open("ab")
+        self.procs["etcd"] = subprocess.Popen([
+            str(self.bin_dir / "etcd"), f"--data-dir={data}", "--unsafe-no-fsync",
+            f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
+            f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
+            f"--listen-peer-urls=http://127.0.0.1:{free_port()}", "--log-level=warn",
+        ], stdout=log, stderr=subprocess.STDOUT)
+        self._wait(lambda: self._http_ok(f"http://127.0.0.1:{self.etcd_port}/health"), 60, "etcd")
+
+    def start_apiserver(self) -> None:
+        pki = self.workdir / "pki"
+        log = (self.workdir / "kube-apiserver.log").open("ab")
+        self.procs["apiserver"] = subprocess.Popen([
+            str(self.bin_dir / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.port}",
+            f"--cert-dir={self.workdir / 'apiserver-certs'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--service-account-issuer=https://127.0.0.1:{self.port}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-cluster-ip-range=10.0.0.0/24", "--authorization-mode=RBAC", "--allow-privileged=true",
+            "--disable-admission-plugins=ServiceAccount",
+            "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+            "--endpoint-reconciler-type=none", "--profiling=false", "--v=0",
+        ], stdout=log, stderr=subprocess.STDOUT)
+        self._wait(self.ready, 180, "kube-apiserver")
+
+    def stop_apiserver(self) -> None:
+        p = self.procs.pop("apiserver", None)
+        if p:
+            p.terminate()
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def stop(self) -> None:
+        self.stop_apiserver()
+        p = self.procs.pop("etcd", None)
+        if p:
+            p.terminate()
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    # -- readiness --
+    def _admin_ctx(self) -> ssl.SSLContext:
+        pki = self.workdir / "pki"
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        return ctx
+
+    def _http_ok(self, url: str, ctx: ssl.SSLContext | None = None) -> bool:
+        try:
+            with urllib.request.urlopen(url, context=ctx, timeout=2) as r:
+                return bool(r.status == 200)
+        except Exception:
+            return False
+
+    def ready(self) -> bool:
+        return self._http_ok(self.url + "/readyz", self._admin_ctx())
+
+    def _wait(self, cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():
+                return
+            for name, p in self.procs.items():
+                if p.poll() is not None:
+                    log = (self.workdir / f"{'kube-apiserver' if name == 'apiserver' else name}.log").read_text()
+                    raise RuntimeError(f"{name} exited with {p.returncode}:\n{log[-4000:]}")
+            time.sleep(0.2)
+        raise TimeoutError(f"{what} not ready after {timeout}s")

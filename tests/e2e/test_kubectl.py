@@ -1,0 +1,248 @@
+"""End-to-end: real kube-apiserver + etcd, the webhook with its live view, and the real kubectl.
+
+Rule IDs from SPEC are cited where a scenario exercises them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import SA, Kubectl, Webhook
+from tests.e2e.controlplane import ControlPlane
+
+pytestmark = pytest.mark.e2e
+UW = "istio.io/use-waypoint"
+
+GENERATED_WAYPOINT = """apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  labels:
+    istio.io/waypoint-for: {for_}
+  name: {name}
+  namespace: {ns}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners:
+  - name: mesh
+    port: 15008
+    protocol: HBONE
+"""
+
+
+def waypoint(name: str, ns: str, for_: str = "service") -> str:
+    return GENERATED_WAYPOINT.format(name=name, ns=ns, for_=for_)
+
+
+def make_ready(kubectl: Kubectl, name: str, ns: str, ip: str = "10.0.0.50") -> None:
+    """Play istiod: publish the waypoint's address in status (W1)."""
+    kubectl("patch", "gateway", name, "-n", ns, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": {"addresses": [{"type": "IPAddress", "value": ip}]}}))
+
+
+def eventually(fn: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Watches are asynchronous: retry until ``fn`` returns a truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = fn()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.3)
+
+
+def service(name: str, ns: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
+            "spec": {"ports": [{"port": 9080, "name": "http"}]}}
+
+
+def test_seed_workflows_command_for_command(kubectl: Kubectl, webhook: Webhook) -> None:
+    """Every workflow of the seed document, in its order, through the webhook."""
+    assert kubectl("get", "crd", "gateways.gateway.networking.k8s.io").returncode == 0
+    kubectl("label", "ns", "default", "istio.io/dataplane-mode=ambient", "--overwrite")
+    assert "ambient" in kubectl("get", "ns", "-L", "istio.io/dataplane-mode").stdout
+
+    # istioctl waypoint generate --for service -n default | kubectl apply -f -
+    out = kubectl.apply(waypoint("waypoint", "default"))
+    assert "gateway.gateway.networking.k8s.io/waypoint created" in out.stdout and "Warning" not in out.stderr
+    make_ready(kubectl, "waypoint", "default")
+
+    # kubectl label ns default istio.io/use-waypoint=waypoint
+    out = eventually(lambda: (p := kubectl("label", "ns", "default", f"{UW}=waypoint", "--overwrite"))
+                     and "WaypointNotReady" not in p.stderr and p)
+    assert "namespace/default labeled" in out.stdout and "Warning" not in out.stderr, out.stderr
+
+    # Service waypoint for reviews
+    kubectl.apply(waypoint("reviews-svc-waypoint", "default"))
+    make_ready(kubectl, "reviews-svc-waypoint", "default", "10.0.0.51")
+    kubectl.apply(service("reviews", "default", {"app": "reviews"}))
+    out = kubectl("label", "service", "reviews", f"{UW}=reviews-svc-waypoint")
+    assert "service/reviews labeled" in out.stdout
+    assert "Error" not in out.stderr
+
+    # Pod waypoint for reviews-v2 (--for workload)
+    kubectl.apply(waypoint("reviews-v2-pod-waypoint", "default", "workload"))
+    make_ready(kubectl, "reviews-v2-pod-waypoint", "default", "10.0.0.52")
+    kubectl.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "reviews-v2-5b667bcbf8-spnnh", "namespace": "default", "labels": {"app": "reviews", "version": "v2"}},
+        "spec": {"containers": [{"name": "reviews", "image": "docker.io/istio/examples-bookinfo-reviews-v2:1.20.2"}]}})
+    out = kubectl("label", "pod", "-l", "version=v2,app=reviews", f"{UW}=reviews-v2-pod-waypoint")
+    assert "pod/reviews-v2-5b667bcbf8-spnnh labeled" in out.stdout
+
+    # Cross-namespace waypoint egress-gateway and ServiceEntry istio-site
+    for n in ("common-infrastructure", "cross-namespace-waypoint-consumer"):
+        kubectl("create", "namespace", n)
+        kubectl("label", "namespace", n, "istio.io/dataplane-mode=ambient")
+    kubectl.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {
+        "name": "egress-gateway", "namespace": "common-infrastructure"}, "spec": {
+        "gatewayClassName": "istio-waypoint", "listeners": [{
+            "name": "mesh", "port": 15008, "protocol": "HBONE", "allowedRoutes": {"namespaces": {
+                "from": "Selector", "selector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": "cross-namespace-waypoint-consumer"}}}}}]}})
+    make_ready(kubectl, "egress-gateway", "common-infrastructure", "10.0.0.60")
+    kubectl.apply({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {
+        "name": "istio-site", "namespace": "cross-namespace-waypoint-consumer"}, "spec": {
+        "hosts": ["istio.io"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}], "resolution": "DNS"}})
+    se = ("-n", "cross-namespace-waypoint-consumer")
+    out = kubectl("label", "serviceentries.networking.istio.io", "istio-site", f"{UW}=egress-gateway", *se)
+    assert "serviceentry.networking.istio.io/istio-site labeled" in out.stdout
+    # Between the two commands the reference points at the consumer's own namespace: a warning, not a
+    # denial, which is exactly why WaypointNotFound is a warning by default (B1).
+    assert "Warning: WaypointNotFound:" in out.stderr
+    out = kubectl("label", "serviceentries.networking.istio.io", "istio-site",
+                  "istio.io/use-waypoint-namespace=common-infrastructure", *se)
+    assert "labeled" in out.stdout and "Warning" not in out.stderr, out.stderr
+
+    # The defaulted egress-gateway got its waypoint-for label (M2)
+    labels = json.loads(kubectl("get", "gateway", "egress-gateway", "-n", "common-infrastructure",
+                                "-o", "json").stdout)["metadata"]["labels"]
+    assert labels["istio.io/waypoint-for"] == "service"
+
+    # Cleanup: istioctl waypoint delete --all -n default; kubectl label ns default istio.io/use-waypoint-
+    out = eventually(lambda: (p := kubectl("delete", "gateways.gateway.networking.k8s.io", "--all", "-n", "default"))
+                     and p)
+    assert "deleted" in out.stdout
+    assert "Warning: WaypointInUse:" in out.stderr  # the namespace, Service and Pod still point at them
+    out = kubectl("label", "ns", "default", f"{UW}-")
+    assert "namespace/default unlabeled" in out.stdout
+
+
+def test_denial_shows_code_and_fix_via_apply_and_dry_run(kubectl: Kubectl, ns: str) -> None:
+    bad = service("ratings", ns, {UW: "None"})
+    for extra in ((), ("--dry-run=server",)):
+        p = kubectl.apply(bad, *extra, check=False)
+        assert p.returncode != 0
+        assert 'admission webhook "consumers.validate.waypoint-webhook.io" denied the request' in p.stderr
+        assert "InvalidUseWaypoint:" in p.stderr and "write 'none' (lowercase) to opt out" in p.stderr
+    assert kubectl("get", "service", "ratings", "-n", ns, check=False).returncode != 0
+
+
+def test_dry_run_leaves_nothing_behind(kubectl: Kubectl, ns: str) -> None:
+    p = kubectl.apply(waypoint("dry", ns), "--dry-run=server")
+    assert "(server dry run)" in p.stdout
+    assert "NotFound" in kubectl("get", "gateway", "dry", "-n", ns, check=False).stderr
+
+
+def test_warning_is_printed_by_kubectl(kubectl: Kubectl, ns: str) -> None:
+    p = kubectl.apply(service("details", ns, {UW: "not-there-yet"}))
+    assert "service/details created" in p.stdout
+    assert f"Warning: WaypointNotFound: Service {ns}/details: waypoint Gateway {ns}/not-there-yet not found" in p.stderr
+
+
+def test_minimal_gateway_is_stored_with_mesh_listener_and_label(kubectl: Kubectl, ns: str) -> None:
+    """M1, M2: the CRD requires listeners, so only the mutation makes this Gateway admissible."""
+    kubectl.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                   "metadata": {"name": "minimal", "namespace": ns}, "spec": {"gatewayClassName": "istio-waypoint"}})
+    gw = json.loads(kubectl("get", "gateway", "minimal", "-n", ns, "-o", "json").stdout)
+    assert gw["spec"]["listeners"] == [{"name": "mesh", "port": 15008, "protocol": "HBONE",
+                                        "allowedRoutes": {"namespaces": {"from": "Same"}}}]
+    assert gw["metadata"]["labels"]["istio.io/waypoint-for"] == "service"
+
+
+def test_invalid_gateways_are_denied(kubectl: Kubectl, ns: str) -> None:
+    p = kubectl.apply(waypoint("typo", ns, "Service"), check=False)
+    assert p.returncode != 0 and "InvalidWaypointFor:" in p.stderr
+    lower = waypoint("lower", ns).replace("protocol: HBONE", "protocol: hbone")
+    p = kubectl.apply(lower, check=False)
+    assert "MissingMeshListener:" in p.stderr and "protocol must be HBONE" in p.stderr
+
+
+def test_deployment_with_bad_template_label_is_denied(kubectl: Kubectl, ns: str) -> None:
+    def deploy(label: str) -> dict[str, Any]:
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "reviews-v3", "namespace": ns},
+                "spec": {"selector": {"matchLabels": {"app": "reviews"}}, "template": {
+                    "metadata": {"labels": {"app": "reviews", UW: label}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}
+
+    p = kubectl.apply(deploy("Reviews_Waypoint"), check=False)
+    assert p.returncode != 0 and 'admission webhook "workloads.validate.waypoint-webhook.io" denied' in p.stderr
+    assert "spec.template.metadata.labels[istio.io/use-waypoint]" in p.stderr or "InvalidUseWaypoint" in p.stderr
+    kubectl.apply(waypoint("pods", ns, "workload"))
+    make_ready(kubectl, "pods", ns)
+    assert eventually(lambda: "Warning" not in kubectl.apply(deploy("pods")).stderr)
+
+
+def test_view_follows_the_cluster(kubectl: Kubectl, ns: str) -> None:
+    """Create a waypoint, label a Service a moment later: no WaypointNotFound. Delete it: WaypointInUse."""
+    kubectl.apply(waypoint("late", ns))
+    make_ready(kubectl, "late", ns)
+    kubectl.apply(service("svc", ns))
+    time.sleep(1.0)
+    p = kubectl("label", "service", "svc", "-n", ns, f"{UW}=late")
+    assert "labeled" in p.stdout and "WaypointNotFound" not in p.stderr, p.stderr
+    p = eventually(lambda: (q := kubectl("delete", "gateway", "late", "-n", ns)) and q)
+    assert "Warning: WaypointInUse: Gateway" in p.stderr and f"Service {ns}/svc" in p.stderr
+
+
+def test_cross_namespace_attachment_denied_and_allowed(kubectl: Kubectl, ns: str) -> None:
+    """P3/P4 through the live view: the consumer namespace's labels decide."""
+    kubectl.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                   "metadata": {"name": "shared", "namespace": ns, "labels": {"istio.io/waypoint-for": "all"}},
+                   "spec": {"gatewayClassName": "istio-waypoint", "listeners": [{
+                       "name": "mesh", "port": 15008, "protocol": "HBONE", "allowedRoutes": {"namespaces": {
+                           "from": "Selector", "selector": {"matchLabels": {"team": "blue"}}}}}]}})
+    make_ready(kubectl, "shared", ns)
+    other = f"{ns}-c"
+    kubectl("create", "namespace", other)
+    labels = {UW: "shared", "istio.io/use-waypoint-namespace": ns}
+    p = eventually(lambda: (q := kubectl.apply(service("a", other, labels), check=False))
+                   and "AttachmentDenied" in q.stderr and q)
+    assert p.returncode != 0 and "AttachmentDenied:" in p.stderr
+    kubectl("label", "namespace", other, "team=blue")
+    assert eventually(lambda: kubectl.apply(service("a", other, labels), check=False).returncode == 0)
+
+
+def test_service_account_rbac_is_least_privilege(kubectl: Kubectl, webhook: Webhook) -> None:
+    def can(verb: str, resource: str) -> bool:
+        p = kubectl("auth", "can-i", f"--as={SA}", verb, resource, "--all-namespaces", check=False)
+        return p.stdout.strip() == "yes"
+
+    for resource in ("gateways.gateway.networking.k8s.io", "gatewayclasses.gateway.networking.k8s.io",
+                     "namespaces", "services", "pods", "serviceentries.networking.istio.io",
+                     "workloadentries.networking.istio.io"):
+        assert can("list", resource) and can("watch", resource) and can("get", resource), resource
+        assert not can("create", resource) and not can("delete", resource) and not can("patch", resource)
+    for verb, resource in (("get", "secrets"), ("list", "configmaps"),
+                           ("update", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
+                           ("create", "pods"), ("list", "deployments.apps")):
+        assert not can(verb, resource), (verb, resource)
+
+
+def test_view_resyncs_after_apiserver_restart(cluster: ControlPlane, kubectl: Kubectl, webhook: Webhook,
+                                              ns: str) -> None:
+    cluster.stop_apiserver()
+    time.sleep(2)
+    cluster.start_apiserver()
+    kubectl.apply(waypoint("after-restart", ns))
+    make_ready(kubectl, "after-restart", ns)
+    kubectl.apply(service("svc", ns))
+    # Judged on fresh state: the waypoint created after the restart is known to the view.
+    assert eventually(lambda: "WaypointNotFound" not in kubectl(
+        "label", "service", "svc", "-n", ns, f"{UW}=after-restart", "--overwrite").stderr, 30)
+    assert webhook.proc.poll() is None
+    relists = [line for line in webhook.metrics().splitlines()
+               if line.startswith("waypoint_webhook_state_relists_total") and 'reason="reconnect"' in line]
+    assert relists and sum(float(line.rsplit(" ", 1)[1]) for line in relists) > 0

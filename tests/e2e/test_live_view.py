@@ -1,0 +1,90 @@
+"""The watch-backed view on its own: missing CRDs, unsynced readiness, relist after 410."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+
+from tests.e2e.conftest import EXE, Kubectl, Webhook
+from tests.e2e.controlplane import ControlPlane, free_port
+from webhook.state.live import RESOURCES, LiveView, Resource
+
+pytestmark = pytest.mark.e2e
+
+
+def test_missing_crd_is_synced_empty_and_retried(cluster: ControlPlane) -> None:
+    widgets = Resource("widgets", "/apis/example.com/v1/widgets", "example.com/v1", "Widget")
+    view = LiveView.from_kubeconfig(str(cluster.kubeconfig), resources=[widgets, RESOURCES[2]], missing_retry=0.3)
+    view.start()
+    try:
+        assert view.wait_synced(20) and view.synced()
+        assert view.watchers[0].missing and not view.watchers[1].missing
+        assert view.namespace_labels("kube-system")["kubernetes.io/metadata.name"] == "kube-system"
+    finally:
+        view.stop()
+
+
+def test_view_follows_label_selector_watch_removals(cluster: ControlPlane, kubectl: Kubectl, webhook: Webhook) -> None:
+    """A Service that loses its use-waypoint label leaves the selector watch: it is no longer a consumer."""
+    view = LiveView.from_kubeconfig(str(cluster.kubeconfig))
+    view.start()
+    try:
+        assert view.wait_synced(30)
+        ns = f"lv-{int(time.time() * 1000) % 100000}"
+        kubectl("create", "namespace", ns)
+        kubectl("create", "service", "clusterip", "s1", "--tcp=80:80", "-n", ns)
+        kubectl("label", "service", "s1", "-n", ns, "istio.io/use-waypoint=wp")
+        deadline = time.monotonic() + 10
+        while not view.consumers_of(ns, "wp") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [r.name for r in view.consumers_of(ns, "wp")] == ["s1"]
+        kubectl("label", "service", "s1", "-n", ns, "istio.io/use-waypoint-")
+        deadline = time.monotonic() + 10
+        while view.consumers_of(ns, "wp") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert view.consumers_of(ns, "wp") == []
+    finally:
+        view.stop()
+
+
+def test_unsynced_server_is_not_ready_and_reports_state_unavailable(tmp_path: Path, cluster: ControlPlane) -> None:
+    """An API server that cannot be reached: /readyz 503, syntax checks still deny, references warn."""
+    kubeconfig = tmp_path / "dead.kubeconfig"
+    text = cluster.kubeconfig.read_text().replace(cluster.url, f"https://127.0.0.1:{free_port()}")
+    kubeconfig.write_text(text)
+    subprocess.run([EXE, "certs", "--out", str(tmp_path), "--ip", "127.0.0.1"], check=True, capture_output=True)
+    port = free_port()
+    proc = subprocess.Popen([EXE, "serve", "--kubeconfig", str(kubeconfig), "--host", "127.0.0.1", "--port",
+                             str(port), "--workers", "1", "--sync-timeout", "1", "--tls-cert", str(tmp_path / "tls.crt"),
+                             "--tls-key", str(tmp_path / "tls.key")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url, ca = f"https://127.0.0.1:{port}", str(tmp_path / "ca.crt")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = requests.get(url + "/readyz", verify=ca, timeout=1)
+                break
+            except requests.RequestException:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert r.status_code == 503 and "cluster view not synced yet" in r.json()["reasons"]
+
+        def review(label: str) -> dict:  # type: ignore[type-arg]
+            body = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+                "uid": "x", "kind": {"group": "", "version": "v1", "kind": "Service"}, "namespace": "default",
+                "operation": "CREATE", "object": {"metadata": {"name": "s", "namespace": "default",
+                                                                "labels": {"istio.io/use-waypoint": label}}}}}
+            return requests.post(url + "/validate", data=orjson.dumps(body), verify=ca, timeout=5,
+                                 headers={"Content-Type": "application/json"}).json()["response"]
+
+        assert review("waypoint")["warnings"][0].startswith("StateUnavailable: ")
+        assert review("None")["status"]["details"]["causes"][0]["reason"] == "InvalidUseWaypoint"
+    finally:
+        proc.terminate()
+        proc.wait(15)

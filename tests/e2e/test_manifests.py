@@ -1,0 +1,105 @@
+"""manifests/ and certs/: render with kustomize, check the safety properties, and have the real
+API server accept the whole install (server-side dry run validates every object and compiles
+the CEL matchConditions)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import ROOT, Kubectl, Webhook, rendered_manifests
+from webhook import deploy
+
+pytestmark = pytest.mark.e2e
+
+B0 = {
+    ("gateway.networking.k8s.io", "gateways"): ({"v1", "v1beta1"}, {"CREATE", "UPDATE", "DELETE"}),
+    ("gateway.networking.k8s.io", "gatewayclasses"): ({"v1", "v1beta1"}, {"CREATE", "UPDATE"}),
+    ("", "namespaces"): ({"v1"}, {"CREATE", "UPDATE"}),
+    ("", "services"): ({"v1"}, {"CREATE", "UPDATE"}),
+    ("", "pods"): ({"v1"}, {"CREATE", "UPDATE"}),
+    ("networking.istio.io", "serviceentries"): ({"v1", "v1beta1", "v1alpha3"}, {"CREATE", "UPDATE"}),
+    ("networking.istio.io", "workloadentries"): ({"v1", "v1beta1", "v1alpha3"}, {"CREATE", "UPDATE"}),
+    **{("apps", r): ({"v1"}, {"CREATE", "UPDATE"}) for r in ("deployments", "statefulsets", "daemonsets",
+                                                             "replicasets")},
+    **{("batch", r): ({"v1"}, {"CREATE", "UPDATE"}) for r in ("jobs", "cronjobs")},
+}
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == kind)
+
+
+def test_validating_rules_cover_spec_b0_exactly(kubectl: Kubectl) -> None:
+    vwc = by_kind(rendered_manifests(kubectl), "ValidatingWebhookConfiguration")
+    seen: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
+    for wh in vwc["webhooks"]:
+        assert wh["sideEffects"] == "None" and wh["admissionReviewVersions"] == ["v1"]
+        assert wh["timeoutSeconds"] == 5 and wh["failurePolicy"] == "Fail" and wh["matchPolicy"] == "Equivalent"
+        excluded = wh["namespaceSelector"]["matchExpressions"][0]
+        assert excluded["operator"] == "NotIn"
+        assert {"kube-system", "kube-node-lease", "waypoint-webhook"} <= set(excluded["values"])
+        assert wh["matchConditions"], wh["name"]
+        for rule in wh["rules"]:
+            for group in rule["apiGroups"]:
+                for res in rule["resources"]:
+                    seen[(group, res)] = (set(rule["apiVersions"]), set(rule["operations"]))
+    assert seen == B0
+
+
+def test_mutating_webhook_fails_open_and_reinvokes(kubectl: Kubectl) -> None:
+    (wh,) = by_kind(rendered_manifests(kubectl), "MutatingWebhookConfiguration")["webhooks"]
+    assert wh["failurePolicy"] == "Ignore" and wh["reinvocationPolicy"] == "IfNeeded"
+    assert [(r["resources"], r["operations"]) for r in wh["rules"]] == [(["gateways"], ["CREATE", "UPDATE"])]
+
+
+def test_deployment_is_ha_and_locked_down(kubectl: Kubectl) -> None:
+    docs = rendered_manifests(kubectl)
+    dep = by_kind(docs, "Deployment")["spec"]
+    pod = dep["template"]["spec"]
+    (c,) = pod["containers"]
+    assert dep["replicas"] == 3 and pod["priorityClassName"] == "system-cluster-critical"
+    assert pod["topologySpreadConstraints"] and pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}}
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz" and c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["resources"]["requests"] and c["resources"]["limits"]
+    assert by_kind(docs, "PodDisruptionBudget")["spec"]["minAvailable"] >= 1
+    svc = by_kind(docs, "Service")["spec"]["ports"][0]
+    assert svc["port"] == 443 and svc["targetPort"] == "https"
+    role = by_kind(docs, "ClusterRole")
+    assert all(set(r["verbs"]) == {"get", "list", "watch"} for r in role["rules"])
+
+
+def test_cert_manager_overlay_injects_ca(kubectl: Kubectl) -> None:
+    docs = [d for d in yaml.safe_load_all(kubectl("kustomize", str(ROOT / "certs" / "cert-manager")).stdout) if d]
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        ann = by_kind(docs, kind)["metadata"]["annotations"]
+        assert ann["cert-manager.io/inject-ca-from"] == "waypoint-webhook/waypoint-webhook-serving"
+    cert = next(d for d in docs if d["kind"] == "Certificate" and d["metadata"]["name"] == "waypoint-webhook-serving")
+    assert cert["spec"]["secretName"] == "waypoint-webhook-tls"
+
+
+def test_make_certs_overlay_installs_on_a_real_apiserver(kubectl: Kubectl, webhook: Webhook, tmp_path: Path) -> None:
+    """The README's install path: `make certs` then `kubectl apply -k certs/` (server-side dry run)."""
+    overlay = tmp_path / "certs"
+    shutil.copytree(ROOT / "certs", overlay, ignore=shutil.ignore_patterns("dev", "generated"))
+    text = (overlay / "kustomization.yaml").read_text()
+    (overlay / "kustomization.yaml").write_text(text.replace("../manifests", os.path.relpath(ROOT / "manifests",
+                                                                                            overlay)))
+    issued = deploy.generate("waypoint-webhook", overlay / "generated")
+    docs = [d for d in yaml.safe_load_all(kubectl("kustomize", str(overlay)).stdout) if d]
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        assert all(wh["clientConfig"]["caBundle"] == issued.ca_bundle for wh in by_kind(docs, kind)["webhooks"])
+    # Rotation keeps the CA, so the caBundle already in the cluster stays valid.
+    again = deploy.generate("waypoint-webhook", overlay / "generated")
+    assert again.ca_pem == issued.ca_pem and again.cert_pem != issued.cert_pem
+    p = kubectl.apply(docs, "--dry-run=server")
+    assert "deployment.apps/waypoint-webhook created (server dry run)" in p.stdout
+    assert "validatingwebhookconfiguration.admissionregistration.k8s.io/waypoint-webhook" in p.stdout

@@ -1,0 +1,263 @@
+"""Cluster view that follows the live cluster with list + watch (issue 3).
+
+One thread per resource does what an informer does: list (paginated), then watch from the
+list's resourceVersion with bookmarks; on ``410 Gone`` it relists; on any other failure it
+reconnects with capped exponential backoff and jitter. Events go into the same
+:class:`~webhook.state.index.Index` the file view uses, which keeps only the fields the rules
+read. The view is synced once every resource has been listed once; the admission path never
+calls the API server.
+
+A resource whose CRD is not installed (Istio not there yet) answers 404: it counts as synced
+and empty, and is listed again every ``missing_retry`` seconds until it appears.
+
+Raw JSON is read with the client's ``call_api`` (no model deserialisation), which keeps watch
+processing cheap and lets one code path serve core and custom resources alike.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.watch.watch import iter_resp_lines
+
+from webhook.metrics import Metrics
+from webhook.model import USE_WAYPOINT, Malformed
+from webhook.state.index import Index
+from webhook.state.view import ConsumerRef, WaypointInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Resource:
+    name: str  # for logs and metrics
+    path: str  # collection path across all namespaces
+    api_version: str
+    kind: str
+    label_selector: str | None = None
+
+
+# Services and Pods only matter when they carry their own reference; ServiceEntries and
+# WorkloadEntries are watched whole because endpoint and spec labels can reference waypoints (R4).
+RESOURCES: tuple[Resource, ...] = (
+    Resource("gatewayclasses", "/apis/gateway.networking.k8s.io/v1/gatewayclasses",
+             "gateway.networking.k8s.io/v1", "GatewayClass"),
+    Resource("gateways", "/apis/gateway.networking.k8s.io/v1/gateways", "gateway.networking.k8s.io/v1", "Gateway"),
+    Resource("namespaces", "/api/v1/namespaces", "v1", "Namespace"),
+    Resource("services", "/api/v1/services", "v1", "Service", USE_WAYPOINT),
+    Resource("pods", "/api/v1/pods", "v1", "Pod", USE_WAYPOINT),
+    Resource("serviceentries", "/apis/networking.istio.io/v1/serviceentries", "networking.istio.io/v1",
+             "ServiceEntry"),
+    Resource("workloadentries", "/apis/networking.istio.io/v1/workloadentries", "networking.istio.io/v1",
+             "WorkloadEntry"),
+)
+
+
+class Gone(Exception):
+    """The resourceVersion is too old (HTTP 410): relist."""
+
+
+class NotServed(Exception):
+    """HTTP 404 on the collection: the CRD is not installed (yet)."""
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (meta.get("namespace") or "", meta.get("name") or "")
+
+
+class Watcher:
+    """List and watch one resource into the shared index."""
+
+    def __init__(self, view: LiveView, resource: Resource) -> None:
+        self.view, self.resource = view, resource
+        self.synced = threading.Event()
+        self.missing = False
+        self.known: set[tuple[str, str]] = set()
+        self.thread = threading.Thread(target=self.run, name=f"watch-{resource.name}", daemon=True)
+
+    # -- HTTP --
+    def _get(self, query: list[tuple[str, Any]], timeout: float) -> Any:
+        """GET the collection; returns the raw urllib3 response (never preloaded)."""
+        api = self.view.api
+        method, url, headers, body, post = api.param_serialize(
+            "GET", self.resource.path, query_params=query, auth_settings=["BearerToken"],
+            header_params={"Accept": "application/json"},
+        )
+        raw = api.call_api(method, url, headers, body, post, _request_timeout=(10, timeout)).response
+        if raw.status >= 400:
+            text = raw.data.decode("utf-8", "replace")[:300]
+            raw.release_conn()
+            if raw.status == 404:
+                raise NotServed(text)
+            if raw.status == 410:
+                raise Gone(text)
+            raise RuntimeError(f"HTTP {raw.status}: {text}")
+        return raw
+
+    def _selector(self) -> list[tuple[str, Any]]:
+        return [("labelSelector", self.resource.label_selector)] if self.resource.label_selector else []
+
+    # -- list --
+    def relist(self, reason: str) -> str:
+        self.view.metrics.state_relists.labels(self.resource.name, reason).inc()
+        items: list[dict[str, Any]] = []
+        cont = None
+        while True:
+            query = [("limit", 500), *self._selector()] + ([("continue", cont)] if cont else [])
+            resp = self._get(query, 60)
+            body = json.loads(resp.data)
+            resp.release_conn()
+            items += body.get("items") or []
+            cont = (body.get("metadata") or {}).get("continue")
+            if not cont:
+                rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
+                break
+        seen = set()
+        for item in items:
+            item.setdefault("apiVersion", self.resource.api_version)
+            item.setdefault("kind", self.resource.kind)
+            self._apply(item, deleted=False)
+            seen.add(_key(item))
+        for ns, name in self.known - seen:
+            self._apply(self._stub(ns, name), deleted=True)
+        self.known = seen
+        return rv
+
+    def _stub(self, ns: str, name: str) -> dict[str, Any]:
+        meta = {"name": name, **({"namespace": ns} if ns else {})}
+        return {"apiVersion": self.resource.api_version, "kind": self.resource.kind, "metadata": meta}
+
+    def _apply(self, obj: dict[str, Any], deleted: bool) -> None:
+        try:
+            self.view.index.apply(obj, deleted=deleted)
+        except Malformed as e:
+            log.warning("ignoring malformed %s %s/%s: %s", self.resource.kind, *_key(obj), e)
+
+    # -- watch --
+    def watch(self, rv: str) -> str:
+        timeout = 290 + random.randint(0, 20)  # spread reconnects like client-go's jitter
+        query = [("watch", "true"), ("allowWatchBookmarks", "true"), ("resourceVersion", rv),
+                 ("timeoutSeconds", timeout), *self._selector()]
+        resp = self._get(query, timeout + 30)
+        try:
+            for line in iter_resp_lines(resp):
+                event = json.loads(line)
+                etype, obj = event.get("type"), event.get("object") or {}
+                if etype == "ERROR":
+                    if obj.get("code") == 410:
+                        raise Gone(obj.get("message", "resourceVersion too old"))
+                    raise RuntimeError(f"watch error: {obj.get('message', obj)}")
+                rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+                if etype == "BOOKMARK":
+                    continue
+                obj.setdefault("apiVersion", self.resource.api_version)
+                obj.setdefault("kind", self.resource.kind)
+                deleted = etype == "DELETED"
+                self._apply(obj, deleted)
+                (self.known.discard if deleted else self.known.add)(_key(obj))
+                self.view.metrics.state_events.labels(self.resource.name, str(etype).lower()).inc()
+        finally:
+            resp.release_conn()
+        return rv
+
+    def run(self) -> None:
+        backoff = self.view.backoff_base
+        reason = "initial"
+        while not self.view.stopped.is_set():
+            try:
+                rv = self.relist(reason)
+                if self.missing:
+                    log.info("%s: resource is now served", self.resource.name)
+                self.missing = False
+                self.synced.set()
+                backoff = self.view.backoff_base
+                while not self.view.stopped.is_set():
+                    rv = self.watch(rv)
+            except Gone as e:
+                log.info("%s: %s; relisting", self.resource.name, e)
+                reason = "expired"
+                continue
+            except NotServed:  # CRD not installed: nothing of this kind can exist yet
+                if not self.missing:
+                    log.info("%s: not served by the API server (CRD missing?); retrying every %.0fs",
+                             self.resource.name, self.view.missing_retry)
+                self.missing = True
+                for ns, name in self.known:
+                    self._apply(self._stub(ns, name), deleted=True)
+                self.known = set()
+                self.synced.set()
+                self.view.stopped.wait(self.view.missing_retry)
+                reason = "missing"
+                continue
+            except Exception as e:  # connection reset, API server restart, timeouts…
+                log.warning("%s: watch failed (%s: %s); retrying in %.1fs", self.resource.name,
+                            type(e).__name__, e, backoff)
+            reason = "reconnect"
+            self.view.stopped.wait(backoff * (0.5 + random.random()))  # full jitter around the step
+            backoff = min(backoff * 2, self.view.backoff_cap)
+
+
+class LiveView:
+    """A :class:`~webhook.state.view.ClusterView` fed by watches."""
+
+    def __init__(self, api: client.ApiClient, metrics: Metrics | None = None,
+                 resources: Sequence[Resource] = RESOURCES, backoff_base: float = 0.5, backoff_cap: float = 30.0,
+                 missing_retry: float = 30.0) -> None:
+        self.api = api
+        self.metrics = metrics or Metrics()
+        self.index = Index()
+        self.stopped = threading.Event()
+        self.backoff_base, self.backoff_cap, self.missing_retry = backoff_base, backoff_cap, missing_retry
+        self.watchers = [Watcher(self, r) for r in resources]
+
+    @classmethod
+    def from_kubeconfig(cls, kubeconfig: str | None, metrics: Metrics | None = None, **kw: Any) -> LiveView:
+        """``--kubeconfig`` if given; else in-cluster config; else $KUBECONFIG or ~/.kube/config."""
+        cfg = client.Configuration()
+        if kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        else:
+            try:
+                config.load_incluster_config(client_configuration=cfg)
+            except config.ConfigException:
+                config.load_kube_config(client_configuration=cfg)
+        return cls(client.ApiClient(cfg), metrics, **kw)
+
+    def start(self) -> None:
+        for w in self.watchers:
+            w.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def wait_synced(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        return all(w.synced.wait(max(0.0, deadline - time.monotonic())) for w in self.watchers)
+
+    def unsynced(self) -> list[str]:
+        return [w.resource.name for w in self.watchers if not w.synced.is_set()]
+
+    # ClusterView
+    def synced(self) -> bool:
+        return all(w.synced.is_set() for w in self.watchers)
+
+    def namespace_labels(self, name: str) -> Mapping[str, str]:
+        return self.index.namespace_labels(name)
+
+    def gateway(self, namespace: str, name: str) -> WaypointInfo | None:
+        return self.index.gateway(namespace, name)
+
+    def class_waypoint_for(self, class_name: str) -> str | None:
+        return self.index.class_waypoint_for(class_name)
+
+    def consumers_of(self, namespace: str, name: str) -> Sequence[ConsumerRef]:
+        return self.index.consumers_of(namespace, name)
