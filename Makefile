@@ -28,7 +28,7 @@ run: install certs/dev/tls.crt
 	  --tls-cert certs/dev/tls.crt --tls-key certs/dev/tls.key --state examples/state
 
 lint: install
-	$(BIN)/ruff check webhook tests bench
+	$(BIN)/ruff check webhook tests $(wildcard bench)
 	$(BIN)/mypy
 
 controlplane:

@@ -30,8 +30,12 @@ def dns_names(namespace: str) -> list[str]:
     return [f"{SERVICE}.{namespace}.svc", f"{SERVICE}.{namespace}.svc.cluster.local", f"{SERVICE}.{namespace}"]
 
 
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
 def secret(issued: tls.Issued, namespace: str) -> dict[str, Any]:
-    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    b64 = _b64
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
             "metadata": {"name": f"{SERVICE}-tls", "namespace": namespace},
             "data": {"tls.crt": b64(issued.cert_pem), "tls.key": b64(issued.key_pem), "ca.crt": b64(issued.ca_pem)}}
