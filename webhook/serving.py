@@ -2,7 +2,8 @@
 
 Why these choices (notes, takeaway 2): the ``sync`` worker closes every connection, and over
 TLS a handshake per request costs about ten times the throughput; ``gthread`` keeps the API
-server's connections open. Keep-alive (120 s by default) outlasts the API server's 90 s idle
+server's connections open. The worker is gthread with one fix for TLS (:mod:`webhook.worker`):
+idle connections wait on the poller instead of holding a thread. Keep-alive (120 s by default) outlasts the API server's 90 s idle
 timeout, so the server never closes a connection the client is about to reuse.
 
 Each worker builds its own app after the fork (its own cluster view and watch threads), so no
@@ -60,7 +61,7 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
         settings: dict[str, Any] = {
             "bind": [f"{host}:{o.port}"],
             "workers": o.workers,
-            "worker_class": "gthread",
+            "worker_class": "webhook.worker.TLSThreadWorker",
             "threads": o.threads,
             "keepalive": o.keepalive,
             "timeout": o.timeout,

@@ -242,3 +242,32 @@ def test_serve_refuses_bad_state_with_file_and_line(tmp_path: Path) -> None:
     p = subprocess.run([EXE, "serve", "--state", str(tmp_path), "--port", "1"], capture_output=True, text=True,
                        timeout=30)
     assert p.returncode == 2 and "bad.yaml:" in p.stderr
+
+
+def test_idle_tls_connections_never_starve_requests(server: Server) -> None:
+    """Go clients (kube-apiserver) dial connections they may leave idle. With more idle TLS
+    connections than threads (4 here), the stock gthread worker deadlocks (gunicorn#2917); ours
+    parks them on the poller, so a real request is answered at once."""
+    host, port = "127.0.0.1", int(server.url.rsplit(":", 1)[1])
+    ctx = ssl.create_default_context(cafile=server.ca)
+    idle = []
+    try:
+        for _ in range(12):  # per worker: 2 workers x 4 threads, with room to spare
+            import socket
+
+            raw = socket.create_connection((host, port), timeout=5)
+            idle.append(ctx.wrap_socket(raw, server_hostname="127.0.0.1"))  # handshake, then silence
+        time.sleep(0.3)
+        start = time.monotonic()
+        for i in range(8):  # new connections each time: every worker must still have a free thread
+            r = requests.post(server.url + "/validate", data=GOOD, headers={"Content-Type": "application/json"},
+                              verify=server.ca, timeout=5)
+            assert r.status_code == 200, i
+        assert time.monotonic() - start < 5
+        # The idle connections are still usable afterwards.
+        conn = idle[0]
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert conn.recv(1024).startswith(b"HTTP/1.1 200")
+    finally:
+        for s in idle:
+            s.close()

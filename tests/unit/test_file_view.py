@@ -70,3 +70,16 @@ def test_first_load_errors_name_the_file(tmp_path: Path) -> None:
         FileView(tmp_path)
     with pytest.raises(StateError, match="no such file"):
         FileView(tmp_path / "missing")
+
+
+def test_json_state_and_json_errors(tmp_path: Path) -> None:
+    import orjson
+
+    items = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"n{i}", "labels": {"x": "y"}}}
+             for i in range(3)]
+    (tmp_path / "s.json").write_bytes(orjson.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    v = FileView(tmp_path)
+    assert v.namespace_labels("n2")["x"] == "y"
+    (tmp_path / "s.json").write_text('{"kind": "List",\n "items": [}')
+    with pytest.raises(StateError, match=r"s.json:2: invalid JSON"):
+        FileView(tmp_path)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 from webhook.model import Malformed
@@ -24,6 +25,8 @@ from webhook.state.view import ConsumerRef, WaypointInfo
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".yaml", ".yml", ".json")
+# libyaml's parser when PyYAML was built with it: same documents and marks, several times faster.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class StateError(Exception):
@@ -60,7 +63,9 @@ def read_documents(path: Path, text: str | None = None) -> list[Document]:
     except (OSError, UnicodeDecodeError) as e:
         raise StateError(f"{path}: cannot read: {e}") from e
     docs: list[Document] = []
-    loader = yaml.SafeLoader(text)
+    if path.suffix == ".json":
+        return _read_json(path, text)
+    loader = _Loader(text)
     try:
         index = 0
         while loader.check_node():
@@ -81,6 +86,20 @@ def read_documents(path: Path, text: str | None = None) -> list[Document]:
         raise StateError(f"{where}: invalid YAML: {problem}") from e
     finally:
         loader.dispose()
+    return docs
+
+
+def _read_json(path: Path, text: str) -> list[Document]:
+    """JSON state (large generated views) parses an order of magnitude faster with orjson."""
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        raise StateError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    docs = []
+    for item in _flatten(obj):
+        if not isinstance(item, dict):
+            raise StateError(f"{path}: a document is not a mapping")
+        docs.append(Document(str(path), item))
     return docs
 
 
