@@ -225,18 +225,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _make_view(args: argparse.Namespace, metrics: Metrics) -> ClusterView:
     """Per worker: the live watch-backed view, or the file view (polled for changes)."""
     if args.cluster or args.kubeconfig:
+        from webhook.state.files import settle_heap
         from webhook.state.live import LiveView
 
         live = LiveView.from_kubeconfig(args.kubeconfig, metrics)
         live.start()
-        if not live.wait_synced(args.sync_timeout):
+        if live.wait_synced(args.sync_timeout):
+            settle_heap()  # the synced view is long-lived: keep it out of full collections
+        else:
             log.warning(
                 "cluster view not synced after %.0fs; serving with StateUnavailable until it is", args.sync_timeout
             )
         return live
     from webhook.state.files import FileView
 
-    view = FileView(args.state)
+    view = FileView(args.state)  # settles the heap after every load
     if args.state:
         view.start(args.state_poll_interval)
     return view

@@ -9,6 +9,7 @@ live in a private registry. Nothing registers with the library's global registry
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -71,12 +72,27 @@ class Metrics:
             ["resource", "type"],
             registry=r,
         )
+        self._request_children: dict[tuple[str, str, str, str], Any] = {}
+        self._duration_children: dict[str, Any] = {}
         self.state_relists = Counter(
             "waypoint_webhook_state_relists_total",
             "Full relists of a watched resource, by resource and reason.",
             ["resource", "reason"],
             registry=r,
         )
+
+    def request_done(self, webhook: str, kind: str, operation: str, result: str, seconds: float) -> None:
+        """Count and time one review. Label children are cached: ``labels()`` costs microseconds
+        per call, a dict lookup does not."""
+        key = (webhook, kind, operation, result)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(*key)
+        child.inc()
+        hist = self._duration_children.get(webhook)
+        if hist is None:
+            hist = self._duration_children[webhook] = self.duration.labels(webhook)
+        hist.observe(seconds)
 
     def exposition(self) -> tuple[bytes, str]:
         if self.multiprocess:

@@ -85,12 +85,13 @@ def _get_str(obj: Mapping[str, Json], key: str, path: str) -> str | None:
     raise Malformed(path, f"must be a string, not {type(value).__name__}")
 
 
-def _str_map(obj: Mapping[str, Json], key: str, path: str) -> dict[str, str]:
+def _str_map(obj: Mapping[str, Json], key: str, path: str) -> Mapping[str, str]:
+    """The map itself, checked but not copied: rules never mutate objects."""
     raw = _get_map(obj, key, path)
     for k, v in raw.items():
-        if not isinstance(v, str):
+        if type(v) is not str:
             raise Malformed(f"{path}[{k}]", f"must be a string, not {type(v).__name__}")
-    return dict(raw)
+    return raw
 
 
 @dataclass(frozen=True)
@@ -265,6 +266,10 @@ def parse_gateway_class(raw: Mapping[str, Json]) -> GatewayClass:
 
 SERVICE = "service"
 WORKLOAD = "workload"
+# Shared, not built per object: the view holds tens of thousands of consumers.
+SERVICE_TRAFFIC = frozenset({SERVICE})
+WORKLOAD_TRAFFIC = frozenset({WORKLOAD})
+ALL_TRAFFIC = frozenset({SERVICE, WORKLOAD})
 
 
 @dataclass(frozen=True)
@@ -315,24 +320,24 @@ def parse_consumer(kind: str, raw: Mapping[str, Json], namespace: str = "") -> C
     meta = parse_meta(raw, namespace=namespace)
     spec = _get_map(raw, "spec", "spec")
     labels: Mapping[str, str] = meta.labels
-    traffic = frozenset({SERVICE})
+    traffic = SERVICE_TRAFFIC
     excluded = False
     host_network = False
     endpoints: tuple[tuple[str, Mapping[str, str]], ...] = ()
     if kind == "Namespace":
         # P4: every namespace carries its immutable name label, even before the API server sets it.
         labels = {**meta.labels, NAMESPACE_NAME_LABEL: meta.name}
-        traffic = frozenset({SERVICE, WORKLOAD})
+        traffic = ALL_TRAFFIC
     elif kind == "Service":
         excluded = (
             meta.labels.get(MANAGED_BY_GATEWAY) in WAYPOINT_SERVICE_MANAGERS
             or _get_str(spec, "type", "spec.type") == "ExternalName"
         )
     elif kind == "Pod":
-        traffic = frozenset({WORKLOAD})
+        traffic = WORKLOAD_TRAFFIC
         host_network = spec.get("hostNetwork") is True
     elif kind == "WorkloadEntry":
-        traffic = frozenset({WORKLOAD})
+        traffic = WORKLOAD_TRAFFIC
         labels = {**_str_map(spec, "labels", "spec.labels"), **meta.labels}  # R4: metadata wins
     elif kind == "ServiceEntry":
         eps = _get_list(spec, "endpoints", "spec.endpoints")
@@ -372,7 +377,7 @@ def _parse_template(kind: str, raw: Mapping[str, Json], namespace: str) -> Consu
         "Pod",
         meta,
         meta.labels,
-        frozenset({WORKLOAD}),
+        WORKLOAD_TRAFFIC,
         host_network=spec.get("hostNetwork") is True,
         template_of=kind,
     )

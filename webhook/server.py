@@ -104,8 +104,7 @@ def create_app(engine: Engine, metrics: Metrics | None = None, checks: Sequence[
             log.exception("internal error reviewing uid=%s kind=%s", req.uid, req.kind.kind)
             resp = errored(req.uid, 500, "internal error in waypoint-webhook; see its logs")
         out = encode(resp)
-        metrics.requests.labels(webhook, req.kind.kind, req.operation, result).inc()
-        metrics.duration.labels(webhook).observe(time.perf_counter() - start)
+        metrics.request_done(webhook, req.kind.kind, req.operation, result, time.perf_counter() - start)
         return Response(out, status=200, mimetype="application/json")
 
     @app.post("/validate")

@@ -3,6 +3,7 @@ ConsumersWouldBreak). Cost is O(consumers of that waypoint), never O(cluster).""
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 
 from webhook.findings import Finding
@@ -16,7 +17,8 @@ EXAMPLES = 2
 
 
 def _examples(refs: Sequence[ConsumerRef]) -> str:
-    shown = ", ".join(r.display() for r in refs[:EXAMPLES])
+    """The first two in a stable order, without sorting all of them."""
+    shown = ", ".join(r.display() for r in heapq.nsmallest(EXAMPLES, refs, key=ConsumerRef.order))
     return f"{shown}, …" if len(refs) > EXAMPLES else shown
 
 

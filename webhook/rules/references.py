@@ -17,7 +17,7 @@ from webhook.model import (
     SERVICE,
     USE_WAYPOINT,
     USE_WAYPOINT_NAMESPACE,
-    WORKLOAD,
+    WORKLOAD_TRAFFIC,
     Consumer,
     is_dns1035_label,
     is_dns1123_label,
@@ -64,7 +64,7 @@ def _endpoint_site(c: Consumer, path: str, labels: Mapping[str, str]) -> Site:
         labels,
         lambda key: f"{path}.labels[{key}]",
         lambda key: (("spec", "endpoints", idx, "labels", key),),
-        frozenset({WORKLOAD}),
+        WORKLOAD_TRAFFIC,
         f"{c.display()} endpoint {idx}",
     )
 
@@ -88,13 +88,13 @@ def judge_consumer(c: Consumer, ctx: Context) -> list[Finding]:
     if c.excluded or is_waypoint_instance(c, ctx):
         return []  # R0: no consumer findings at all
     out: list[Finding] = []
-    out += _annotations(c)
-    out += _value_syntax(c)
     site = _object_site(c)
-    own = _reference(c, site, ctx)
-    out += own
+    out += _annotations(c)
+    out += _value_syntax(c, site)
+    memo: Memo = {}
+    out += _reference(c, site, ctx, memo)
     for path, labels in c.endpoints:
-        out += _reference(c, _endpoint_site(c, path, labels), ctx)
+        out += _reference(c, _endpoint_site(c, path, labels), ctx, memo)
     if c.kind != "Namespace" and USE_WAYPOINT not in c.labels:
         out += _inherited(c, ctx)
     return out
@@ -115,9 +115,8 @@ def _annotations(c: Consumer) -> list[Finding]:
     return out
 
 
-def _value_syntax(c: Consumer) -> list[Finding]:
+def _value_syntax(c: Consumer, site: Site) -> list[Finding]:
     out = []
-    site = _object_site(c)
     mode = c.labels.get(DATAPLANE_MODE)
     if c.kind in DATAPLANE_KINDS and mode is not None and mode not in ("ambient", "none"):
         out.append(
@@ -148,11 +147,13 @@ def _value_syntax(c: Consumer) -> list[Finding]:
     return out
 
 
-def _reference(c: Consumer, site: Site, ctx: Context) -> list[Finding]:
+def _reference(c: Consumer, site: Site, ctx: Context, memo: Memo) -> list[Finding]:
     """Syntax of one use-waypoint pair, then R1 resolution of a well-formed reference."""
     out: list[Finding] = []
     name = site.labels.get(USE_WAYPOINT)
     ns_label = site.labels.get(USE_WAYPOINT_NAMESPACE)
+    if name is None and ns_label is None:
+        return out  # the common case for inherited objects: nothing of its own to check
     triggers = _pair_triggers(site)
     ns_ok = ns_label is None or is_dns1123_label(ns_label)
     if not ns_ok:
@@ -196,7 +197,7 @@ def _reference(c: Consumer, site: Site, ctx: Context) -> list[Finding]:
         return out
     target_ns = ns_label if ns_label is not None else c.namespace
     ns_labels = c.labels if c.kind == "Namespace" else None
-    out += _resolve(c, site, (target_ns, name), ctx, ns_labels, inherited=False)
+    out += _resolve(c, site, (target_ns, name), ctx, ns_labels, inherited=False, memo=memo)
     if not out or all(f.code != "StateUnavailable" for f in out):
         out += _capture(c, site, ctx)
     return out
@@ -224,6 +225,18 @@ def _inherited(c: Consumer, ctx: Context) -> list[Finding]:
     return [f.capped(Severity.WARN) for f in _resolve(c, site, target, ctx, ns_labels, inherited=True)]
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What resolving one reference found, before it is attributed to a site (object or endpoint)."""
+
+    code: str
+    text: str
+    warn_only: bool = False
+
+
+Memo = dict[tuple[tuple[str, str], frozenset[str], bool], list[Outcome]]
+
+
 def _resolve(
     c: Consumer,
     site: Site,
@@ -231,87 +244,70 @@ def _resolve(
     ctx: Context,
     ns_labels: Mapping[str, str] | None,
     inherited: bool,
+    memo: Memo | None = None,
 ) -> list[Finding]:
-    """R1/R2/R3 and P1-P4 for one well-formed reference."""
-    triggers = _pair_triggers(site)
-    field = site.field(USE_WAYPOINT)
+    """R1/R2/R3 and P1-P4 for one well-formed reference.
+
+    The outcome depends only on the reference, the traffic type and inheritance, so it is
+    computed once per request (a ServiceEntry's endpoints usually share one waypoint).
+    """
+    key = (ref, site.traffic, inherited)
+    outcomes = memo.get(key) if memo is not None else None
+    if outcomes is None:
+        outcomes = _outcomes(c, site.traffic, ref, ctx, ns_labels, inherited)
+        if memo is not None:
+            memo[key] = outcomes
+    if not outcomes:
+        return []
+    field, triggers = site.field(USE_WAYPOINT), _pair_triggers(site)
+    out = []
+    for o in outcomes:
+        f = Finding(o.code, f"{site.what}: {o.text}", field, triggers)
+        out.append(f.capped(Severity.WARN) if o.warn_only else f)
+    return out
+
+
+def _outcomes(
+    c: Consumer,
+    traffic: frozenset[str],
+    ref: tuple[str, str],
+    ctx: Context,
+    ns_labels: Mapping[str, str] | None,
+    inherited: bool,
+) -> list[Outcome]:
     view = ctx.view
+    where = f"{ref[0]}/{ref[1]}"
     if not view.synced():
-        return [
-            Finding(
-                "StateUnavailable",
-                f"{site.what}: cluster state not synced yet; waypoint {ref[0]}/{ref[1]} was not checked",
-                field,
-                triggers,
-            )
-        ]
+        return [Outcome("StateUnavailable", f"cluster state not synced yet; waypoint {where} was not checked")]
     gw = view.gateway(*ref)
     if gw is None:
-        return [
-            Finding(
-                "WaypointNotFound",
-                f"{site.what}: waypoint Gateway {ref[0]}/{ref[1]} not found; create it or fix the label",
-                field,
-                triggers,
-            )
-        ]
-    out: list[Finding] = []
+        return [Outcome("WaypointNotFound", f"waypoint Gateway {where} not found; create it or fix the label")]
+    out: list[Outcome] = []
     if gw.class_name not in ctx.waypoint_classes:
-        out.append(
-            Finding(
-                "NotAWaypoint",
-                f"{site.what}: Gateway {ref[0]}/{ref[1]} has class {gw.class_name!r}, not a waypoint class",
-                field,
-                triggers,
-            )
-        )
+        out.append(Outcome("NotAWaypoint", f"Gateway {where} has class {gw.class_name!r}, not a waypoint class"))
     if not gw.ready:
-        out.append(
-            Finding(
-                "WaypointNotReady",
-                f"{site.what}: waypoint {ref[0]}/{ref[1]} has no address yet; traffic bypasses it until ready",
-                field,
-                triggers,
-            )
-        )
+        out.append(Outcome("WaypointNotReady", f"waypoint {where} has no address yet; traffic bypasses it until ready"))
     labels = ns_labels if ns_labels is not None else view.namespace_labels(c.namespace)
     decision = attachment(gw.routes, gw.namespace, c.namespace, labels)
     if decision is not Attachment.ALLOWED:
         why = (
             "its allowedRoutes selector is invalid"
             if decision is Attachment.UNKNOWN
-            else (f"its allowedRoutes ({gw.routes.from_}) do not admit namespace {c.namespace}")
-        )
-        finding = Finding(
-            "AttachmentDenied",
-            f"{site.what}: waypoint {ref[0]}/{ref[1]} refuses binding: {why}",
-            field,
-            triggers,
+            else f"its allowedRoutes ({gw.routes.from_}) do not admit namespace {c.namespace}"
         )
         # An unevaluable selector is the Gateway's fault, reported there as InvalidAllowedRoutes.
-        out.append(finding.capped(Severity.WARN) if decision is Attachment.UNKNOWN else finding)
+        out.append(Outcome("AttachmentDenied", f"waypoint {where} refuses binding: {why}",
+                           decision is Attachment.UNKNOWN))
     eff = effective_waypoint_for(gw.waypoint_for, view.class_waypoint_for(gw.class_name))
     if c.kind == "Namespace":
         if SERVICE not in eff.serves:
-            out.append(
-                Finding(
-                    "NamespaceWaypointTrafficType",
-                    f"{site.what}: waypoint {ref[0]}/{ref[1]} is for {eff.raw!r}, so it will not serve the Services here",
-                    field,
-                    triggers,
-                )
-            )
-    elif not (site.traffic & eff.serves) and (SERVICE in site.traffic or not inherited):
+            out.append(Outcome("NamespaceWaypointTrafficType",
+                               f"waypoint {where} is for {eff.raw!r}, so it will not serve the Services here"))
+    elif not (traffic & eff.serves) and (SERVICE in traffic or not inherited):
         # R3: an inherited workload mismatch is silently "no waypoint".
-        need = "service or all" if SERVICE in site.traffic else "workload or all"
-        out.append(
-            Finding(
-                "UnsupportedTrafficType",
-                f"{site.what}: waypoint {ref[0]}/{ref[1]} is for {eff.raw!r}, needs {need}; no fallback applies",
-                field,
-                triggers,
-            )
-        )
+        need = "service or all" if SERVICE in traffic else "workload or all"
+        out.append(Outcome("UnsupportedTrafficType",
+                           f"waypoint {where} is for {eff.raw!r}, needs {need}; no fallback applies"))
     return out
 
 

@@ -7,6 +7,7 @@ it iterates.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from webhook.model import (
     USE_WAYPOINT,
     USE_WAYPOINT_NAMESPACE,
-    WORKLOAD,
+    WORKLOAD_TRAFFIC,
     Consumer,
     Malformed,
     parse_consumer,
@@ -51,16 +52,20 @@ def references(consumer: Consumer) -> list[tuple[Key, ConsumerRef]]:
     out: list[tuple[Key, ConsumerRef]] = []
     ns = consumer.namespace
 
+    ns = sys.intern(ns)  # shared by every consumer of a namespace
+    kind = sys.intern(consumer.kind)
+
     def ref(labels: Mapping[str, str], traffic: frozenset[str], detail: str) -> None:
         name = labels.get(USE_WAYPOINT)
         if name is None or name == "none":
             return
         target_ns = labels.get(USE_WAYPOINT_NAMESPACE, ns)
-        out.append(((target_ns, name), ConsumerRef(consumer.kind, ns, consumer.meta.name, traffic, detail)))
+        out.append(((sys.intern(target_ns), sys.intern(name)),
+                    ConsumerRef(kind, ns, consumer.meta.name, traffic, detail)))
 
     ref(consumer.labels, consumer.traffic, "")
     for path, labels in consumer.endpoints:
-        ref(labels, frozenset({WORKLOAD}), path)
+        ref(labels, WORKLOAD_TRAFFIC, path)
     return out
 
 
@@ -75,7 +80,7 @@ class Index:
         self.gateways: dict[Key, WaypointInfo] = {}
         self.classes: dict[str, str | None] = {}
         self.namespaces: dict[str, Mapping[str, str]] = {}
-        self._refs: dict[ConsumerKey, list[Key]] = {}
+        self._refs: dict[ConsumerKey, tuple[Key, ...]] = {}
         self._by_waypoint: dict[Key, dict[tuple[ConsumerKey, str], ConsumerRef]] = {}
 
     # -- reads (ClusterView) --
@@ -90,9 +95,10 @@ class Index:
         return self.classes.get(class_name)
 
     def consumers_of(self, namespace: str, name: str) -> Sequence[ConsumerRef]:
+        """An unordered copy: callers order only what they show (a DELETE names two of N)."""
         with self._lock:
             found = self._by_waypoint.get((namespace, name))
-            return sorted(found.values(), key=lambda r: (r.kind, r.namespace, r.name, r.detail)) if found else []
+            return list(found.values()) if found else []
 
     def consumer_count(self) -> int:
         return len(self._refs)
@@ -161,7 +167,7 @@ class Index:
         with self._lock:
             self._unlink(key)
             if refs:
-                self._refs[key] = [wp for wp, _ in refs]
+                self._refs[key] = tuple(wp for wp, _ in refs)
                 for wp, r in refs:
                     self._by_waypoint.setdefault(wp, {})[(key, r.detail)] = r
 
@@ -194,6 +200,6 @@ class Index:
             other.gateways = dict(self.gateways)
             other.classes = dict(self.classes)
             other.namespaces = dict(self.namespaces)
-            other._refs = {k: list(v) for k, v in self._refs.items()}
+            other._refs = dict(self._refs)
             other._by_waypoint = {k: dict(v) for k, v in self._by_waypoint.items()}
         return other

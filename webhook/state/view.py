@@ -37,6 +37,9 @@ class ConsumerRef:
     traffic: frozenset[str]
     detail: str = ""  # e.g. "spec.endpoints[2]" for a ServiceEntry endpoint (R4)
 
+    def order(self) -> tuple[str, str, str, str]:
+        return (self.kind, self.namespace, self.name, self.detail)
+
     def display(self) -> str:
         base = f"{self.kind} {self.name}" if self.kind == "Namespace" else f"{self.kind} {self.namespace}/{self.name}"
         return f"{base} {self.detail}" if self.detail else base
@@ -59,7 +62,7 @@ class ClusterView(Protocol):
         ...
 
     def consumers_of(self, namespace: str, name: str) -> Sequence[ConsumerRef]:
-        """Objects referencing this waypoint, in O(their number)."""
+        """Objects referencing this waypoint, unordered, in O(their number)."""
         ...
 
 

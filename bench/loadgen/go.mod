@@ -1,0 +1,3 @@
+module waypoint-webhook.invalid/loadgen
+
+go 1.26.0
