@@ -60,13 +60,18 @@ def create_app(engine: Engine, metrics: Metrics | None = None, checks: Sequence[
         return resp
 
     def review(webhook: str) -> Response:
-        if request.mimetype != "application/json":
+        # The WSGI environ directly: werkzeug's header parsing and stream wrappers cost more than
+        # the rules on a typical review (profiled; see the benchmark notes).
+        environ = request.environ
+        ctype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+        if ctype != "application/json":
             metrics.bad_requests.labels("415").inc()
-            return _json(415, {"error": f"Content-Type must be application/json, not {request.mimetype or 'none'}"})
+            return _json(415, {"error": f"Content-Type must be application/json, not {ctype or 'none'}"})
         length = request.content_length
         if length is not None and length > MAX_BODY:
             return _too_large(f"body of {length} bytes exceeds the {MAX_BODY}-byte limit")
-        body = request.stream.read(MAX_BODY + 1)  # bounded even for chunked bodies
+        # Chunked bodies have no length: werkzeug's stream knows where they end; read one byte past the limit.
+        body = environ["wsgi.input"].read(length) if length is not None else request.stream.read(MAX_BODY + 1)
         if len(body) > MAX_BODY:
             return _too_large(f"body exceeds the {MAX_BODY}-byte limit")
         start = time.perf_counter()
@@ -105,7 +110,7 @@ def create_app(engine: Engine, metrics: Metrics | None = None, checks: Sequence[
             resp = errored(req.uid, 500, "internal error in waypoint-webhook; see its logs")
         out = encode(resp)
         metrics.request_done(webhook, req.kind.kind, req.operation, result, time.perf_counter() - start)
-        return Response(out, status=200, mimetype="application/json")
+        return Response(out, status=200, content_type="application/json")
 
     @app.post("/validate")
     def validate() -> Response:
