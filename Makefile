@@ -50,8 +50,8 @@ test-e2e: install controlplane
 certs: install
 	$(BIN)/python -m webhook.deploy certs --namespace $(NAMESPACE) --out certs/generated
 
-bench: install
-	$(BIN)/python bench/run.py
+bench: install controlplane
+	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" $(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) certs/dev certs/generated .pytest_cache .mypy_cache .ruff_cache

@@ -9,8 +9,7 @@ from typing import Any
 from webhook.admission import AdmissionRequest, GroupVersionKind
 from webhook.engine import Engine, Settings, Verdict
 from webhook.findings import Policy
-from webhook.state.files import IndexView
-from webhook.state.index import Index
+from webhook.state.index import Index, IndexView
 
 MESH = {"name": "mesh", "port": 15008, "protocol": "HBONE"}
 _uid = itertools.count()

@@ -19,8 +19,8 @@ from webhook.engine import Engine, Settings
 from webhook.findings import Severity
 from webhook.model import Malformed
 from webhook.rules.defaults import apply_patch
-from webhook.state.files import Document, IndexView, StateError, load_index, read_documents
-from webhook.state.index import Index
+from webhook.state.files import Document, StateError, load_index, read_documents
+from webhook.state.index import Index, IndexView
 
 CLUSTER_SCOPED = frozenset({"Namespace", "GatewayClass"})
 

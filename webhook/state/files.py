@@ -11,7 +11,7 @@ import gc
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,7 @@ import orjson
 import yaml
 
 from webhook.model import Malformed
-from webhook.state.index import Index
-from webhook.state.view import ConsumerRef, WaypointInfo
+from webhook.state.index import Index, IndexView
 
 log = logging.getLogger(__name__)
 
@@ -122,28 +121,6 @@ def load_index(path: Path, index: Index | None = None) -> Index:
             except Malformed as e:
                 raise StateError(f"{doc.source}: {e}") from e
     return index
-
-
-class IndexView:
-    """A view over a bare index, always synced (the offline checker's growing state)."""
-
-    def __init__(self, index: Index) -> None:
-        self.index = index
-
-    def synced(self) -> bool:
-        return True
-
-    def namespace_labels(self, name: str) -> Mapping[str, str]:
-        return self.index.namespace_labels(name)
-
-    def gateway(self, namespace: str, name: str) -> WaypointInfo | None:
-        return self.index.gateway(namespace, name)
-
-    def class_waypoint_for(self, class_name: str) -> str | None:
-        return self.index.class_waypoint_for(class_name)
-
-    def consumers_of(self, namespace: str, name: str) -> Sequence[ConsumerRef]:
-        return self.index.consumers_of(namespace, name)
 
 
 class FileView(IndexView):

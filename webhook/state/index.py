@@ -203,3 +203,27 @@ class Index:
             other._refs = dict(self._refs)
             other._by_waypoint = {k: dict(v) for k, v in self._by_waypoint.items()}
         return other
+
+
+class IndexView:
+    """A :class:`~webhook.state.view.ClusterView` over an index; synced unless a backend says otherwise.
+
+    The file view, the live view and the offline checker's growing state all read through it."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+
+    def synced(self) -> bool:
+        return True
+
+    def namespace_labels(self, name: str) -> Mapping[str, str]:
+        return self.index.namespace_labels(name)
+
+    def gateway(self, namespace: str, name: str) -> WaypointInfo | None:
+        return self.index.gateway(namespace, name)
+
+    def class_waypoint_for(self, class_name: str) -> str | None:
+        return self.index.class_waypoint_for(class_name)
+
+    def consumers_of(self, namespace: str, name: str) -> Sequence[ConsumerRef]:
+        return self.index.consumers_of(namespace, name)

@@ -30,8 +30,7 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from webhook.metrics import Metrics
 from webhook.model import USE_WAYPOINT, Malformed
-from webhook.state.index import Index
-from webhook.state.view import ConsumerRef, WaypointInfo
+from webhook.state.index import Index, IndexView
 
 log = logging.getLogger(__name__)
 
@@ -206,15 +205,15 @@ class Watcher:
             backoff = min(backoff * 2, self.view.backoff_cap)
 
 
-class LiveView:
+class LiveView(IndexView):
     """A :class:`~webhook.state.view.ClusterView` fed by watches."""
 
     def __init__(self, api: client.ApiClient, metrics: Metrics | None = None,
                  resources: Sequence[Resource] = RESOURCES, backoff_base: float = 0.5, backoff_cap: float = 30.0,
                  missing_retry: float = 30.0) -> None:
+        super().__init__(Index())
         self.api = api
         self.metrics = metrics or Metrics()
-        self.index = Index()
         self.stopped = threading.Event()
         self.backoff_base, self.backoff_cap, self.missing_retry = backoff_base, backoff_cap, missing_retry
         self.watchers = [Watcher(self, r) for r in resources]
@@ -246,18 +245,5 @@ class LiveView:
     def unsynced(self) -> list[str]:
         return [w.resource.name for w in self.watchers if not w.synced.is_set()]
 
-    # ClusterView
     def synced(self) -> bool:
         return all(w.synced.is_set() for w in self.watchers)
-
-    def namespace_labels(self, name: str) -> Mapping[str, str]:
-        return self.index.namespace_labels(name)
-
-    def gateway(self, namespace: str, name: str) -> WaypointInfo | None:
-        return self.index.gateway(namespace, name)
-
-    def class_waypoint_for(self, class_name: str) -> str | None:
-        return self.index.class_waypoint_for(class_name)
-
-    def consumers_of(self, namespace: str, name: str) -> Sequence[ConsumerRef]:
-        return self.index.consumers_of(namespace, name)
