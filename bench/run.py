@@ -137,7 +137,7 @@ def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def bench_payloads(load: Load, work: Path, certs: Path, state: Path, files: dict[str, tuple[str, Path]],
                    out: dict[str, Any]) -> None:
     results: dict[str, Any] = {}
-    long = "20s" if load.duration == "4s" else "5s"
+    long = "15s" if load.duration == "4s" else "5s"
     with server("floor", work, certs) as (floor_url, _), server("webhook", work, certs, state) as (url, proc):
         for name, (path, body) in files.items():
             floor_runs, runs = [], []
@@ -173,7 +173,7 @@ def bench_calibration(load: Load, work: Path, certs: Path, body: Path, out: dict
         time.sleep(0.5)
         url = f"https://127.0.0.1:{port}/"
         out["calibration_go_server"] = {
-            "open_200": load.run(url, body, rate=200, duration="20s" if load.duration == "4s" else "5s"),
+            "open_200": load.run(url, body, rate=200, duration="15s" if load.duration == "4s" else "5s"),
             "saturation": best([load.run(url, body) for _ in range(2)]),
         }
     finally:
@@ -241,7 +241,7 @@ def bench_apiserver(load: Load, work: Path, out: dict[str, Any]) -> None:
                       "pods": payloads.write(work / f"api-pod-{tag}.json", payloads.api_pod(tag))}
             for resource, body in bodies.items():
                 res[resource] = load.run(f"{cp.url}/api/v1/namespaces/bench/{resource}", body, conns=20,
-                                         duration="8s", rate=rate, ca=str(pki / "ca.crt"), cert=str(pki / "admin.crt"),
+                                         duration="6s", rate=rate, ca=str(pki / "ca.crt"), cert=str(pki / "admin.crt"),
                                          key=str(pki / "admin.key"), expect="201")
             return res
 
