@@ -168,25 +168,22 @@ class ControlPlane:
         ], stdout=log, stderr=subprocess.STDOUT)
         self._wait(self.ready, 180, "kube-apiserver")
 
-    def stop_apiserver(self) -> None:
-        p = self.procs.pop("apiserver", None)
+    def _stop(self, name: str, timeout: float) -> None:
+        p = self.procs.pop(name, None)
         if p:
             p.terminate()
             try:
-                p.wait(30)
+                p.wait(timeout)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
 
+    def stop_apiserver(self) -> None:
+        self._stop("apiserver", 30)
+
     def stop(self) -> None:
-        self.stop_apiserver()
-        p = self.procs.pop("etcd", None)
-        if p:
-            p.terminate()
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        self._stop("apiserver", 30)
+        self._stop("etcd", 15)
 
     # -- readiness --
     def _admin_ctx(self) -> ssl.SSLContext:
