@@ -100,8 +100,12 @@ def parser() -> argparse.ArgumentParser:
     src.add_argument(
         "--cluster", action="store_true", help="follow the live cluster with watches (kubeconfig or in-cluster config)"
     )
-    s.add_argument("--state-poll-interval", type=float, default=1.0,
-                   help="seconds between checks of --state files for changes (default 1)")
+    s.add_argument(
+        "--state-poll-interval",
+        type=float,
+        default=1.0,
+        help="seconds between checks of --state files for changes (default 1)",
+    )
     s.add_argument("--kubeconfig", help="kubeconfig to use (implies --cluster)")
     s.add_argument(
         "--sync-timeout",
@@ -225,7 +229,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _make_view(args: argparse.Namespace, metrics: Metrics) -> ClusterView:
     """Per worker: the live watch-backed view, or the file view (polled for changes)."""
     if args.cluster or args.kubeconfig:
-        from webhook.state.files import settle_heap
+        from webhook.state.index import settle_heap
         from webhook.state.live import LiveView
 
         live = LiveView.from_kubeconfig(args.kubeconfig, metrics)

@@ -20,8 +20,11 @@ from webhook import tls
 
 SERVICE = "waypoint-webhook"
 WEBHOOKS = {
-    "ValidatingWebhookConfiguration": ["gateways.validate.waypoint-webhook.io", "consumers.validate.waypoint-webhook.io",
-                                       "workloads.validate.waypoint-webhook.io"],
+    "ValidatingWebhookConfiguration": [
+        "gateways.validate.waypoint-webhook.io",
+        "consumers.validate.waypoint-webhook.io",
+        "workloads.validate.waypoint-webhook.io",
+    ],
     "MutatingWebhookConfiguration": ["gateways.mutate.waypoint-webhook.io"],
 }
 
@@ -36,15 +39,25 @@ def _b64(data: bytes) -> str:
 
 def secret(issued: tls.Issued, namespace: str) -> dict[str, Any]:
     b64 = _b64
-    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": {"name": f"{SERVICE}-tls", "namespace": namespace},
-            "data": {"tls.crt": b64(issued.cert_pem), "tls.key": b64(issued.key_pem), "ca.crt": b64(issued.ca_pem)}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": f"{SERVICE}-tls", "namespace": namespace},
+        "data": {"tls.crt": b64(issued.cert_pem), "tls.key": b64(issued.key_pem), "ca.crt": b64(issued.ca_pem)},
+    }
 
 
 def ca_bundle_patch(ca_bundle: str) -> list[dict[str, Any]]:
-    return [{"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind, "metadata": {"name": SERVICE},
-             "webhooks": [{"name": n, "clientConfig": {"caBundle": ca_bundle}} for n in names]}
-            for kind, names in WEBHOOKS.items()]
+    return [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": kind,
+            "metadata": {"name": SERVICE},
+            "webhooks": [{"name": n, "clientConfig": {"caBundle": ca_bundle}} for n in names],
+        }
+        for kind, names in WEBHOOKS.items()
+    ]
 
 
 def generate(namespace: str, out: Path, days: int = 365) -> tls.Issued:
@@ -69,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     reused = (out / "ca.key").exists()
     generate(args.namespace, out, args.days)
-    print(f"wrote {out}/: serving certificate for {', '.join(dns_names(args.namespace))}"
-          f" ({'existing CA reused' if reused else 'new CA'}), secret.yaml, cabundle-patch.yaml")
+    print(
+        f"wrote {out}/: serving certificate for {', '.join(dns_names(args.namespace))}"
+        f" ({'existing CA reused' if reused else 'new CA'}), secret.yaml, cabundle-patch.yaml"
+    )
     print("install with: kubectl apply -k certs/")
     return 0
 

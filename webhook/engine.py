@@ -18,6 +18,7 @@ from webhook.model import (
     CONSUMER_KINDS,
     TEMPLATE_PATHS,
     Malformed,
+    has_controller,
     parse_consumer,
     parse_gateway,
     parse_gateway_class,
@@ -130,16 +131,15 @@ class Engine:
             findings = self._downgrade_preexisting(kind, findings, req.object, req.old_object, req.namespace)
             if kind == _GATEWAY:
                 findings += self._gateway_impact(req.object, req.old_object, req.namespace)
-        elif req.operation == "CREATE" and (kind[1] == "Pod" or kind in _WORKLOADS) and self._controlled(req.object):
+        elif (
+            req.operation == "CREATE"
+            and (kind[1] == "Pod" or kind in _WORKLOADS)
+            and has_controller(value_at(req.object, ("metadata", "ownerReferences")))
+        ):
             # B1: a controller creating replicas (or a ReplicaSet/Job) is never blocked; the template
             # was judged when the workload was admitted.
             cap = Severity.WARN
         return Verdict(self.settings.policy.judge(findings, cap), [])
-
-    @staticmethod
-    def _controlled(obj: Mapping[str, Any]) -> bool:
-        owners = value_at(obj, ("metadata", "ownerReferences"))
-        return isinstance(owners, list) and any(isinstance(o, dict) and o.get("controller") is True for o in owners)
 
     def _downgrade_preexisting(
         self,

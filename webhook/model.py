@@ -109,10 +109,15 @@ class Meta:
         return f"{kind} {self.namespace}/{name}" if self.namespace else f"{kind} {name}"
 
 
+def has_controller(owners: Json) -> bool:
+    """An ownerReference with ``controller: true``: the object was made by a workload controller."""
+    return isinstance(owners, list) and any(isinstance(o, dict) and o.get("controller") is True for o in owners)
+
+
 def parse_meta(raw: Mapping[str, Json], prefix: str = "metadata", namespace: str = "") -> Meta:
     meta = _get_map(raw, "metadata", prefix)
     owners = _get_list(meta, "ownerReferences", f"{prefix}.ownerReferences")
-    controlled = any(isinstance(o, dict) and o.get("controller") is True for o in owners)
+    controlled = has_controller(owners)
     return Meta(
         name=_get_str(meta, "name", f"{prefix}.name") or "",
         namespace=_get_str(meta, "namespace", f"{prefix}.namespace") or namespace,

@@ -50,7 +50,10 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def issue(
-    dns_names: list[str], ips: list[str], days: int = 365, ca_days: int = 3650,
+    dns_names: list[str],
+    ips: list[str],
+    days: int = 365,
+    ca_days: int = 3650,
     ca_pair: tuple[bytes, bytes] | None = None,
 ) -> Issued:
     """A serving certificate (ECDSA P-256, SHA-256, SAN-only names) and the CA that signed it.
@@ -85,7 +88,11 @@ def issue(
 
 
 def _leaf(
-    ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, dns_names: list[str], ips: list[str], days: int,
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    dns_names: list[str],
+    ips: list[str],
+    days: int,
     now: dt.datetime,
 ) -> Issued:
     key = _key()

@@ -296,18 +296,24 @@ def _outcomes(
             else f"its allowedRoutes ({gw.routes.from_}) do not admit namespace {c.namespace}"
         )
         # An unevaluable selector is the Gateway's fault, reported there as InvalidAllowedRoutes.
-        out.append(Outcome("AttachmentDenied", f"waypoint {where} refuses binding: {why}",
-                           decision is Attachment.UNKNOWN))
+        out.append(
+            Outcome("AttachmentDenied", f"waypoint {where} refuses binding: {why}", decision is Attachment.UNKNOWN)
+        )
     eff = effective_waypoint_for(gw.waypoint_for, view.class_waypoint_for(gw.class_name))
     if c.kind == "Namespace":
         if SERVICE not in eff.serves:
-            out.append(Outcome("NamespaceWaypointTrafficType",
-                               f"waypoint {where} is for {eff.raw!r}, so it will not serve the Services here"))
+            out.append(
+                Outcome(
+                    "NamespaceWaypointTrafficType",
+                    f"waypoint {where} is for {eff.raw!r}, so it will not serve the Services here",
+                )
+            )
     elif not (traffic & eff.serves) and (SERVICE in traffic or not inherited):
         # R3: an inherited workload mismatch is silently "no waypoint".
         need = "service or all" if SERVICE in traffic else "workload or all"
-        out.append(Outcome("UnsupportedTrafficType",
-                           f"waypoint {where} is for {eff.raw!r}, needs {need}; no fallback applies"))
+        out.append(
+            Outcome("UnsupportedTrafficType", f"waypoint {where} is for {eff.raw!r}, needs {need}; no fallback applies")
+        )
     return out
 
 

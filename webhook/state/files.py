@@ -7,7 +7,6 @@ last good state when the new one is unreadable, so editing a file never takes th
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import threading
@@ -20,7 +19,7 @@ import orjson
 import yaml
 
 from webhook.model import Malformed
-from webhook.state.index import Index, IndexView
+from webhook.state.index import Index, IndexView, settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +36,6 @@ class StateError(Exception):
 class Document:
     source: str  # "file.yaml#3 (line 12)" style location, for messages
     obj: dict[str, Any]
-
-
-def settle_heap() -> None:
-    """Collect, then freeze what survives, so later full collections skip the (large, long-lived)
-    view: a full collection over 60,000 indexed objects costs tens of milliseconds of tail latency.
-    Unfreezing first lets the previous state, now garbage, be freed."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
 
 
 def _files(path: Path) -> list[Path]:

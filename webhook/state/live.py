@@ -47,16 +47,20 @@ class Resource:
 # Services and Pods only matter when they carry their own reference; ServiceEntries and
 # WorkloadEntries are watched whole because endpoint and spec labels can reference waypoints (R4).
 RESOURCES: tuple[Resource, ...] = (
-    Resource("gatewayclasses", "/apis/gateway.networking.k8s.io/v1/gatewayclasses",
-             "gateway.networking.k8s.io/v1", "GatewayClass"),
+    Resource(
+        "gatewayclasses",
+        "/apis/gateway.networking.k8s.io/v1/gatewayclasses",
+        "gateway.networking.k8s.io/v1",
+        "GatewayClass",
+    ),
     Resource("gateways", "/apis/gateway.networking.k8s.io/v1/gateways", "gateway.networking.k8s.io/v1", "Gateway"),
     Resource("namespaces", "/api/v1/namespaces", "v1", "Namespace"),
     Resource("services", "/api/v1/services", "v1", "Service", USE_WAYPOINT),
     Resource("pods", "/api/v1/pods", "v1", "Pod", USE_WAYPOINT),
-    Resource("serviceentries", "/apis/networking.istio.io/v1/serviceentries", "networking.istio.io/v1",
-             "ServiceEntry"),
-    Resource("workloadentries", "/apis/networking.istio.io/v1/workloadentries", "networking.istio.io/v1",
-             "WorkloadEntry"),
+    Resource("serviceentries", "/apis/networking.istio.io/v1/serviceentries", "networking.istio.io/v1", "ServiceEntry"),
+    Resource(
+        "workloadentries", "/apis/networking.istio.io/v1/workloadentries", "networking.istio.io/v1", "WorkloadEntry"
+    ),
 )
 
 
@@ -88,7 +92,10 @@ class Watcher:
         """GET the collection; returns the raw urllib3 response (never preloaded)."""
         api = self.view.api
         method, url, headers, body, post = api.param_serialize(
-            "GET", self.resource.path, query_params=query, auth_settings=["BearerToken"],
+            "GET",
+            self.resource.path,
+            query_params=query,
+            auth_settings=["BearerToken"],
             header_params={"Accept": "application/json"},
         )
         raw = api.call_api(method, url, headers, body, post, _request_timeout=(10, timeout)).response
@@ -144,8 +151,13 @@ class Watcher:
     # -- watch --
     def watch(self, rv: str) -> str:
         timeout = 290 + random.randint(0, 20)  # spread reconnects like client-go's jitter
-        query = [("watch", "true"), ("allowWatchBookmarks", "true"), ("resourceVersion", rv),
-                 ("timeoutSeconds", timeout), *self._selector()]
+        query = [
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("resourceVersion", rv),
+            ("timeoutSeconds", timeout),
+            *self._selector(),
+        ]
         resp = self._get(query, timeout + 30)
         try:
             for line in iter_resp_lines(resp):
@@ -187,8 +199,11 @@ class Watcher:
                 continue
             except NotServed:  # CRD not installed: nothing of this kind can exist yet
                 if not self.missing:
-                    log.info("%s: not served by the API server (CRD missing?); retrying every %.0fs",
-                             self.resource.name, self.view.missing_retry)
+                    log.info(
+                        "%s: not served by the API server (CRD missing?); retrying every %.0fs",
+                        self.resource.name,
+                        self.view.missing_retry,
+                    )
                 self.missing = True
                 for ns, name in self.known:
                     self._apply(self._stub(ns, name), deleted=True)
@@ -198,8 +213,9 @@ class Watcher:
                 reason = "missing"
                 continue
             except Exception as e:  # connection reset, API server restart, timeouts…
-                log.warning("%s: watch failed (%s: %s); retrying in %.1fs", self.resource.name,
-                            type(e).__name__, e, backoff)
+                log.warning(
+                    "%s: watch failed (%s: %s); retrying in %.1fs", self.resource.name, type(e).__name__, e, backoff
+                )
             reason = "reconnect"
             self.view.stopped.wait(backoff * (0.5 + random.random()))  # full jitter around the step
             backoff = min(backoff * 2, self.view.backoff_cap)
@@ -208,9 +224,15 @@ class Watcher:
 class LiveView(IndexView):
     """A :class:`~webhook.state.view.ClusterView` fed by watches."""
 
-    def __init__(self, api: client.ApiClient, metrics: Metrics | None = None,
-                 resources: Sequence[Resource] = RESOURCES, backoff_base: float = 0.5, backoff_cap: float = 30.0,
-                 missing_retry: float = 30.0) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        metrics: Metrics | None = None,
+        resources: Sequence[Resource] = RESOURCES,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        missing_retry: float = 30.0,
+    ) -> None:
         super().__init__(Index())
         self.api = api
         self.metrics = metrics or Metrics()
