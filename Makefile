@@ -1,15 +1,18 @@
 # waypoint-webhook: two commands do all set-up on a fresh machine.
 #   make run   serve the webhook on https://127.0.0.1:8443 with the examples' cluster state
-#   make test  lint, then unit, server (gunicorn over TLS) and end-to-end (kube-apiserver) tiers
+#   make test  lint, then unit, server (gunicorn over TLS), end-to-end (kube-apiserver) and pod (the image
+#              built from the Dockerfile, run as the shipped Deployment) tiers
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT ?= 8443
 NAMESPACE ?= waypoint-webhook
+CERTS_OUT ?= certs/generated
+MANIFESTS ?= manifests
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit test-server test-e2e lint certs controlplane bench clean
+.PHONY: install run test test-unit test-server test-e2e test-pod prereqs lint certs controlplane bench clean
 
 install: $(STAMP)
 
@@ -31,10 +34,13 @@ lint: install
 	$(BIN)/ruff check webhook tests $(wildcard bench)
 	$(BIN)/mypy
 
+prereqs:
+	@PYTHON=$(PYTHON) tests/prereqs.sh
+
 controlplane:
 	tests/e2e/controlplane/build.sh
 
-test: install lint controlplane
+test: prereqs install lint controlplane
 	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" $(BIN)/pytest -q $(PYTEST_ARGS) tests
 
 test-unit: install
@@ -46,9 +52,13 @@ test-server: install
 test-e2e: install controlplane
 	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" $(BIN)/pytest -q tests/e2e
 
-# Serving certificate for waypoint-webhook.$(NAMESPACE).svc, its Secret, and the caBundle patch.
+test-pod: prereqs install controlplane
+	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" $(BIN)/pytest -q tests/pod
+
+# The install for namespace $(NAMESPACE): serving certificate for waypoint-webhook.$(NAMESPACE).svc, its
+# Secret, and a kustomization with the caBundle and namespace (then: kubectl apply -k certs/).
 certs: install
-	$(BIN)/python -m webhook.deploy certs --namespace $(NAMESPACE) --out certs/generated
+	$(BIN)/waypoint-webhook certs --namespace $(NAMESPACE) --out $(CERTS_OUT) --manifests $(MANIFESTS)
 
 bench: install controlplane
 	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" $(BIN)/python bench/run.py

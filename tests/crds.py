@@ -1,10 +1,19 @@
-"""Locate the CRDs used as test data: ``../shared/crds/`` beside the clone, or the Go module
-``sigs.k8s.io/gateway-api@v1.3.0`` through the Go module proxy. Never copied into the project."""
+"""The CRDs the tests install, fetched at test time through the Go module proxy.
+
+Nothing is copied into the project: ``go mod download`` puts each module in the Go module cache
+(``$GOMODCACHE``, outside the repository), where later runs find it without the network.
+
+- Gateway API: ``sigs.k8s.io/gateway-api@v1.3.0``, ``config/crd/standard/`` (GatewayClass,
+  Gateway, HTTPRoute, GRPCRoute, ReferenceGrant).
+- Istio: ``istio.io/api@v1.31.4``, ``kubernetes/customresourcedefinitions.gen.yaml`` (every
+  Istio CRD; the tests install ServiceEntry and WorkloadEntry).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -12,31 +21,55 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("WAYPOINT_SHARED", ROOT.parent / "shared"))
-GATEWAY_API = SHARED / "crds" / "gateway-api-v1.3.0-standard-install.yaml"
-ISTIO = SHARED / "crds" / "istio-1.30.3-crds.yaml"
-SEED = SHARED / "seed"
+GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api@v1.3.0"
+ISTIO_API_MODULE = "istio.io/api@v1.31.4"
 
 
-def _gateway_api_from_go() -> list[Path]:
-    out = subprocess.run(
-        ["go", "mod", "download", "-json", "sigs.k8s.io/gateway-api@v1.3.0"],
-        capture_output=True, text=True, check=True, env={**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"},
-    )
-    d = Path(json.loads(out.stdout)["Dir"]) / "config" / "crd" / "standard"
-    return sorted(d.glob("gateway.networking.k8s.io_*.yaml"))
+class ModuleUnavailable(RuntimeError):
+    """The Go toolchain or the module proxy could not provide a module."""
 
 
 @cache
+def module_dir(module: str) -> Path:
+    """Download ``module`` (path@version) into the Go module cache and return its directory."""
+    if shutil.which("go") is None:
+        raise ModuleUnavailable(f"the tests need Go to fetch {module} through the Go module proxy; install Go")
+    env = {**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
+    p = subprocess.run(["go", "mod", "download", "-json", module], capture_output=True, text=True, env=env)
+    try:
+        info = json.loads(p.stdout)
+    except json.JSONDecodeError:
+        info = {}
+    if p.returncode != 0 or "Dir" not in info:
+        raise ModuleUnavailable(f"go mod download {module} failed: {info.get('Error') or p.stderr.strip()}")
+    return Path(info["Dir"])
+
+
 def gateway_api_files() -> tuple[Path, ...]:
-    return (GATEWAY_API,) if GATEWAY_API.exists() else tuple(_gateway_api_from_go())
+    d = module_dir(GATEWAY_API_MODULE) / "config" / "crd" / "standard"
+    files = tuple(sorted(d.glob("gateway.networking.k8s.io_*.yaml")))
+    if not files:
+        raise ModuleUnavailable(f"{GATEWAY_API_MODULE} has no CRDs under config/crd/standard/")
+    return files
+
+
+def istio_crds_file() -> Path:
+    return module_dir(ISTIO_API_MODULE) / "kubernetes" / "customresourcedefinitions.gen.yaml"
 
 
 def crd_documents(paths: tuple[Path, ...]) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for p in paths:
         docs += [d for d in yaml.safe_load_all(p.read_text()) if d and d.get("kind") == "CustomResourceDefinition"]
+    return docs
+
+
+def istio_crds(names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The named Istio CRDs (e.g. ``serviceentries.networking.istio.io``)."""
+    docs = [d for d in crd_documents((istio_crds_file(),)) if d["metadata"]["name"] in names]
+    missing = set(names) - {d["metadata"]["name"] for d in docs}
+    if missing:
+        raise ModuleUnavailable(f"{ISTIO_API_MODULE} lacks {sorted(missing)}")
     return docs
 
 

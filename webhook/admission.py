@@ -1,4 +1,4 @@
-"""AdmissionReview v1 in and out (SPEC C), modelled on controller-runtime's admission package.
+"""AdmissionReview v1 in and out (docs/rules.md C), modelled on controller-runtime's admission package.
 
 :func:`decode` turns a request body into an :class:`AdmissionRequest` or raises
 :class:`BadRequest` (HTTP 400 with a JSON error body). Responses are built with
@@ -19,7 +19,7 @@ from webhook.findings import Judged, Severity
 
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
-MAX_BODY = 7 * 1024 * 1024  # controller-runtime's limit; SPEC C: 413 above it
+MAX_BODY = 7 * 1024 * 1024  # controller-runtime's limit; docs/rules.md C: 413 above it
 MAX_WARNING = 120
 MAX_WARNINGS_TOTAL = 4096
 
@@ -124,7 +124,7 @@ def decode(body: bytes) -> AdmissionRequest:
 
 
 def bound_warnings(lines: Sequence[str]) -> list[str]:
-    """SPEC C: each ≤120 characters where possible (the API server truncates at 256), and never
+    """docs/rules.md C: each ≤120 characters where possible (the API server truncates at 256), and never
     more than 4,096 in total; what does not fit is summarised in a last line."""
     out: list[str] = []
     total = 0

@@ -2,7 +2,7 @@
 
 Each document is a CREATE against the state plus the documents before it (so one file holding
 a Namespace, a Gateway and a Service is checked in order), mutated first and then validated, as
-the API server does (SPEC B2).
+the API server does (docs/rules.md B2).
 """
 
 from __future__ import annotations

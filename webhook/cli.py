@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
+import yaml
 from flask import Flask
 
 from webhook.config import ConfigError, Options, build_settings
@@ -129,11 +130,20 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", choices=("text", "json"), default="text")
     _policy_flags(c)
 
-    k = sub.add_parser("certs", help="write a CA and a serving certificate; print the caBundle")
-    k.add_argument("--out", required=True, help="directory for ca.crt, tls.crt, tls.key")
+    k = sub.add_parser(
+        "certs",
+        help="write a CA and a serving certificate; with --namespace, the whole kustomize install",
+        description="Without --namespace: a CA and a serving certificate for the given names, and the "
+        "caBundle on stdout. With --namespace: the certificate for the in-cluster Service, its Secret, "
+        "and a kustomization that installs --manifests into that namespace (make certs). An existing "
+        "CA in --out is reused, so the caBundle survives rotation.",
+    )
+    k.add_argument("--out", required=True, help="directory for ca.crt, tls.crt, tls.key (and the install)")
     k.add_argument("--dns", action="append", default=[], help="DNS SAN (repeatable)")
     k.add_argument("--ip", action="append", default=[], help="IP SAN (repeatable)")
     k.add_argument("--days", type=int, default=365)
+    k.add_argument("--namespace", help="install namespace: write the Secret and kustomization for it")
+    k.add_argument("--manifests", default="manifests", help="the base manifests (default: manifests)")
 
     sub.add_parser("codes", help="print the finding codes with their default severities (Markdown)")
     return ap
@@ -156,14 +166,22 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
-    from webhook import tls
+    from webhook import install, tls
 
+    out = Path(args.out)
     try:
+        if args.namespace:
+            issued, reused = install.generate(args.namespace, out, Path(args.manifests), args.days)
+            names = ", ".join(install.dns_names(args.namespace))
+            print(f"wrote {out}/: serving certificate for {names} ({'existing CA reused' if reused else 'new CA'}),")
+            print("  secret.yaml (0600), webhooks-patch.yaml, kustomization.yaml")
+            print("install with: kubectl apply -k certs/")
+            return 0
         issued = tls.issue(args.dns, args.ip, days=args.days)
-    except ValueError as e:
+        paths = tls.write(issued, out)
+    except (ValueError, OSError, yaml.YAMLError) as e:
         print(f"waypoint-webhook certs: {e}", file=sys.stderr)
         return 2
-    paths = tls.write(issued, Path(args.out))
     print(f"# wrote {paths['ca']}, {paths['cert']}, {paths['key']}", file=sys.stderr)
     print(issued.ca_bundle)
     return 0
@@ -186,14 +204,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     live = args.cluster or bool(args.kubeconfig)
     if not live and not args.state:
         log.warning("no --state and no --cluster: serving with an empty cluster view")
-    if args.state:
-        try:  # fail at start-up, in the master, with the file and line
-            from webhook.state.files import FileView
-
-            FileView(args.state)
-        except StateError as e:
-            print(f"waypoint-webhook serve: {e}", file=sys.stderr)
-            return 2
+    try:
+        _preflight(args, live)
+    except (StateError, ValueError) as e:
+        log.error("waypoint-webhook serve: %s", e)
+        return 2
     opts = serving.ServeOptions(
         host=args.host,
         port=args.port,
@@ -222,8 +237,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         checks.append(lambda: None if view.synced() else "cluster view not synced yet")
         return create_app(Engine(view, settings), metrics, checks)
 
-    serving.run(opts, build_app)
+    try:
+        serving.run(opts, build_app)
+    except serving.StartupError as e:
+        log.error("waypoint-webhook serve: %s", e)
+        return 2
     return 0
+
+
+def _preflight(args: argparse.Namespace, live: bool) -> None:
+    """Check in the master what every worker would need, so a misconfiguration is one log line
+    and exit status 2, not workers failing to boot one after another."""
+    if args.state:  # the file and line of a broken state file
+        from webhook.state.files import FileView
+
+        FileView(args.state)
+    if live:
+        from webhook.state.live import client_configuration
+
+        client_configuration(args.kubeconfig)
 
 
 def _make_view(args: argparse.Namespace, metrics: Metrics) -> ClusterView:

@@ -1,9 +1,9 @@
-"""Configuration (SPEC B3): flags, then environment variables, then one config file.
+"""Configuration (docs/rules.md B3): flags, then environment variables, then one config file.
 
 Every source is parsed into the same :class:`Options` shape and merged key by key, so a flag
 overrides only what it names. Severity overrides merge per code. The file is YAML, validated
 against ``schemas/config.json`` so a typo fails start-up with the offending key, instead of
-silently doing nothing (a complaint users of other webhooks have, see notes B).
+silently doing nothing (a common complaint about other webhooks).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``Engine.validate`` and ``Engine.mutate`` are pure functions of the request, the settings and
 the read-only cluster view: no I/O, no API calls. This is where the request-level rules of
-SPEC B1 live (UPDATE pre-existing problems, controller-owned Pods, DELETE, exclusions);
+docs/rules.md B1 live (UPDATE pre-existing problems, controller-owned Pods, DELETE, exclusions);
 the per-object rules live in :mod:`webhook.rules`.
 """
 

@@ -1,4 +1,4 @@
-"""Findings: what the rules say about an object, and how severe each is (SPEC B1).
+"""Findings: what the rules say about an object, and how severe each is (docs/rules.md B1).
 
 Rules never decide the final severity. They emit a :class:`Finding` with the code's *intrinsic*
 default; :class:`Policy` then applies the preset, per-code overrides and the caps that depend on
@@ -35,11 +35,11 @@ class Severity(enum.IntEnum):
 @dataclass(frozen=True)
 class CodeInfo:
     default: Severity
-    strict_deny: bool  # marked † in SPEC B1: becomes deny under the strict preset
+    strict_deny: bool  # marked † in docs/rules.md B1: becomes deny under the strict preset
     summary: str
 
 
-# SPEC B1, in table order. The README's table is generated from this (`waypoint-webhook codes`).
+# docs/rules.md B1, in table order. The README's table is generated from this (`waypoint-webhook codes`).
 CODES: Mapping[str, CodeInfo] = {
     # Gateways
     "InvalidWaypointFor": CodeInfo(
@@ -99,7 +99,7 @@ class Finding:
 
     ``field`` is the user-facing JSON path (``metadata.labels[istio.io/use-waypoint]``).
     ``triggers`` are the object paths whose values make the finding; on UPDATE a deny is kept
-    only when the old object lacked the finding or one of these values changed (SPEC B1).
+    only when the old object lacked the finding or one of these values changed (docs/rules.md B1).
     ``cap`` bounds the severity: inherited references are reported as warnings at most.
     """
 
@@ -130,7 +130,7 @@ class Judged:
 
 @dataclass(frozen=True)
 class Policy:
-    """Severity per code: a preset plus per-code overrides (SPEC B1, B3)."""
+    """Severity per code: a preset plus per-code overrides (docs/rules.md B1, B3)."""
 
     preset: str = "default"
     overrides: Mapping[str, Severity] = field(default_factory=dict)

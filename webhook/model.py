@@ -2,7 +2,7 @@
 
 Raw admission objects are untrusted JSON. Everything the rules read is parsed here once into
 small frozen dataclasses; a field of the wrong type raises :class:`Malformed` naming the field,
-which the shell turns into a 400 deny (SPEC C). Rules therefore never see a wrong type.
+which the shell turns into a 400 deny (docs/rules.md C). Rules therefore never see a wrong type.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# SPEC A1 label keys.
+# docs/rules.md A1 label keys.
 USE_WAYPOINT = "istio.io/use-waypoint"
 USE_WAYPOINT_NAMESPACE = "istio.io/use-waypoint-namespace"
 WAYPOINT_FOR = "istio.io/waypoint-for"
@@ -42,12 +42,12 @@ def is_dns1123_label(value: str) -> bool:
 
 
 def label_field(key: str, prefix: str = "metadata") -> str:
-    """User-facing path of a label, as in ``metadata.labels[istio.io/use-waypoint]`` (SPEC C)."""
+    """User-facing path of a label, as in ``metadata.labels[istio.io/use-waypoint]`` (docs/rules.md C)."""
     return f"{prefix}.labels[{key}]"
 
 
 class Malformed(ValueError):
-    """The object parses as JSON but a field the rules read has the wrong shape (SPEC C: 400)."""
+    """The object parses as JSON but a field the rules read has the wrong shape (docs/rules.md C: 400)."""
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
@@ -129,7 +129,7 @@ def parse_meta(raw: Mapping[str, Json], prefix: str = "metadata", namespace: str
     )
 
 
-# --- label selectors and allowedRoutes (SPEC A4) ---------------------------------------------
+# --- label selectors and allowedRoutes (docs/rules.md A4) ---------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -267,7 +267,7 @@ def parse_gateway_class(raw: Mapping[str, Json]) -> GatewayClass:
     return GatewayClass(parse_meta(raw))
 
 
-# --- consumers (SPEC A3) ---------------------------------------------------------------------
+# --- consumers (docs/rules.md A3) ---------------------------------------------------------------------
 
 SERVICE = "service"
 WORKLOAD = "workload"

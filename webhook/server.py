@@ -1,4 +1,4 @@
-"""Flask app factory: the thin HTTP shell around the engine (SPEC C).
+"""Flask app factory: the thin HTTP shell around the engine (docs/rules.md C).
 
 Routes only decode, dispatch and encode. Every failure mode answers: wrong method 405, wrong
 content type 415, body over 7 MiB 413, unusable JSON 400 (JSON error bodies); a malformed
@@ -61,7 +61,7 @@ def create_app(engine: Engine, metrics: Metrics | None = None, checks: Sequence[
 
     def review(webhook: str) -> Response:
         # The WSGI environ directly: werkzeug's header parsing and stream wrappers cost more than
-        # the rules on a typical review (profiled; see the benchmark notes).
+        # the rules on a typical review (profiled; see bench/README.md).
         environ = request.environ
         ctype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
         if ctype != "application/json":

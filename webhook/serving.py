@@ -1,6 +1,6 @@
 """Run the Flask app under gunicorn as it is deployed: TLS, ``gthread`` workers, long keep-alive.
 
-Why these choices (notes, takeaway 2): the ``sync`` worker closes every connection, and over
+Why these choices: the ``sync`` worker closes every connection, and over
 TLS a handshake per request costs about ten times the throughput; ``gthread`` keeps the API
 server's connections open. The worker is gthread with one fix for TLS (:mod:`webhook.worker`):
 idle connections wait on the poller instead of holding a thread. Keep-alive (120 s by default) outlasts the API server's 90 s idle
@@ -16,8 +16,9 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -41,6 +42,38 @@ class ServeOptions:
     tls_key: str | None = None
     cert_reload_interval: float = 2.0
     log_level: str = "info"
+
+
+class StartupError(Exception):
+    """A misconfiguration found before any worker starts. ``serve`` logs it as one line and exits
+    with status 2, instead of forking workers that each fail to boot (a crash loop in a pod)."""
+
+
+def prepare_metrics_dir(environ: MutableMapping[str, str]) -> str | None:
+    """Make ``PROMETHEUS_MULTIPROC_DIR`` usable; return the directory if ``serve`` created it.
+
+    prometheus-client's multiprocess mode needs the directory to exist and be writable before the
+    first metric is touched, and a previous run's files would add stale counts (the library's
+    documented rule is to wipe it at start-up). The shipped Deployment points it at an emptyDir
+    (``/tmp`` is empty at container start), so it is created here, never assumed."""
+    path = environ.get("PROMETHEUS_MULTIPROC_DIR")
+    own = None
+    try:
+        if not path:
+            path = own = tempfile.mkdtemp(prefix="waypoint-webhook-metrics-")
+            environ["PROMETHEUS_MULTIPROC_DIR"] = path
+        else:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            for stale in Path(path).glob("*.db"):
+                stale.unlink()
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise StartupError(
+            f"metrics directory PROMETHEUS_MULTIPROC_DIR={path}: {e.strerror or e}; "
+            "point it at a writable directory (an emptyDir) or unset it"
+        ) from None
+    return own
 
 
 class WebhookServer(BaseApplication):  # type: ignore[misc]
@@ -96,19 +129,18 @@ def _child_exit(server: Any, worker: Any) -> None:
 
 
 def run(opts: ServeOptions, build_app: Callable[[CertReloader | None], Flask]) -> None:
+    """Serve until stopped. Raises :class:`StartupError` before forking if the certificate pair
+    or the metrics directory is unusable."""
     reloader = None
     if opts.tls_cert or opts.tls_key:
         if not (opts.tls_cert and opts.tls_key):
-            raise SystemExit("waypoint-webhook serve: --tls-cert and --tls-key go together")
+            raise StartupError("--tls-cert and --tls-key go together")
         reloader = CertReloader(opts.tls_cert, opts.tls_key, opts.cert_reload_interval)
         if reloader.error:
-            raise SystemExit(f"waypoint-webhook serve: {reloader.error}")
+            raise StartupError(reloader.error)
     else:
         log.warning("serving plain HTTP: the API server only calls webhooks over TLS")
-    own_dir = None
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        own_dir = tempfile.mkdtemp(prefix="waypoint-webhook-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    own_dir = prepare_metrics_dir(os.environ)
     # prometheus-client chooses its value backend at import, which happened before the variable
     # was set; choose again so the workers forked below write per-process files.
     from prometheus_client import values

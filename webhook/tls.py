@@ -3,7 +3,7 @@
 :class:`CertReloader` hands gunicorn an ``ssl.SSLContext`` for every new connection and
 rebuilds it when the certificate or key file changes (checked at most once per interval), so
 cert-manager or a Secret update rotates the serving certificate with no restart. A pair that
-fails to load keeps the previous context, and readiness reports it (notes D).
+fails to load keeps the previous context, and readiness reports it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import os
 import ssl
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -59,7 +60,8 @@ def issue(
     """A serving certificate (ECDSA P-256, SHA-256, SAN-only names) and the CA that signed it.
 
     ``ca_pair`` (PEM cert, PEM key) reuses an existing CA, so rotating the serving certificate
-    leaves every caBundle valid (notes D: caBundle mismatches are the #2 complaint).
+    leaves every caBundle valid (a caBundle that no longer matches the serving CA is among the most
+    common webhook outages).
     """
     now = dt.datetime.now(dt.UTC)
     if ca_pair is not None:
@@ -120,25 +122,38 @@ def _leaf(
     return Issued(ca.public_bytes(pem), cert.public_bytes(pem), _pem_key(key), _pem_key(ca_key))
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Create the file private from the start, then move it into place atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to a new file created exclusively (random name, ``mode`` from the start),
+    then rename it over ``path``: readers see the old or the new content, never half of it, and a
+    stale temporary file left by someone else can never lend its permissions."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Key material: readable by its owner only (0600)."""
+    _write_atomic(path, data, 0o600)
 
 
 def write(issued: Issued, out: Path, with_ca_key: bool = False) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"ca": out / "ca.crt", "cert": out / "tls.crt", "key": out / "tls.key"}
-    paths["ca"].write_bytes(issued.ca_pem)
+    _write_atomic(paths["ca"], issued.ca_pem, 0o644)
     # Key before certificate: a reloader that sees the new certificate also finds its key.
-    _write_private(paths["key"], issued.key_pem)
-    paths["cert"].write_bytes(issued.cert_pem)
+    write_private(paths["key"], issued.key_pem)
+    _write_atomic(paths["cert"], issued.cert_pem, 0o644)
     if with_ca_key:
         paths["ca_key"] = out / "ca.key"
-        _write_private(paths["ca_key"], issued.ca_key_pem)
+        write_private(paths["ca_key"], issued.ca_key_pem)
     return paths
 
 
@@ -174,7 +189,8 @@ class CertReloader:
             expiry = not_after(self.cert)
         except (OSError, ssl.SSLError, ValueError) as e:
             self.error = f"cannot load {self.cert} / {self.key}: {e}"
-            log.error("keeping the previous serving certificate: %s", self.error)
+            if self._ctx is not None:  # at start-up there is nothing to keep: the caller reports it
+                log.error("keeping the previous serving certificate: %s", self.error)
             return
         self._ctx, self._sig, self.expiry, self.error = ctx, sig, expiry, None
         self.loads += 1
@@ -202,5 +218,5 @@ class CertReloader:
 
     @property
     def ready(self) -> bool:
-        """A valid, unexpired pair is loaded (readiness gates on it, notes D)."""
+        """A valid, unexpired pair is loaded (readiness gates on it)."""
         return self._ctx is not None and self.expiry > time.time()

@@ -9,16 +9,20 @@ account keys), etcd with ``--unsafe-no-fsync``, kube-apiserver with RBAC, and a 
 from __future__ import annotations
 
 import base64
+import ctypes
 import datetime as dt
 import ipaddress
 import os
+import signal
 import socket
 import ssl
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import yaml
 from cryptography import x509
@@ -33,6 +37,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel kills it when the process that started it dies.
+
+    This is what makes "no process outlives the test run" hold even when pytest itself is
+    killed (CI time-out, Ctrl-C twice), where no ``finally`` runs."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def spawn(args: Sequence[str], log: IO[bytes], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a helper process (etcd, kube-apiserver, the webhook) that dies with the test run."""
+    return subprocess.Popen(list(args), stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
 
 
 def assets() -> Path:
@@ -80,7 +110,9 @@ class ControlPlane:
     bin_dir: Path = field(default_factory=assets)
     etcd_port: int = field(default_factory=free_port)
     port: int = field(default_factory=free_port)
+    apiserver_args: list[str] = field(default_factory=list)  # extra flags (tests, client authentication)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    pids: list[int] = field(default_factory=list)  # every process ever started, for leak checks
 
     @property
     def url(self) -> str:
@@ -133,25 +165,33 @@ class ControlPlane:
 
     # -- processes --
     def start(self) -> None:
-        self._pki()
-        self.start_etcd()
-        self.start_apiserver()
+        """Start etcd then kube-apiserver; if any step fails, stop whatever already runs."""
+        try:
+            self._pki()
+            self.start_etcd()
+            self.start_apiserver()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        log = (self.workdir / f"{'kube-apiserver' if name == 'apiserver' else name}.log").open("ab")
+        self.procs[name] = proc = spawn(args, log)
+        self.pids.append(proc.pid)
 
     def start_etcd(self) -> None:
         data = self.workdir / "etcd"
-        log = (self.workdir / "etcd.log").open("ab")
-        self.procs["etcd"] = subprocess.Popen([
+        self._spawn("etcd", [
             str(self.bin_dir / "etcd"), f"--data-dir={data}", "--unsafe-no-fsync",
             f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
             f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
             f"--listen-peer-urls=http://127.0.0.1:{free_port()}", "--log-level=warn",
-        ], stdout=log, stderr=subprocess.STDOUT)
+        ])
         self._wait(lambda: self._http_ok(f"http://127.0.0.1:{self.etcd_port}/health"), 60, "etcd")
 
     def start_apiserver(self) -> None:
         pki = self.workdir / "pki"
-        log = (self.workdir / "kube-apiserver.log").open("ab")
-        self.procs["apiserver"] = subprocess.Popen([
+        self._spawn("apiserver", [
             str(self.bin_dir / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.port}",
@@ -165,7 +205,8 @@ class ControlPlane:
             "--disable-admission-plugins=ServiceAccount",
             "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
             "--endpoint-reconciler-type=none", "--profiling=false", "--v=0",
-        ], stdout=log, stderr=subprocess.STDOUT)
+            *self.apiserver_args,
+        ])
         self._wait(self.ready, 180, "kube-apiserver")
 
     def _stop(self, name: str, timeout: float) -> None:
@@ -202,7 +243,7 @@ class ControlPlane:
     def ready(self) -> bool:
         return self._http_ok(self.url + "/readyz", self._admin_ctx())
 
-    def _wait(self, cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    def _wait(self, cond: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if cond():

@@ -1,6 +1,6 @@
 """End-to-end: real kube-apiserver + etcd, the webhook with its live view, and the real kubectl.
 
-Rule IDs from SPEC are cited where a scenario exercises them.
+Rule IDs from docs/rules.md are cited where a scenario exercises them.
 """
 
 from __future__ import annotations

@@ -4,16 +4,19 @@ the CEL matchConditions)."""
 
 from __future__ import annotations
 
-import os
+import base64
 import shutil
+import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 
 from tests.e2e.conftest import ROOT, Kubectl, Webhook, rendered_manifests
-from webhook import deploy
+from webhook.install import WEBHOOK_KINDS
 
 pytestmark = pytest.mark.e2e
 
@@ -86,20 +89,58 @@ def test_cert_manager_overlay_injects_ca(kubectl: Kubectl) -> None:
     assert cert["spec"]["secretName"] == "waypoint-webhook-tls"
 
 
-def test_make_certs_overlay_installs_on_a_real_apiserver(kubectl: Kubectl, webhook: Webhook, tmp_path: Path) -> None:
-    """The README's install path: `make certs` then `kubectl apply -k certs/` (server-side dry run)."""
-    overlay = tmp_path / "certs"
-    shutil.copytree(ROOT / "certs", overlay, ignore=shutil.ignore_patterns("dev", "generated"))
-    text = (overlay / "kustomization.yaml").read_text()
-    (overlay / "kustomization.yaml").write_text(text.replace("../manifests", os.path.relpath(ROOT / "manifests",
-                                                                                            overlay)))
-    issued = deploy.generate("waypoint-webhook", overlay / "generated")
-    docs = [d for d in yaml.safe_load_all(kubectl("kustomize", str(overlay)).stdout) if d]
-    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
-        assert all(wh["clientConfig"]["caBundle"] == issued.ca_bundle for wh in by_kind(docs, kind)["webhooks"])
+def _install_tree(tmp_path: Path) -> Path:
+    """certs/ and manifests/ as a clone has them (the run-make-certs-first link included)."""
+    shutil.copytree(ROOT / "certs", tmp_path / "certs", symlinks=True,
+                    ignore=shutil.ignore_patterns("dev", "generated"))
+    shutil.copytree(ROOT / "manifests", tmp_path / "manifests")
+    return tmp_path
+
+
+def _make_certs(tree: Path, namespace: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["make", "-C", str(ROOT), "certs", f"NAMESPACE={namespace}",
+                           f"CERTS_OUT={tree / 'certs' / 'generated'}", f"MANIFESTS={tree / 'manifests'}"],
+                          capture_output=True, text=True, check=True)
+
+
+def test_kustomize_before_make_certs_says_what_to_run(kubectl: Kubectl, tmp_path: Path) -> None:
+    tree = _install_tree(tmp_path)
+    p = kubectl("kustomize", str(tree / "certs"), check=False)
+    assert p.returncode != 0 and "run-make-certs-first" in p.stderr, p.stderr
+
+
+def test_make_certs_in_another_namespace_is_consistent_and_installs(kubectl: Kubectl, webhook: Webhook,
+                                                                    tmp_path: Path) -> None:
+    """The README's install path for a namespace of the user's choice: `make certs NAMESPACE=x`,
+    then `kubectl apply -k certs/` (here a server-side dry run against the real API server)."""
+    ns = "mesh-policy"
+    tree = _install_tree(tmp_path)
+    _make_certs(tree, ns)
+    generated = tree / "certs" / "generated"
+    assert stat.S_IMODE((generated / "secret.yaml").stat().st_mode) == 0o600
+    assert stat.S_IMODE((generated / "tls.key").stat().st_mode) == 0o600
+    docs = [d for d in yaml.safe_load_all(kubectl("kustomize", str(tree / "certs")).stdout) if d]
+    assert by_kind(docs, "Namespace")["metadata"]["name"] == ns
+    for d in docs:
+        if d["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding", *WEBHOOK_KINDS):
+            assert d["metadata"]["namespace"] == ns, d["kind"]
+    assert [s["namespace"] for s in by_kind(docs, "ClusterRoleBinding")["subjects"]] == [ns]
+    secret = by_kind(docs, "Secret")
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert f"waypoint-webhook.{ns}.svc" in sans
+    bundle = secret["data"]["ca.crt"]
+    for kind in WEBHOOK_KINDS:
+        for wh in by_kind(docs, kind)["webhooks"]:
+            assert wh["clientConfig"]["service"]["namespace"] == ns and wh["clientConfig"]["caBundle"] == bundle
+            excluded = wh["namespaceSelector"]["matchExpressions"][0]["values"]
+            assert ns in excluded and "waypoint-webhook" not in excluded, excluded
+    assert "namespace: waypoint-webhook" not in yaml.safe_dump_all(docs)
     # Rotation keeps the CA, so the caBundle already in the cluster stays valid.
-    again = deploy.generate("waypoint-webhook", overlay / "generated")
-    assert again.ca_pem == issued.ca_pem and again.cert_pem != issued.cert_pem
+    ca = (generated / "ca.crt").read_bytes()
+    _make_certs(tree, ns)
+    assert (generated / "ca.crt").read_bytes() == ca
+    kubectl("create", "namespace", ns)  # a dry run cannot create objects in a namespace it only pretends to create
     p = kubectl.apply(docs, "--dry-run=server")
     assert "deployment.apps/waypoint-webhook created (server dry run)" in p.stdout
     assert "validatingwebhookconfiguration.admissionregistration.k8s.io/waypoint-webhook" in p.stdout

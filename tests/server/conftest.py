@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.e2e.controlplane import spawn
+
 ROOT = Path(__file__).resolve().parents[2]
 EXE = str(Path(sys.executable).parent / "waypoint-webhook")
 
@@ -50,12 +52,13 @@ def start_server(tmp: Path, state_src: Path | None = None, extra: list[str] | No
                    capture_output=True)
     port = free_port()
     log = tmp / "server.log"
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    proc = subprocess.Popen(
+    # As the Deployment does: a metrics directory that does not exist yet (serve creates it).
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics" / "multiproc")}
+    proc = spawn(
         [EXE, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
          "--tls-cert", str(certs / "tls.crt"), "--tls-key", str(certs / "tls.key"),
          "--state", str(state), "--state-poll-interval", "0.2", *(extra or [])],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env,
+        log.open("wb"), env=env,
     )
     srv = Server(f"https://127.0.0.1:{port}", str(certs / "ca.crt"), certs, state, proc, log)
     deadline = time.monotonic() + 30

@@ -1,4 +1,4 @@
-"""Server tier: the webhook as deployed (gunicorn gthread over real TLS), SPEC part C end to end."""
+"""Server tier: the webhook as deployed (gunicorn gthread over real TLS), docs/rules.md C end to end."""
 
 from __future__ import annotations
 

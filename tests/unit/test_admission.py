@@ -1,4 +1,4 @@
-"""AdmissionReview contract (SPEC C) through the Flask app in-process; the same cases run
+"""AdmissionReview contract (docs/rules.md C) through the Flask app in-process; the same cases run
 against real gunicorn over TLS in tests/server."""
 
 from __future__ import annotations

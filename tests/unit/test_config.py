@@ -1,4 +1,4 @@
-"""Configuration precedence (SPEC B3): flags > environment > config file."""
+"""Configuration precedence (docs/rules.md B3): flags > environment > config file."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Consumer findings, table-driven (SPEC A1 L1/L2/L4/L5, A3 R0-R5, A4 P1-P4, B1 consumer table)."""
+"""Consumer findings, table-driven (docs/rules.md A1 L1/L2/L4/L5, A3 R0-R5, A4 P1-P4, B1 consumer table)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Gateway and GatewayClass findings, table-driven (SPEC A1 L3, A2 W1-W5, A4 P1-P3, B1)."""
+"""Gateway and GatewayClass findings, table-driven (docs/rules.md A1 L3, A2 W1-W5, A4 P1-P3, B1)."""
 
 from __future__ import annotations
 

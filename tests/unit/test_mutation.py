@@ -1,4 +1,4 @@
-"""Defaults M1/M2 (SPEC B2): minimal, escaped, idempotent patches that yield schema-valid Gateways."""
+"""Defaults M1/M2 (docs/rules.md B2): minimal, escaped, idempotent patches that yield schema-valid Gateways."""
 
 from __future__ import annotations
 

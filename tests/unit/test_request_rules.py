@@ -1,4 +1,4 @@
-"""Request-level rules of SPEC B1: UPDATE, controller-owned Pods, DELETE impact, presets, scope."""
+"""Request-level rules of docs/rules.md B1: UPDATE, controller-owned Pods, DELETE impact, presets, scope."""
 
 from __future__ import annotations
 

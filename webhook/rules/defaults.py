@@ -1,4 +1,4 @@
-"""Defaults the mutating webhook fills in (SPEC M1, M2) as minimal, idempotent JSONPatch ops."""
+"""Defaults the mutating webhook fills in (docs/rules.md M1, M2) as minimal, idempotent JSONPatch ops."""
 
 from __future__ import annotations
 

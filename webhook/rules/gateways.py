@@ -1,4 +1,4 @@
-"""Gateway and GatewayClass findings (SPEC W2-W5, L3, P3; B1 gateway table)."""
+"""Gateway and GatewayClass findings (docs/rules.md W2-W5, L3, P3; B1 gateway table)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Cross-namespace permission: may a consumer in namespace N bind to a waypoint? (SPEC P1-P4)."""
+"""Cross-namespace permission: may a consumer in namespace N bind to a waypoint? (docs/rules.md P1-P4)."""
 
 from __future__ import annotations
 

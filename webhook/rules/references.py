@@ -1,4 +1,4 @@
-"""Consumer findings: label syntax and waypoint resolution (SPEC L1, L2, L4, L5, R0-R5, P4).
+"""Consumer findings: label syntax and waypoint resolution (docs/rules.md L1, L2, L4, L5, R0-R5, P4).
 
 A consumer's own ``use-waypoint`` is its reference (R1) with no fallback; without one it
 inherits its namespace's (R2), and whatever fails there is at most a warning on it (B1).

@@ -1,4 +1,4 @@
-"""Label selectors as Gateway API and istiod evaluate them (SPEC P3).
+"""Label selectors as Gateway API and istiod evaluate them (docs/rules.md P3).
 
 The CRD schema accepts selectors that Kubernetes' ``LabelSelectorAsSelector`` rejects (unknown
 operator, In/NotIn without values, Exists with values, bad keys or values). istiod cannot

@@ -1,4 +1,4 @@
-"""Effective ``waypoint-for`` and what it serves (SPEC L3, R3)."""
+"""Effective ``waypoint-for`` and what it serves (docs/rules.md L3, R3)."""
 
 from __future__ import annotations
 

@@ -242,16 +242,7 @@ class LiveView(IndexView):
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None, metrics: Metrics | None = None, **kw: Any) -> LiveView:
-        """``--kubeconfig`` if given; else in-cluster config; else $KUBECONFIG or ~/.kube/config."""
-        cfg = client.Configuration()
-        if kubeconfig:
-            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-        else:
-            try:
-                config.load_incluster_config(client_configuration=cfg)
-            except config.ConfigException:
-                config.load_kube_config(client_configuration=cfg)
-        return cls(client.ApiClient(cfg), metrics, **kw)
+        return cls(client.ApiClient(client_configuration(kubeconfig)), metrics, **kw)
 
     def start(self) -> None:
         for w in self.watchers:
@@ -269,3 +260,25 @@ class LiveView(IndexView):
 
     def synced(self) -> bool:
         return all(w.synced.is_set() for w in self.watchers)
+
+
+def client_configuration(kubeconfig: str | None) -> Any:
+    """``--kubeconfig`` if given; else the in-cluster configuration; else $KUBECONFIG or ~/.kube/config.
+
+    Raises :class:`ValueError` naming what was tried, so ``serve`` can refuse to start with one
+    line instead of letting every worker fail to boot."""
+    cfg = client.Configuration()
+    try:
+        if kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+            return cfg
+        try:
+            config.load_incluster_config(client_configuration=cfg)
+        except config.ConfigException as in_cluster:
+            try:
+                config.load_kube_config(client_configuration=cfg)
+            except (config.ConfigException, OSError) as e:
+                raise ValueError(f"no in-cluster configuration ({in_cluster}) and no kubeconfig ({e})") from None
+    except (config.ConfigException, OSError) as e:
+        raise ValueError(f"cannot load kubeconfig {kubeconfig}: {e}") from None
+    return cfg

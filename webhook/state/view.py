@@ -3,7 +3,7 @@
 Two backends implement :class:`ClusterView`: :mod:`webhook.state.files` (YAML files: the
 embedded default and the test fixture) and :mod:`webhook.state.live` (a watch-backed cache).
 Both keep only the few fields the rules need, never whole objects, so memory stays flat
-as the cluster grows and no admission ever calls the API server (SPEC C).
+as the cluster grows and no admission ever calls the API server (docs/rules.md C).
 """
 
 from __future__ import annotations

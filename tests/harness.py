@@ -1,0 +1,108 @@
+"""Helpers shared by the end-to-end and pod tiers: kubectl, waiting, a leak-proof control plane
+with the CRDs installed, and the project's rendered manifests."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from tests.crds import gateway_api_files, istio_crds
+from tests.e2e.controlplane import ControlPlane
+
+ROOT = Path(__file__).resolve().parents[1]
+ISTIO_CRDS = ("serviceentries.networking.istio.io", "workloadentries.networking.istio.io")
+T = TypeVar("T")
+
+
+def wait_until(cond: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Poll ``cond`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Kubectl:
+    kubeconfig: Path
+
+    def __call__(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), *args], input=input,
+                           capture_output=True, text=True, timeout=60)
+        if check and p.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+        return p
+
+    def apply(self, docs: Any, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        text = docs if isinstance(docs, str) else yaml.safe_dump_all(docs if isinstance(docs, list) else [docs])
+        return self("apply", "-f", "-", *extra, input=text, check=check)
+
+
+def install_crds(kubectl: Kubectl) -> None:
+    """Gateway API v1.3.0 standard and Istio's ServiceEntry/WorkloadEntry, then wait until discoverable."""
+    for f in gateway_api_files():  # server-side: HTTPRoute's CRD is too large for client-side apply
+        kubectl("apply", "--server-side", "-f", str(f))
+    kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(istio_crds(ISTIO_CRDS)))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/gateways.gateway.networking.k8s.io",
+            "crd/gatewayclasses.gateway.networking.k8s.io", *(f"crd/{c}" for c in ISTIO_CRDS))
+
+    def discoverable() -> bool:
+        istio = kubectl("api-resources", "--api-group=networking.istio.io", check=False).stdout
+        gw = kubectl("api-resources", "--api-group=gateway.networking.k8s.io", check=False).stdout
+        return "serviceentries" in istio and "gateways" in gw
+
+    wait_until(discoverable, 60, "the CRDs to be discoverable", 0.5)
+
+
+@contextmanager
+def running_cluster(workdir: Path, setup: Callable[[Kubectl], None] = install_crds,
+                    apiserver_args: list[str] | None = None) -> Iterator[ControlPlane]:
+    """kube-apiserver and etcd with ``setup`` applied; both are stopped however this ends,
+    including when start-up or ``setup`` fails part way."""
+    cp = ControlPlane(workdir, apiserver_args=list(apiserver_args or []))
+    try:
+        cp.start()
+        setup(Kubectl(cp.kubeconfig))
+        yield cp
+    finally:
+        cp.stop()
+
+
+def rendered_manifests(kubectl: Kubectl, path: Path = ROOT / "manifests") -> list[dict[str, Any]]:
+    out = kubectl("kustomize", str(path)).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def webhook_configs(kubectl: Kubectl, port: int, ca_pem: bytes) -> list[dict[str, Any]]:
+    """The project's own configurations, with clientConfig.service replaced by a loopback URL."""
+    bundle = base64.b64encode(ca_pem).decode()
+    out = []
+    for doc in rendered_manifests(kubectl):
+        if doc["kind"] not in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+            continue
+        for wh in doc["webhooks"]:
+            path = wh["clientConfig"]["service"]["path"]
+            wh["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": bundle}
+        out.append(doc)
+    return out
+
+
+def probe_denial(kubectl: Kubectl, timeout: float = 60) -> None:
+    """Webhook configurations take effect asynchronously: wait until a dry run is denied."""
+    probe = {"apiVersion": "v1", "kind": "Service", "metadata": {
+        "name": "probe", "namespace": "default", "labels": {"istio.io/use-waypoint": "None"}},
+        "spec": {"ports": [{"port": 80}]}}
+    wait_until(lambda: "InvalidUseWaypoint" in kubectl.apply(probe, "--dry-run=server", check=False).stderr,
+               timeout, "the webhook configuration to take effect", 0.5)

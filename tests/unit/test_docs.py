@@ -1,0 +1,57 @@
+"""docs/rules.md is the users' rules reference: it must cover every finding code, state its
+severities as the code table does, give a fix, and its examples must really trigger their code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from webhook.checker import check_documents
+from webhook.engine import Settings
+from webhook.findings import CODES
+from webhook.state.files import read_documents
+from webhook.state.index import Index
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = (ROOT / "docs" / "rules.md").read_text()
+# Codes that need an UPDATE, a DELETE or an unsynced view: their example is a command, not manifests.
+NOT_OFFLINE = {"WaypointInUse", "ConsumersWouldBreak", "StateUnavailable"}
+
+
+def sections() -> dict[str, str]:
+    parts = re.split(r"^### `([A-Za-z]+)`\s*$", DOC, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_every_code_has_exactly_one_section() -> None:
+    found = re.findall(r"^### `([A-Za-z]+)`", DOC, flags=re.M)
+    assert sorted(found) == sorted(CODES), set(found) ^ set(CODES)
+
+
+@pytest.mark.parametrize("code", sorted(CODES))
+def test_section_states_the_severities_and_a_fix(code: str) -> None:
+    body = sections()[code]
+    info = CODES[code]
+    expected = f"**{info.default}**" + (" (strict: deny)." if info.strict_deny else ".")
+    if not info.strict_deny:
+        expected = f"**{info.default}.**"
+    assert body.lstrip().startswith(expected), f"{code}: starts {body.lstrip()[:40]!r}, want {expected!r}"
+    assert "\nFix:" in body, code
+
+
+@pytest.mark.parametrize("code", sorted(set(CODES) - NOT_OFFLINE))
+def test_example_triggers_its_code(code: str) -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", sections()[code], flags=re.S)
+    assert len(blocks) == 1, f"{code}: one yaml example expected"
+    docs = read_documents(Path(f"docs/rules.md#{code}"), blocks[0])
+    results = check_documents(docs, Index(), Settings())
+    last = results[-1]
+    got = {f["code"]: f["severity"] for f in last.findings}
+    assert got.get(code) == str(CODES[code].default), f"{code}: the example's last object gave {got}"
+
+
+def test_examples_without_manifests_say_how_to_trigger() -> None:
+    for code in NOT_OFFLINE:
+        assert "Example:" in sections()[code], code
