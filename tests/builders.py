@@ -6,6 +6,8 @@ import copy
 import itertools
 from typing import Any
 
+import orjson
+
 from webhook.admission import AdmissionRequest, GroupVersionKind
 from webhook.engine import Engine, Settings, Verdict
 from webhook.findings import Policy
@@ -122,6 +124,16 @@ def request(obj: dict[str, Any] | None, operation: str = "CREATE", old: dict[str
         uid=f"uid-{next(_uid)}", kind=GroupVersionKind(group, version, kind), operation=operation,
         namespace=ns, name=src["metadata"].get("name", ""), object=obj, old_object=old, dry_run=dry_run,
     )
+
+
+def review_body(obj: dict[str, Any] | None, uid: str = "u-1", operation: str = "CREATE",
+                old: dict[str, Any] | None = None, kind: str | None = None) -> bytes:
+    """An AdmissionReview v1 request on the wire, as kube-apiserver sends it."""
+    req = request(obj, operation, old, kind)
+    return orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": uid, "kind": {"group": req.kind.group, "version": req.kind.version, "kind": req.kind.kind},
+        "namespace": req.namespace, "name": req.name, "operation": operation, "object": obj, "oldObject": old,
+        "userInfo": {"username": "tester"}}})
 
 
 class UnsyncedView(IndexView):

@@ -7,8 +7,10 @@ configuration (the message names the file and line).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +19,7 @@ import orjson
 import yaml
 from flask import Flask
 
+from webhook import logs
 from webhook.config import ConfigError, Options, build_settings
 from webhook.engine import Engine, Settings
 from webhook.findings import CODES, PRESETS, Severity, parse_overrides
@@ -24,6 +27,7 @@ from webhook.metrics import Metrics
 from webhook.state.files import StateError
 from webhook.state.view import ClusterView
 from webhook.tls import CertReloader
+from webhook.worker import Deadlines
 
 log = logging.getLogger("webhook")
 
@@ -77,11 +81,19 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, str]:
         raise SystemExit(2) from None
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s",
-    )
+def _log_format(args: argparse.Namespace) -> str:
+    fmt = getattr(args, "log_format", None) or os.environ.get("WAYPOINT_WEBHOOK_LOG_FORMAT") or "text"
+    if fmt not in ("text", "json"):
+        print(f"waypoint-webhook: configuration: log format must be text or json, not {fmt!r}", file=sys.stderr)
+        raise SystemExit(2)
+    return fmt
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError("must be a number of seconds between 0 and 3600")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -96,6 +108,21 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--keepalive", type=int, default=120, help="idle keep-alive seconds (default 120)")
     s.add_argument("--tls-cert", help="PEM certificate chain (reloaded when it changes)")
     s.add_argument("--tls-key", help="PEM private key")
+    s.add_argument(
+        "--client-ca",
+        help="PEM CA bundle: require client certificates signed by it (reloaded with the pair)",
+    )
+    d = Deadlines()
+    s.add_argument("--handshake-timeout", type=_seconds, default=d.handshake, metavar="SECONDS",
+                   help=f"accept to TLS established (default {d.handshake:g})")
+    s.add_argument("--header-timeout", type=_seconds, default=d.header, metavar="SECONDS",
+                   help=f"first byte of a request to the end of its headers (default {d.header:g})")
+    s.add_argument("--body-timeout", type=_seconds, default=d.body, metavar="SECONDS",
+                   help=f"end of the headers to the end of the body (default {d.body:g})")
+    s.add_argument("--response-timeout", type=_seconds, default=d.response, metavar="SECONDS",
+                   help=f"a request's turn in a thread, writing the answer included (default {d.response:g})")
+    s.add_argument("--log-format", choices=("text", "json"),
+                   help="text (default) or JSON lines (also $WAYPOINT_WEBHOOK_LOG_FORMAT)")
     src = s.add_mutually_exclusive_group()
     src.add_argument("--state", help="cluster state from YAML: a file or a directory (reloaded on change)")
     src.add_argument(
@@ -200,7 +227,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from webhook import serving
 
     settings, level = _settings(args)
-    _setup_logging(level)
+    fmt = _log_format(args)
+    logs.setup(level, fmt)
     live = args.cluster or bool(args.kubeconfig)
     if not live and not args.state:
         log.warning("no --state and no --cluster: serving with an empty cluster view")
@@ -217,20 +245,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         keepalive=args.keepalive,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        client_ca=args.client_ca,
+        deadlines=Deadlines(args.handshake_timeout, args.header_timeout, args.body_timeout, args.response_timeout),
         log_level=level,
     )
 
     def build_app(reloader: CertReloader | None) -> Flask:
         from webhook.server import create_app
 
-        _setup_logging(level)
+        logs.setup(level, fmt)
         metrics = Metrics()
         view = _make_view(args, metrics)
         checks = []
         if reloader is not None:
 
             def cert_check() -> str | None:
+                with contextlib.suppress(ssl.SSLError):  # notices a rotation even with no new connection
+                    reloader.context()
                 metrics.cert_expiry.set(reloader.expiry)
+                metrics.cert_rejected.set(1 if reloader.rejected else 0)
                 return None if reloader.ready else f"serving certificate: {reloader.error or 'expired'}"
 
             checks.append(cert_check)

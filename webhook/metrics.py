@@ -21,6 +21,18 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as mp
 
+from webhook.engine import SUPPORTED
+from webhook.findings import CODES
+
+# Label values come from fixed sets: anything a client can make up is counted as "other", so a
+# stream of invented kinds cannot grow the series (and the multiprocess files) without bound.
+KINDS = frozenset(kind for _, kind in SUPPORTED)
+OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
+CLOSE_REASONS = frozenset(
+    {"handshake_timeout", "header_timeout", "body_timeout", "response_timeout", "handshake_failed", "error"}
+)
+OTHER = "other"
+
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -74,6 +86,20 @@ class Metrics:
         )
         self._request_children: dict[tuple[str, str, str, str], Any] = {}
         self._duration_children: dict[str, Any] = {}
+        self.connections_closed = Counter(
+            "waypoint_webhook_connections_closed_total",
+            "Connections the server closed before a whole request was answered, by reason "
+            "(a phase's deadline passed, or the TLS handshake failed).",
+            ["reason"],
+            registry=r,
+        )
+        self.cert_rejected = Gauge(
+            "waypoint_webhook_certificate_rejected",
+            "1 while the certificate files on disk were refused (expired, not yet valid, or a key that does "
+            "not match) and the previous pair is still serving.",
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.state_relists = Counter(
             "waypoint_webhook_state_relists_total",
             "Full relists of a watched resource, by resource and reason.",
@@ -84,7 +110,7 @@ class Metrics:
     def request_done(self, webhook: str, kind: str, operation: str, result: str, seconds: float) -> None:
         """Count and time one review. Label children are cached: ``labels()`` costs microseconds
         per call, a dict lookup does not."""
-        key = (webhook, kind, operation, result)
+        key = (webhook, kind if kind in KINDS else OTHER, operation if operation in OPERATIONS else OTHER, result)
         child = self._request_children.get(key)
         if child is None:
             child = self._request_children[key] = self.requests.labels(*key)
@@ -93,6 +119,12 @@ class Metrics:
         if hist is None:
             hist = self._duration_children[webhook] = self.duration.labels(webhook)
         hist.observe(seconds)
+
+    def finding(self, code: str, severity: str) -> None:
+        self.findings.labels(code if code in CODES else OTHER, severity).inc()
+
+    def connection_closed(self, reason: str) -> None:
+        self.connections_closed.labels(reason if reason in CLOSE_REASONS else OTHER).inc()
 
     def exposition(self) -> tuple[bytes, str]:
         if self.multiprocess:

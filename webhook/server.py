@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from webhook.admission import (
     MAX_BODY,
+    AdmissionRequest,
     AdmissionResponse,
     BadRequest,
     allowed,
@@ -30,13 +31,13 @@ from webhook.admission import (
     verdict_response,
 )
 from webhook.engine import Engine
-from webhook.findings import Severity
+from webhook.findings import Judged, Severity
+from webhook.logs import escape
 from webhook.metrics import Metrics
 from webhook.model import Malformed
 
 log = logging.getLogger("webhook.server")
 
-DRAIN_LIMIT = 4 * MAX_BODY  # beyond this a client is abusive: the connection is just closed
 ReadinessCheck = Callable[[], str | None]  # returns why the server is not ready, or None
 
 
@@ -44,72 +45,100 @@ def _json(status: int, payload: dict[str, Any]) -> Response:
     return Response(orjson.dumps(payload), status=status, mimetype="application/json")
 
 
+def _log_decision(
+    webhook: str, req: AdmissionRequest, resp: AdmissionResponse, result: str, judged: list[Judged], seconds: float
+) -> None:
+    """One record per decision: at info when it denied or warned, at debug when it said nothing.
+    Values come from the request, so the formatters escape them (webhook.logs)."""
+    codes = [j.code for j in judged if j.severity is not Severity.OFF]
+    level = logging.INFO if (not resp.allowed or codes or result == "error") else logging.DEBUG
+    if not log.isEnabledFor(level):
+        return
+    log.log(
+        level,
+        "%s %s",
+        webhook,
+        "denied" if not resp.allowed else "allowed",
+        extra={
+            "decision": {
+                "uid": req.uid[:128],
+                "kind": req.kind.kind[:64],
+                "namespace": req.namespace[:253],
+                "name": req.name[:253],
+                "operation": req.operation[:16],
+                "user": req.user[:253],
+                "allowed": resp.allowed,
+                "result": result,
+                "codes": codes,
+                "latency_ms": round(seconds * 1000, 3),
+            }
+        },
+    )
+
+
 def create_app(engine: Engine, metrics: Metrics | None = None, checks: Sequence[ReadinessCheck] = ()) -> Flask:
     app = Flask("waypoint-webhook")
     metrics = metrics or Metrics()
+    app.extensions["waypoint-metrics"] = metrics  # the worker counts connections it closes
 
-    def _too_large(message: str) -> Response:
-        """413, after reading (and discarding) a bounded amount of the rest of the body, so the
-        client finishes sending and sees the answer instead of a reset connection."""
-        metrics.bad_requests.labels("413").inc()
-        drained = 0
-        while drained < DRAIN_LIMIT and (chunk := request.stream.read(64 * 1024)):
-            drained += len(chunk)
-        resp = _json(413, {"error": message})
-        resp.headers["Connection"] = "close"
+    def _bad(status: int, message: str, close: bool = False) -> Response:
+        metrics.bad_requests.labels(str(status)).inc()
+        log.debug("answering %d before review: %s", status, message)
+        resp = _json(status, {"error": message})
+        if close:  # the rest of the request was not read: the connection cannot be reused
+            resp.headers["Connection"] = "close"
         return resp
 
-    def review(webhook: str) -> Response:
-        # The WSGI environ directly: werkzeug's header parsing and stream wrappers cost more than
-        # the rules on a typical review (profiled; see bench/README.md).
+    def _read_body() -> bytes | Response:
+        """The body, or the answer for one that is unusable. The worker has already buffered the
+        request (or stopped at the size limit), so nothing here waits on the network."""
         environ = request.environ
         ctype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
         if ctype != "application/json":
-            metrics.bad_requests.labels("415").inc()
-            return _json(415, {"error": f"Content-Type must be application/json, not {ctype or 'none'}"})
+            return _bad(415, f"Content-Type must be application/json, not {ctype[:64] or 'none'}")
         length = request.content_length
         if length is not None and length > MAX_BODY:
-            return _too_large(f"body of {length} bytes exceeds the {MAX_BODY}-byte limit")
-        # Chunked bodies have no length: werkzeug's stream knows where they end; read one byte past the limit.
-        body = environ["wsgi.input"].read(length) if length is not None else request.stream.read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
-            return _too_large(f"body exceeds the {MAX_BODY}-byte limit")
-        start = time.perf_counter()
+            return _bad(413, f"body of {length} bytes exceeds the {MAX_BODY}-byte limit", close=True)
         try:
-            req = decode(body)
-        except BadRequest as e:
-            metrics.bad_requests.labels("400").inc()
-            return _json(400, {"error": str(e)})
-        resp: AdmissionResponse
-        result = "error"
+            # Chunked bodies have no length: read one byte past the limit to detect it.
+            body: bytes = environ["wsgi.input"].read(length if length is not None else MAX_BODY + 1)
+        except Exception as e:  # bad chunked framing and the like: the client's fault, not ours
+            return _bad(400, f"the request body could not be read: {type(e).__name__}", close=True)
+        if len(body) > MAX_BODY:
+            return _bad(413, f"body exceeds the {MAX_BODY}-byte limit", close=True)
+        return body
+
+    def _decide(webhook: str, req: AdmissionRequest) -> tuple[AdmissionResponse, str, list[Judged]]:
+        """The engine's answer; a malformed object is a 400 deny, anything else unexpected a 500."""
         try:
             if webhook == "validate":
                 verdict = engine.validate(req)
                 resp = verdict_response(req.uid, verdict.judged, [])
-                for j in verdict.judged:
-                    metrics.findings.labels(j.code, str(j.severity)).inc()
-                if not resp.allowed:
-                    log.info(
-                        "denied uid=%s %s %s/%s %s: %s",
-                        req.uid,
-                        req.kind.kind,
-                        req.namespace,
-                        req.name,
-                        req.operation,
-                        ",".join(j.code for j in verdict.judged if j.severity is Severity.DENY),
-                    )
-            else:
-                ops = engine.mutate(req)
-                resp = patched(req.uid, ops) if ops else allowed(req.uid)
-            result = "allowed" if resp.allowed else "denied"
+                return resp, "allowed" if resp.allowed else "denied", verdict.judged
+            ops = engine.mutate(req)
+            return (patched(req.uid, ops) if ops else allowed(req.uid)), "allowed", []
         except Malformed as e:
-            resp = malformed(req.uid, e.field, e.problem)
-            result = "malformed"
+            return malformed(req.uid, e.field, e.problem), "malformed", []
         except Exception:  # the panic recovery of controller-runtime: answer, log, keep serving
-            log.exception("internal error reviewing uid=%s kind=%s", req.uid, req.kind.kind)
-            resp = errored(req.uid, 500, "internal error in waypoint-webhook; see its logs")
+            log.exception("internal error reviewing uid=%s kind=%s", escape(req.uid[:128]), escape(req.kind.kind[:64]))
+            return errored(req.uid, 500, "internal error in waypoint-webhook; see its logs"), "error", []
+
+    def review(webhook: str) -> Response:
+        body = _read_body()
+        if isinstance(body, Response):
+            return body
+        start = time.perf_counter()
+        try:
+            req = decode(body)
+        except BadRequest as e:
+            return _bad(400, str(e))
+        resp, result, judged = _decide(webhook, req)
+        for j in judged:
+            metrics.finding(j.code, str(j.severity))
         out = encode(resp)
-        metrics.request_done(webhook, req.kind.kind, req.operation, result, time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        metrics.request_done(webhook, req.kind.kind, req.operation, result, elapsed)
+        _log_decision(webhook, req, resp, result, judged, elapsed)
         return Response(out, status=200, content_type="application/json")
 
     @app.post("/validate")
@@ -139,7 +168,7 @@ def create_app(engine: Engine, metrics: Metrics | None = None, checks: Sequence[
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> Response:
-        code = e.code or 500
+        code = e.code if e.code and 400 <= e.code < 600 else 500
         metrics.bad_requests.labels(str(code)).inc()
         resp = _json(code, {"error": e.description or e.name})
         if code == 405 and e.get_response().headers.get("Allow"):

@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from webhook.tls import CertReloader
+from webhook.worker import Deadlines, worker_class
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class ServeOptions:
     tls_cert: str | None = None
     tls_key: str | None = None
     cert_reload_interval: float = 2.0
+    client_ca: str | None = None
+    deadlines: Deadlines = field(default_factory=Deadlines)
     log_level: str = "info"
 
 
@@ -94,7 +97,7 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
         settings: dict[str, Any] = {
             "bind": [f"{host}:{o.port}"],
             "workers": o.workers,
-            "worker_class": "webhook.worker.TLSThreadWorker",
+            "worker_class": worker_class(o.deadlines),
             "threads": o.threads,
             "keepalive": o.keepalive,
             "timeout": o.timeout,
@@ -135,10 +138,12 @@ def run(opts: ServeOptions, build_app: Callable[[CertReloader | None], Flask]) -
     if opts.tls_cert or opts.tls_key:
         if not (opts.tls_cert and opts.tls_key):
             raise StartupError("--tls-cert and --tls-key go together")
-        reloader = CertReloader(opts.tls_cert, opts.tls_key, opts.cert_reload_interval)
+        reloader = CertReloader(opts.tls_cert, opts.tls_key, opts.cert_reload_interval, opts.client_ca)
         if reloader.error:
             raise StartupError(reloader.error)
     else:
+        if opts.client_ca:
+            raise StartupError("--client-ca needs --tls-cert and --tls-key")
         log.warning("serving plain HTTP: the API server only calls webhooks over TLS")
     own_dir = prepare_metrics_dir(os.environ)
     # prometheus-client chooses its value backend at import, which happened before the variable

@@ -157,47 +157,73 @@ def write(issued: Issued, out: Path, with_ca_key: bool = False) -> dict[str, Pat
     return paths
 
 
-def not_after(cert_path: str | os.PathLike[str]) -> float:
-    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
-    return cert.not_valid_after_utc.timestamp()
-
-
 class CertReloader:
-    """Serves the newest loadable certificate pair to every new TLS connection."""
+    """Serves the newest *valid* certificate pair to every new TLS connection.
 
-    def __init__(self, cert: str, key: str, interval: float = 2.0) -> None:
-        self.cert, self.key, self.interval = cert, key, interval
+    A new pair on disk is taken only if it loads, its key matches, and it is valid now (not
+    expired, not yet valid); otherwise the previous pair keeps serving, the refusal is logged once
+    per change on disk and exposed (``rejected``), so a bad rotation never takes the webhook down.
+    With ``client_ca``, clients must present a certificate signed by it (the API server can,
+    through its AdmissionConfiguration); that file is reloaded with the pair.
+    """
+
+    def __init__(self, cert: str, key: str, interval: float = 2.0, client_ca: str | None = None) -> None:
+        self.cert, self.key, self.interval, self.client_ca = cert, key, interval, client_ca
         self._lock = threading.Lock()
         self._ctx: ssl.SSLContext | None = None
-        self._sig: tuple[int, int, int, int] | None = None
+        self._sig: tuple[int, ...] | None = None
+        self._refused: tuple[int, ...] | None = None
         self._checked = 0.0
         self.expiry: float = 0.0
         self.error: str | None = None
+        self.rejected = False  # the files on disk were refused; an older pair is serving
         self.loads = 0
         self._load()
 
-    def _signature(self) -> tuple[int, int, int, int]:
-        c, k = os.stat(self.cert), os.stat(self.key)
-        return (c.st_mtime_ns, c.st_size, k.st_mtime_ns, k.st_size)
+    def _signature(self) -> tuple[int, ...]:
+        paths = [self.cert, self.key, *([self.client_ca] if self.client_ca else [])]
+        return tuple(v for p in paths for st in [os.stat(p)] for v in (st.st_mtime_ns, st.st_size, st.st_ino))
+
+    def _build(self) -> tuple[ssl.SSLContext, float]:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.cert, self.key)  # raises if the key does not match
+        if self.client_ca:
+            ctx.load_verify_locations(cafile=self.client_ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        leaf = x509.load_pem_x509_certificate(Path(self.cert).read_bytes())
+        now = dt.datetime.now(dt.UTC)
+        if leaf.not_valid_after_utc <= now:
+            raise ValueError(f"certificate expired at {leaf.not_valid_after_utc.isoformat()}")
+        if leaf.not_valid_before_utc > now:
+            raise ValueError(f"certificate not valid before {leaf.not_valid_before_utc.isoformat()}")
+        return ctx, leaf.not_valid_after_utc.timestamp()
 
     def _load(self) -> None:
         try:
             sig = self._signature()
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            ctx.load_cert_chain(self.cert, self.key)
-            expiry = not_after(self.cert)
+        except OSError as e:
+            self.error = f"cannot read {self.cert} / {self.key}: {e}"
+            return
+        if sig == self._refused:
+            return  # already refused and logged; wait for the next change
+        try:
+            ctx, expiry = self._build()
         except (OSError, ssl.SSLError, ValueError) as e:
-            self.error = f"cannot load {self.cert} / {self.key}: {e}"
+            self.error = f"refusing {self.cert} / {self.key}: {e}"
+            self._refused = sig
+            self.rejected = self._ctx is not None
             if self._ctx is not None:  # at start-up there is nothing to keep: the caller reports it
                 log.error("keeping the previous serving certificate: %s", self.error)
             return
         self._ctx, self._sig, self.expiry, self.error = ctx, sig, expiry, None
+        self._refused, self.rejected = None, False
         self.loads += 1
         log.info(
-            "serving certificate loaded from %s (expires %s)",
+            "serving certificate loaded from %s (expires %s)%s",
             self.cert,
             dt.datetime.fromtimestamp(expiry, dt.UTC).isoformat(),
+            f"; client certificates required (CA {self.client_ca})" if self.client_ca else "",
         )
 
     def context(self) -> ssl.SSLContext:

@@ -1,0 +1,201 @@
+"""Hostile clients against the real server (gunicorn over TLS, one worker with two threads, short
+deadlines): none of them delays real reviews, and each is cut off when its phase's deadline
+passes. The benchmark (bench/hostile.py) measures the same with 200 connections at once."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.builders import consumer, review_body
+from tests.server.conftest import ROOT, Server, start_server, stop_server
+
+pytestmark = pytest.mark.server
+
+HANDSHAKE, HEADER, BODY, KEEPALIVE = 1.0, 2.0, 2.0, 3
+SLACK = 1.5  # deadlines are enforced once per turn of the event loop (at most a second apart)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(tmp_path_factory.mktemp("hostile"), ROOT / "examples" / "state", workers=1, extra=[
+        "--threads", "2", "--handshake-timeout", str(HANDSHAKE), "--header-timeout", str(HEADER),
+        "--body-timeout", str(BODY), "--keepalive", str(KEEPALIVE)])
+    yield srv
+    stop_server(srv)
+
+
+def _denied(uid: str) -> bytes:
+    return review_body(consumer("Service", labels={"istio.io/use-waypoint": "None"}), uid=uid)
+
+
+def _port(srv: Server) -> int:
+    return int(srv.url.rsplit(":", 1)[1])
+
+
+def _raw(srv: Server) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", _port(srv)), timeout=30)
+
+
+def _tls(srv: Server) -> ssl.SSLSocket:
+    ctx = ssl.create_default_context(cafile=srv.ca)
+    return ctx.wrap_socket(_raw(srv), server_hostname="127.0.0.1")
+
+
+def _real_reviews(srv: Server, n: int = 5) -> float:
+    """n real reviews on new connections; returns the slowest, in seconds."""
+    worst = 0.0
+    for i in range(n):
+        t = time.monotonic()
+        r = srv.post("/validate", _denied(f"real-{i}"))
+        assert r.status_code == 200 and r.json()["response"]["allowed"] is False
+        worst = max(worst, time.monotonic() - t)
+    return worst
+
+
+def _closed_by_server(s: socket.socket, within: float) -> float:
+    """Seconds until the server closes ``s`` (EOF or reset); fails if it stays open ``within``."""
+    t = time.monotonic()
+    s.settimeout(within)
+    try:
+        while s.recv(65536):
+            pass
+    except (ConnectionResetError, ssl.SSLError, OSError) as e:
+        if isinstance(e, TimeoutError | socket.timeout):
+            raise AssertionError(f"still open after {within:.1f}s") from None
+    return time.monotonic() - t
+
+
+def _hold(make: Callable[[], socket.socket], count: int) -> list[socket.socket]:
+    return [make() for _ in range(count)]
+
+
+def test_truncated_client_hellos_do_not_block_and_are_cut_at_the_handshake_deadline(server: Server) -> None:
+    def hello() -> socket.socket:
+        s = _raw(server)
+        s.sendall(b"\x16")  # the first byte of a TLS record, then nothing
+        return s
+
+    socks = _hold(hello, 8)  # four times the threads
+    try:
+        assert _real_reviews(server) < 1.0
+        assert _closed_by_server(socks[-1], HANDSHAKE + SLACK + 1) <= HANDSHAKE + SLACK
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_idle_tcp_is_cut_at_the_handshake_deadline(server: Server) -> None:
+    socks = _hold(lambda: _raw(server), 8)
+    try:
+        assert _real_reviews(server) < 1.0
+        assert _closed_by_server(socks[-1], HANDSHAKE + SLACK + 1) <= HANDSHAKE + SLACK
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_idle_tls_waits_on_the_loop_until_the_keepalive_timeout(server: Server) -> None:
+    socks = _hold(lambda: _tls(server), 8)
+    try:
+        assert _real_reviews(server) < 1.0
+        assert _closed_by_server(socks[-1], KEEPALIVE + SLACK + 1) <= KEEPALIVE + SLACK
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_slowloris_headers_are_cut_at_the_header_deadline(server: Server) -> None:
+    socks = _hold(lambda: _tls(server), 6)
+    for s in socks:
+        s.sendall(b"POST /validate HTTP/1.1\r\nHost: x\r\n")
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < HEADER + SLACK + 1:
+            try:
+                for s in socks:
+                    s.sendall(b"X")  # a byte at a time, never the end of the headers
+            except OSError:
+                break
+            assert _real_reviews(server, 1) < 1.0
+            time.sleep(0.3)
+        assert time.monotonic() - start <= HEADER + SLACK + 0.5, "the slow header block was never cut off"
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_stalled_body_is_cut_at_the_body_deadline(server: Server) -> None:
+    def stalled() -> socket.socket:
+        s = _tls(server)
+        s.sendall(b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 1000\r\n\r\n{\"apiVersion\"")
+        return s
+
+    socks = _hold(stalled, 6)
+    try:
+        assert _real_reviews(server) < 1.0
+        assert _closed_by_server(socks[-1], BODY + SLACK + 1) <= BODY + SLACK
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_announced_huge_body_gets_413_at_once_and_the_drain_is_bounded(server: Server) -> None:
+    socks = []
+    for _ in range(4):
+        s = _tls(server)
+        s.sendall(b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 104857600\r\n\r\n")
+        socks.append(s)
+    try:
+        s = socks[0]
+        s.settimeout(2)
+        head = s.recv(4096)
+        assert head.startswith(b"HTTP/1.1 413"), head[:200]
+        assert b"connection: close" in head.lower()
+        assert _real_reviews(server) < 1.0
+        assert _closed_by_server(socks[-1], BODY + SLACK + 1) <= BODY + SLACK
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_bad_chunked_framing_is_400_and_closes(server: Server) -> None:
+    with _tls(server) as s:
+        s.sendall(b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\nzz\r\n")
+        s.settimeout(5)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400"), data[:300]
+    assert b"500" not in data.split(b"\r\n", 1)[0]
+    assert _real_reviews(server, 1) < 1.0
+    assert "Traceback" not in Path(server.log).read_text()
+
+
+def test_pipelined_and_split_requests_are_both_answered(server: Server) -> None:
+    one, two = _denied("pipe-1"), _denied("pipe-2")
+
+    def req(body: bytes) -> bytes:
+        return (b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    wire = req(one) + req(two)
+    with _tls(server) as s:
+        s.sendall(wire[: len(wire) - 7])  # the second request arrives in two pieces
+        time.sleep(0.3)
+        s.sendall(wire[len(wire) - 7 :])
+        s.settimeout(5)
+        data = b""
+        while not (b'"pipe-1"' in data and b'"pipe-2"' in data):
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+    assert data.count(b"HTTP/1.1 200") == 2
