@@ -12,7 +12,7 @@ CERTS_OUT ?= certs/generated
 MANIFESTS ?= manifests
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit test-server test-e2e test-pod prereqs lint certs controlplane bench clean
+.PHONY: install run test test-unit test-server test-e2e test-pod prereqs lint certs controlplane bench bench-hostile clean
 
 install: $(STAMP)
 
@@ -62,6 +62,10 @@ certs: install
 
 bench: install controlplane
 	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" $(BIN)/python bench/run.py
+
+# 200 hostile connections held open while real reviews are measured (about a minute).
+bench-hostile: install
+	$(BIN)/python bench/hostile.py
 
 clean:
 	rm -rf $(VENV) certs/dev certs/generated .pytest_cache .mypy_cache .ruff_cache

@@ -22,6 +22,8 @@ KIND = "AdmissionReview"
 MAX_BODY = 7 * 1024 * 1024  # controller-runtime's limit; docs/rules.md C: 413 above it
 MAX_WARNING = 120
 MAX_WARNINGS_TOTAL = 4096
+MAX_CAUSE_MESSAGE = 512  # each status.details.causes[].message
+MAX_STATUS_MESSAGE = 4096  # status.message, every denial joined
 
 
 class BadRequest(ValueError):
@@ -123,6 +125,16 @@ def decode(body: bytes) -> AdmissionRequest:
 # --- response helpers ------------------------------------------------------------------------
 
 
+def elide(text: str, limit: int) -> str:
+    """``text`` if it fits, else its start and how long it was: answers stay bounded whatever
+    the object held (values are already shortened where messages are made; this is the net)."""
+    if len(text) <= limit:
+        return text
+    tail = f"… ({len(text)} characters)"
+    return text[: max(0, limit - len(tail))] + tail
+
+
+
 def bound_warnings(lines: Sequence[str]) -> list[str]:
     """docs/rules.md C: each ≤120 characters where possible (the API server truncates at 256), and never
     more than 4,096 in total; what does not fit is summarised in a last line."""
@@ -159,8 +171,15 @@ def denied(uid: str, judged: Sequence[Judged], code: int = 403) -> AdmissionResp
         False,
         code=code,
         reason="Forbidden" if code == 403 else "BadRequest",
-        message="; ".join(j.line() for j in denials),
-        causes=[{"reason": j.code, "field": j.finding.field, "message": j.finding.message} for j in denials],
+        message=elide("; ".join(j.line() for j in denials), MAX_STATUS_MESSAGE),
+        causes=[
+            {
+                "reason": j.code,
+                "field": elide(j.finding.field, MAX_CAUSE_MESSAGE),
+                "message": elide(j.finding.message, MAX_CAUSE_MESSAGE),
+            }
+            for j in denials
+        ],
         warnings=bound_warnings(warns),
     )
 
@@ -171,8 +190,14 @@ def malformed(uid: str, field_path: str, problem: str) -> AdmissionResponse:
         False,
         code=400,
         reason="BadRequest",
-        message=f"malformed object: {field_path}: {problem}",
-        causes=[{"reason": "FieldValueInvalid", "field": field_path, "message": problem}],
+        message=elide(f"malformed object: {field_path}: {problem}", MAX_STATUS_MESSAGE),
+        causes=[
+            {
+                "reason": "FieldValueInvalid",
+                "field": elide(field_path, MAX_CAUSE_MESSAGE),
+                "message": elide(problem, MAX_CAUSE_MESSAGE),
+            }
+        ],
     )
 
 

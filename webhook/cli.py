@@ -112,6 +112,12 @@ def parser() -> argparse.ArgumentParser:
         "--client-ca",
         help="PEM CA bundle: require client certificates signed by it (reloaded with the pair)",
     )
+    s.add_argument(
+        "--probe-port",
+        type=int,
+        help="also serve /healthz, /readyz and /metrics on this port over plain HTTP (for probes and "
+        "Prometheus when --client-ca makes the main port require client certificates)",
+    )
     d = Deadlines()
     s.add_argument("--handshake-timeout", type=_seconds, default=d.handshake, metavar="SECONDS",
                    help=f"accept to TLS established (default {d.handshake:g})")
@@ -246,6 +252,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         client_ca=args.client_ca,
+        probe_port=args.probe_port,
         deadlines=Deadlines(args.handshake_timeout, args.header_timeout, args.body_timeout, args.response_timeout),
         log_level=level,
     )
@@ -268,7 +275,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
             checks.append(cert_check)
         checks.append(lambda: None if view.synced() else "cluster view not synced yet")
-        return create_app(Engine(view, settings), metrics, checks)
+        return create_app(Engine(view, settings), metrics, checks, args.probe_port)
 
     try:
         serving.run(opts, build_app)

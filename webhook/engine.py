@@ -88,8 +88,9 @@ class Engine:
     def _excluded(self, req: AdmissionRequest, kind: tuple[str, str]) -> bool:
         if kind == ("", "Namespace"):
             obj = req.object or req.old_object or {}
-            name = value_at(obj, ("metadata", "name")) or req.name
-            return name in self.settings.excluded_namespaces
+            name = value_at(obj, ("metadata", "name"))
+            # A name that is not a string is the object's problem: parsing reports it as a 400.
+            return (name if isinstance(name, str) and name else req.name) in self.settings.excluded_namespaces
         return req.namespace in self.settings.excluded_namespaces
 
     def _judge(self, kind: tuple[str, str], obj: Mapping[str, Any], namespace: str) -> list[Finding]:

@@ -46,6 +46,16 @@ def label_field(key: str, prefix: str = "metadata") -> str:
     return f"{prefix}.labels[{key}]"
 
 
+def quoted(value: object, limit: int = 64) -> str:
+    """A value for a message: its repr, elided with its length when long, so that a 1 MiB label
+    value cannot make a 1 MiB denial (messages aim at 120 characters)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, str) else len(text)
+    return f"{text[: limit - 1]}… ({size} characters)"
+
+
 class Malformed(ValueError):
     """The object parses as JSON but a field the rules read has the wrong shape (docs/rules.md C: 400)."""
 
@@ -89,6 +99,8 @@ def _str_map(obj: Mapping[str, Json], key: str, path: str) -> Mapping[str, str]:
     """The map itself, checked but not copied: rules never mutate objects."""
     raw = _get_map(obj, key, path)
     for k, v in raw.items():
+        if type(k) is not str:  # only YAML can say it (a state file): JSON keys are strings
+            raise Malformed(f"{path}[{k!r}]", f"keys must be strings, not {type(k).__name__}")
         if type(v) is not str:
             raise Malformed(f"{path}[{k}]", f"must be a string, not {type(v).__name__}")
     return raw
@@ -167,7 +179,7 @@ def parse_selector(raw: Json, path: str) -> tuple[Selector | None, str | None]:
     if not isinstance(raw, dict):
         return None, f"{path} must be an object"
     labels = raw.get("matchLabels") or {}
-    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+    if not isinstance(labels, dict) or not all(type(k) is str and type(v) is str for k, v in labels.items()):
         return None, f"{path}.matchLabels must map strings to strings"
     exprs_raw = raw.get("matchExpressions") or []
     if not isinstance(exprs_raw, list):

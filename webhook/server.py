@@ -76,10 +76,30 @@ def _log_decision(
     )
 
 
-def create_app(engine: Engine, metrics: Metrics | None = None, checks: Sequence[ReadinessCheck] = ()) -> Flask:
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def create_app(
+    engine: Engine,
+    metrics: Metrics | None = None,
+    checks: Sequence[ReadinessCheck] = (),
+    probe_port: int | None = None,
+) -> Flask:
+    """``probe_port``: a plain-HTTP listener for kubelet and Prometheus, which cannot present the
+    client certificate ``--client-ca`` requires; only the probe paths answer there."""
     app = Flask("waypoint-webhook")
     metrics = metrics or Metrics()
     app.extensions["waypoint-metrics"] = metrics  # the worker counts connections it closes
+
+    if probe_port is not None:
+        port = str(probe_port)
+
+        @app.before_request
+        def probes_only() -> Response | None:
+            environ = request.environ
+            if environ.get("SERVER_PORT") == port and environ.get("PATH_INFO") not in PROBE_PATHS:
+                return _json(404, {"error": "the probe port serves /healthz, /readyz and /metrics only"})
+            return None
 
     def _bad(status: int, message: str, close: bool = False) -> Response:
         metrics.bad_requests.labels(str(status)).inc()

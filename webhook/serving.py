@@ -43,6 +43,7 @@ class ServeOptions:
     tls_key: str | None = None
     cert_reload_interval: float = 2.0
     client_ca: str | None = None
+    probe_port: int | None = None
     deadlines: Deadlines = field(default_factory=Deadlines)
     log_level: str = "info"
 
@@ -94,10 +95,12 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         o = self.opts
         host = f"[{o.host}]" if ":" in o.host else o.host
+        binds = [f"{host}:{o.port}"] + ([f"{host}:{o.probe_port}"] if o.probe_port else [])
+        plain = frozenset({o.probe_port}) if o.probe_port else frozenset()
         settings: dict[str, Any] = {
-            "bind": [f"{host}:{o.port}"],
+            "bind": binds,
             "workers": o.workers,
-            "worker_class": worker_class(o.deadlines),
+            "worker_class": worker_class(o.deadlines, plain),
             "threads": o.threads,
             "keepalive": o.keepalive,
             "timeout": o.timeout,

@@ -47,7 +47,9 @@ def kubectl(cluster: ControlPlane) -> Kubectl:
     return Kubectl(cluster.kubeconfig)
 
 
-def start_webhook(cluster: ControlPlane, kubectl: Kubectl, workdir: Path, extra: list[str] | None = None) -> Webhook:
+def start_webhook(cluster: ControlPlane, kubectl: Kubectl, workdir: Path, extra: list[str] | None = None,
+                  probe_port: int | None = None) -> Webhook:
+    """``probe_port``: serve the probes there (plain HTTP) and wait for readiness on it."""
     certs = workdir / "certs"
     subprocess.run([EXE, "certs", "--out", str(certs), "--ip", "127.0.0.1", "--dns", "localhost"], check=True,
                    capture_output=True)
@@ -57,17 +59,18 @@ def start_webhook(cluster: ControlPlane, kubectl: Kubectl, workdir: Path, extra:
     log = workdir / "webhook.log"
     args = [EXE, "serve", "--kubeconfig", str(kubeconfig), "--host", "127.0.0.1", "--port", str(port),
             "--workers", "2", "--tls-cert", str(certs / "tls.crt"), "--tls-key", str(certs / "tls.key"),
-            "--log-level", "info", *(extra or [])]
+            "--log-level", "info", *(extra or []), *(["--probe-port", str(probe_port)] if probe_port else [])]
     # As the Deployment does: a metrics directory that does not exist yet (serve creates it).
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     env["PROMETHEUS_MULTIPROC_DIR"] = str(workdir / "metrics")
     proc = spawn(args, log.open("wb"), env=env)
     wh = Webhook(f"https://127.0.0.1:{port}", certs / "ca.crt", proc, log, args)
+    ready = f"http://127.0.0.1:{probe_port}/readyz" if probe_port else wh.url + "/readyz"
     deadline = time.monotonic() + 60
     while True:
         assert proc.poll() is None, log.read_text()
         try:
-            if requests.get(wh.url + "/readyz", verify=str(wh.ca), timeout=1).status_code == 200:
+            if requests.get(ready, verify=str(wh.ca), timeout=1).status_code == 200:
                 return wh
         except requests.RequestException:
             pass

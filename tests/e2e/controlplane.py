@@ -73,16 +73,16 @@ def assets() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def _pem(obj: x509.Certificate) -> bytes:
+def pem(obj: x509.Certificate) -> bytes:
     return obj.public_bytes(serialization.Encoding.PEM)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+def key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
 
-def _cert(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
+def make_cert(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
           issuer_key: ec.EllipticCurvePrivateKey, ca: bool, eku: list[x509.ObjectIdentifier] | None = None,
           sans: list[x509.GeneralName] | None = None) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
@@ -97,7 +97,7 @@ def _cert(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x509.Name
     return b.sign(issuer_key, hashes.SHA256())
 
 
-def _name(cn: str, org: str | None = None) -> x509.Name:
+def dn(cn: str, org: str | None = None) -> x509.Name:
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
     if org:
         attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
@@ -127,18 +127,18 @@ class ControlPlane:
         d = self.workdir / "pki"
         d.mkdir(parents=True, exist_ok=True)
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca = _cert(_name("e2e-ca"), ca_key, _name("e2e-ca"), ca_key, ca=True)
+        ca = make_cert(dn("e2e-ca"), ca_key, dn("e2e-ca"), ca_key, ca=True)
         srv_key = ec.generate_private_key(ec.SECP256R1())
-        srv = _cert(_name("kube-apiserver"), srv_key, ca.subject, ca_key, False, [ExtendedKeyUsageOID.SERVER_AUTH],
+        srv = make_cert(dn("kube-apiserver"), srv_key, ca.subject, ca_key, False, [ExtendedKeyUsageOID.SERVER_AUTH],
                     [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                      x509.IPAddress(ipaddress.ip_address("10.0.0.1"))])
         adm_key = ec.generate_private_key(ec.SECP256R1())
-        adm = _cert(_name("admin", "system:masters"), adm_key, ca.subject, ca_key, False,
+        adm = make_cert(dn("admin", "system:masters"), adm_key, ca.subject, ca_key, False,
                     [ExtendedKeyUsageOID.CLIENT_AUTH])
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         files = {
-            "ca.crt": _pem(ca), "apiserver.crt": _pem(srv), "apiserver.key": _key_pem(srv_key),
-            "admin.crt": _pem(adm), "admin.key": _key_pem(adm_key), "sa.key": _key_pem(sa_key),
+            "ca.crt": pem(ca), "apiserver.crt": pem(srv), "apiserver.key": key_pem(srv_key),
+            "admin.crt": pem(adm), "admin.key": key_pem(adm_key), "sa.key": key_pem(sa_key),
             "sa.pub": sa_key.public_key().public_bytes(serialization.Encoding.PEM,
                                                        serialization.PublicFormat.SubjectPublicKeyInfo),
         }

@@ -64,9 +64,14 @@ def test_consumers_index_follows_reloads(tmp_path: Path) -> None:
     assert sorted(r.name for r in v.consumers_of("default", "one")) == ["s1", "s2"]
 
 
-def test_first_load_errors_name_the_file(tmp_path: Path) -> None:
+def test_first_load_errors_name_the_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A malformed object is skipped with one logged error naming file, line and field...
     (tmp_path / "x.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: n, labels: [1]}\n")
-    with pytest.raises(StateError, match=r"x.yaml:1: metadata.labels"):
+    FileView(tmp_path)
+    assert any("x.yaml:1: metadata.labels" in r.getMessage() for r in caplog.records)
+    # ...while a file that does not parse, or no file at all, stops the first load.
+    (tmp_path / "x.yaml").write_text("apiVersion: v1\nkind: [\n")
+    with pytest.raises(StateError, match=r"x.yaml:\d+: invalid YAML"):
         FileView(tmp_path)
     with pytest.raises(StateError, match="no such file"):
         FileView(tmp_path / "missing")

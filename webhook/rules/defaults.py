@@ -34,8 +34,10 @@ def gateway_defaults(raw: Mapping[str, Any], gw: Gateway, ctx: Context) -> list[
     if WAYPOINT_FOR not in gw.meta.labels:  # M2
         value = _default_waypoint_for(gw, ctx)
         if value is not None:
-            meta = raw.get("metadata") or {}
-            if isinstance(meta.get("labels"), dict):
+            meta = raw.get("metadata")
+            if not isinstance(meta, dict):  # absent or null: every op must have a parent to add to
+                ops.append({"op": "add", "path": "/metadata", "value": {"labels": {WAYPOINT_FOR: value}}})
+            elif isinstance(meta.get("labels"), dict):
                 ops.append({"op": "add", "path": f"/metadata/labels/{escape(WAYPOINT_FOR)}", "value": value})
             else:
                 ops.append({"op": "add", "path": "/metadata/labels", "value": {WAYPOINT_FOR: value}})

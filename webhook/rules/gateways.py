@@ -16,6 +16,7 @@ from webhook.model import (
     Listener,
     is_dns1035_label,
     label_field,
+    quoted,
 )
 from webhook.rules.context import Context
 from webhook.rules.permissions import routes_problem
@@ -33,7 +34,7 @@ def in_scope(gw: Gateway, ctx: Context) -> bool:
 def _invalid_waypoint_for(value: str, what: str) -> Finding:
     return Finding(
         "InvalidWaypointFor",
-        f"{what}: waypoint-for {value!r} is not one of service, workload, all, none (istiod treats it as none)",
+        f"{what}: waypoint-for {quoted(value)} is not one of service, workload, all, none (istiod treats it as none)",
         label_field(WAYPOINT_FOR),
         (LABELS_WAYPOINT_FOR,),
     )
@@ -42,7 +43,7 @@ def _invalid_waypoint_for(value: str, what: str) -> Finding:
 def _mesh_hint(listeners: tuple[Listener, ...]) -> str:
     for lis in listeners:
         if lis.port == MESH_PORT and (lis.protocol or "").upper() == MESH_PROTOCOL:
-            return f"; protocol must be HBONE, not {lis.protocol!r}"
+            return f"; protocol must be HBONE, not {quoted(lis.protocol)}"
         if lis.protocol == MESH_PROTOCOL:
             return f"; HBONE listener must use port 15008, not {lis.port}"
     return ""
@@ -65,7 +66,7 @@ def judge_gateway(gw: Gateway, ctx: Context) -> list[Finding]:
             out.append(
                 Finding(
                     "InvalidWaypointName",
-                    f"{what}: name {name!r} cannot name a waypoint: {why}",
+                    f"{what}: name {quoted(name)} cannot name a waypoint: {why}",
                     "metadata.name",
                     (("metadata", "name"),),
                 )
@@ -85,7 +86,7 @@ def judge_gateway(gw: Gateway, ctx: Context) -> list[Finding]:
                 out.append(
                     Finding(
                         "UnexpectedListener",
-                        f"{what}: listener {lis.name!r} ({lis.port}/{lis.protocol}) is not 15008/HBONE; istiod rejects it",
+                        f"{what}: listener {quoted(lis.name)} ({lis.port}/{lis.protocol}) is not 15008/HBONE; istiod rejects it",
                         lis.path,
                         (LISTENERS,),
                     )
@@ -114,7 +115,7 @@ def judge_gateway(gw: Gateway, ctx: Context) -> list[Finding]:
             out.append(
                 Finding(
                     "WaypointAcceptsNoTraffic",
-                    f"{what}: waypoint-for {eff.raw!r} (from {source}) accepts no traffic; use service, workload or all",
+                    f"{what}: waypoint-for {quoted(eff.raw)} (from {source}) accepts no traffic; use service, workload or all",
                     label_field(WAYPOINT_FOR),
                     (LABELS_WAYPOINT_FOR,),
                 )

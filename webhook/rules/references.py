@@ -21,6 +21,7 @@ from webhook.model import (
     Consumer,
     is_dns1035_label,
     is_dns1123_label,
+    quoted,
 )
 from webhook.rules.context import Context, path_of
 from webhook.rules.permissions import Attachment, attachment
@@ -122,7 +123,7 @@ def _value_syntax(c: Consumer, site: Site) -> list[Finding]:
         out.append(
             Finding(
                 "InvalidDataplaneMode",
-                f"{c.display()}: dataplane-mode {mode!r} is neither ambient nor none; it has no effect",
+                f"{c.display()}: dataplane-mode {quoted(mode)} is neither ambient nor none; it has no effect",
                 site.field(DATAPLANE_MODE),
                 site.triggers(DATAPLANE_MODE),
             )
@@ -139,7 +140,7 @@ def _value_syntax(c: Consumer, site: Site) -> list[Finding]:
         out.append(
             Finding(
                 "InvalidIngressUseWaypoint",
-                f"{c.display()}: ingress-use-waypoint {ingress!r} is {meaning}; write true or false",
+                f"{c.display()}: ingress-use-waypoint {quoted(ingress)} is {meaning}; write true or false",
                 site.field(INGRESS_USE_WAYPOINT),
                 site.triggers(INGRESS_USE_WAYPOINT),
             )
@@ -160,7 +161,7 @@ def _reference(c: Consumer, site: Site, ctx: Context, memo: Memo) -> list[Findin
         out.append(
             Finding(
                 "InvalidUseWaypointNamespace",
-                f"{site.what}: use-waypoint-namespace {ns_label!r} is not a namespace name",
+                f"{site.what}: use-waypoint-namespace {quoted(ns_label)} is not a namespace name",
                 site.field(USE_WAYPOINT_NAMESPACE),
                 triggers,
             )
@@ -183,7 +184,7 @@ def _reference(c: Consumer, site: Site, ctx: Context, memo: Memo) -> list[Findin
             if name.lower() == "none"
             else ("name a waypoint Gateway (DNS-1035 label)")
         )
-        shown = '""' if name == "" else repr(name)
+        shown = '""' if name == "" else quoted(name)
         out.append(
             Finding(
                 "InvalidUseWaypoint",
@@ -284,7 +285,7 @@ def _outcomes(
         return [Outcome("WaypointNotFound", f"waypoint Gateway {where} not found; create it or fix the label")]
     out: list[Outcome] = []
     if gw.class_name not in ctx.waypoint_classes:
-        out.append(Outcome("NotAWaypoint", f"Gateway {where} has class {gw.class_name!r}, not a waypoint class"))
+        out.append(Outcome("NotAWaypoint", f"Gateway {where} has class {quoted(gw.class_name)}, not a waypoint class"))
     if not gw.ready:
         out.append(Outcome("WaypointNotReady", f"waypoint {where} has no address yet; traffic bypasses it until ready"))
     labels = ns_labels if ns_labels is not None else view.namespace_labels(c.namespace)
@@ -305,14 +306,14 @@ def _outcomes(
             out.append(
                 Outcome(
                     "NamespaceWaypointTrafficType",
-                    f"waypoint {where} is for {eff.raw!r}, so it will not serve the Services here",
+                    f"waypoint {where} is for {quoted(eff.raw)}, so it will not serve the Services here",
                 )
             )
     elif not (traffic & eff.serves) and (SERVICE in traffic or not inherited):
         # R3: an inherited workload mismatch is silently "no waypoint".
         need = "service or all" if SERVICE in traffic else "workload or all"
         out.append(
-            Outcome("UnsupportedTrafficType", f"waypoint {where} is for {eff.raw!r}, needs {need}; no fallback applies")
+            Outcome("UnsupportedTrafficType", f"waypoint {where} is for {quoted(eff.raw)}, needs {need}; no fallback applies")
         )
     return out
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from webhook.model import Requirement, Selector
+from webhook.model import Requirement, Selector, quoted
 
 _NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -31,25 +31,25 @@ def is_label_value(value: str) -> bool:
 
 def _requirement_problem(r: Requirement) -> str | None:
     if not is_label_key(r.key):
-        return f"key {r.key!r} is not a valid label key"
+        return f"key {quoted(r.key)} is not a valid label key"
     if r.operator not in OPERATORS:
-        return f"operator {r.operator!r} is not one of {', '.join(OPERATORS)}"
+        return f"operator {quoted(r.operator)} is not one of {', '.join(OPERATORS)}"
     if r.operator in ("In", "NotIn") and not r.values:
-        return f"operator {r.operator} on {r.key!r} needs at least one value"
+        return f"operator {r.operator} on {quoted(r.key)} needs at least one value"
     if r.operator in ("Exists", "DoesNotExist") and r.values:
-        return f"operator {r.operator} on {r.key!r} must not have values"
+        return f"operator {r.operator} on {quoted(r.key)} must not have values"
     bad = next((v for v in r.values or () if not is_label_value(v)), None)
     if bad is not None:
-        return f"value {bad!r} for {r.key!r} is not a valid label value"
+        return f"value {quoted(bad)} for {quoted(r.key)} is not a valid label value"
     return None
 
 
 def selector_problem(sel: Selector) -> str | None:
     for key, value in sel.match_labels.items():
         if not is_label_key(key):
-            return f"matchLabels key {key!r} is not a valid label key"
+            return f"matchLabels key {quoted(key)} is not a valid label key"
         if not is_label_value(value):
-            return f"matchLabels value {value!r} for {key!r} is not a valid label value"
+            return f"matchLabels value {quoted(value)} for {quoted(key)} is not a valid label value"
     for r in sel.expressions:
         problem = _requirement_problem(r)
         if problem:

@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 SUFFIXES = (".yaml", ".yml", ".json")
 # libyaml's parser when PyYAML was built with it: same documents and marks, several times faster.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MAX_FILE_BYTES = 64 * 1024 * 1024
+# YAML aliases let a few bytes name a huge tree ("billion laughs"): a document may expand to at
+# most this many times its own node count (plus some slack for small files using anchors).
+MAX_EXPANSION = 10
+EXPANSION_SLACK = 10_000
 
 
 class StateError(Exception):
@@ -54,35 +59,107 @@ def _flatten(obj: Any) -> Iterator[Any]:
         yield obj
 
 
+def _expanded_size(node: yaml.Node, limit: int) -> int:
+    """How many nodes ``node`` becomes once aliases are expanded, counting up to ``limit``.
+
+    Composed YAML is a graph in which an alias is the same node object seen again; expansion
+    turns it into a tree. Sizes are memoised per node, so this is linear in the graph."""
+    memo: dict[int, int] = {}
+
+    def size(n: yaml.Node) -> int:
+        known = memo.get(id(n))
+        if known is not None:
+            return known
+        total = 1
+        if isinstance(n, yaml.SequenceNode):
+            for child in n.value:
+                total += size(child)
+                if total > limit:
+                    break
+        elif isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                total += size(k) + size(v)
+                if total > limit:
+                    break
+        memo[id(n)] = total
+        return total
+
+    return size(node)
+
+
+def _distinct_nodes(node: yaml.Node) -> int:
+    seen: set[int] = set()
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if isinstance(n, yaml.SequenceNode):
+            todo.extend(n.value)
+        elif isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                todo += (k, v)
+    return len(seen)
+
+
+def _line_of(text: str, error: BaseException) -> int | None:
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    if mark is not None:
+        return int(mark.line) + 1
+    position = getattr(error, "position", None)  # the reader's errors (a NUL byte) have only this
+    return text.count("\n", 0, position) + 1 if isinstance(position, int) else None
+
+
 def read_documents(path: Path, text: str | None = None) -> list[Document]:
-    """Parse one file into documents, with errors that name the file and line."""
+    """Parse one file into documents, with errors that name the file and line.
+
+    Bounded: files over ``MAX_FILE_BYTES``, and documents whose aliases expand them more than
+    ``MAX_EXPANSION`` times, are refused before anything walks them."""
     try:
         if text is None:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise StateError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
             text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise StateError(f"{path}: cannot read: {e}") from e
-    docs: list[Document] = []
+    if len(text) > MAX_FILE_BYTES:
+        raise StateError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
     if path.suffix == ".json":
         return _read_json(path, text)
+    docs: list[Document] = []
     loader = _Loader(text)
+    line = 0
     try:
         index = 0
         while loader.check_node():
             node = loader.get_node()
-            line = node.start_mark.line + 1 if node is not None else 0
-            obj = loader.construct_document(node) if node is not None else None
             index += 1
+            if node is None:
+                continue
+            line = node.start_mark.line + 1
+            limit = MAX_EXPANSION * _distinct_nodes(node) + EXPANSION_SLACK
+            if _expanded_size(node, limit) > limit:
+                raise StateError(
+                    f"{path}:{line}: document {index} expands to more than {limit} nodes through YAML aliases"
+                )
+            obj = loader.construct_document(node)
             if obj is None:
                 continue
             for item in _flatten(obj):
                 if not isinstance(item, dict):
                     raise StateError(f"{path}:{line}: document {index} is not a mapping")
                 docs.append(Document(f"{path}:{line}", item))
+    except StateError:
+        raise
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(e, "problem", None) or str(e)
-        raise StateError(f"{where}: invalid YAML: {problem}") from e
+        where = _line_of(text, e) or line
+        problem = getattr(e, "problem", None) or getattr(e, "reason", None) or str(e)
+        raise StateError(f"{path}:{where}: invalid YAML: {problem}") from e
+    except RecursionError:
+        raise StateError(f"{path}:{line}: invalid YAML: nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as e:  # e.g. a timestamp that is no date
+        raise StateError(f"{path}:{line}: invalid YAML value: {e}") from None
     finally:
         loader.dispose()
     return docs
@@ -103,13 +180,16 @@ def _read_json(path: Path, text: str) -> list[Document]:
 
 
 def load_index(path: Path, index: Index | None = None) -> Index:
+    """Every object of every file. A file that does not parse fails the load (StateError); an
+    object whose fields have the wrong shape is skipped with one logged error, so one bad object
+    never takes the others down."""
     index = index or Index()
     for file in _files(path):
         for doc in read_documents(file):
             try:
                 index.apply(doc.obj)
             except Malformed as e:
-                raise StateError(f"{doc.source}: {e}") from e
+                log.error("state: skipping the object at %s: %s", doc.source, e)
     return index
 
 

@@ -181,6 +181,12 @@ class Watcher:
         return rv
 
     def run(self) -> None:
+        """List, then watch until the watch ends; on any failure, wait and relist.
+
+        Every retry waits, 410 Gone included (an API server answering every watch with 410 must
+        not be answered with a LIST storm), with exponential backoff and full jitter. Only a
+        watch that stayed healthy for ``healthy_after`` seconds resets the backoff: a LIST that
+        works followed by a watch that fails at once is still a failure."""
         backoff = self.view.backoff_base
         reason = "initial"
         while not self.view.stopped.is_set():
@@ -190,13 +196,14 @@ class Watcher:
                     log.info("%s: resource is now served", self.resource.name)
                 self.missing = False
                 self.synced.set()
-                backoff = self.view.backoff_base
                 while not self.view.stopped.is_set():
+                    started = time.monotonic()
                     rv = self.watch(rv)
+                    if time.monotonic() - started >= self.view.healthy_after:
+                        backoff = self.view.backoff_base
             except Gone as e:
-                log.info("%s: %s; relisting", self.resource.name, e)
+                log.info("%s: %s; relisting in %.1fs", self.resource.name, e, backoff)
                 reason = "expired"
-                continue
             except NotServed:  # CRD not installed: nothing of this kind can exist yet
                 if not self.missing:
                     log.info(
@@ -212,11 +219,11 @@ class Watcher:
                 self.view.stopped.wait(self.view.missing_retry)
                 reason = "missing"
                 continue
-            except Exception as e:  # connection reset, API server restart, timeouts…
+            except Exception as e:  # connection reset, API server restart, 5xx, timeouts…
                 log.warning(
                     "%s: watch failed (%s: %s); retrying in %.1fs", self.resource.name, type(e).__name__, e, backoff
                 )
-            reason = "reconnect"
+                reason = "reconnect"
             self.view.stopped.wait(backoff * (0.5 + random.random()))  # full jitter around the step
             backoff = min(backoff * 2, self.view.backoff_cap)
 
@@ -232,12 +239,14 @@ class LiveView(IndexView):
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         missing_retry: float = 30.0,
+        healthy_after: float = 10.0,
     ) -> None:
         super().__init__(Index())
         self.api = api
         self.metrics = metrics or Metrics()
         self.stopped = threading.Event()
         self.backoff_base, self.backoff_cap, self.missing_retry = backoff_base, backoff_cap, missing_retry
+        self.healthy_after = healthy_after
         self.watchers = [Watcher(self, r) for r in resources]
 
     @classmethod
