@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.builders import consumer, review_body  # noqa: E402
+from tests.e2e.controlplane import free_port  # noqa: E402
 from webhook import tls  # noqa: E402
 from webhook.worker import Deadlines  # noqa: E402
 
@@ -54,12 +55,6 @@ D = Deadlines()
 KEEPALIVE = 120.0
 DEADLINE = {"truncated-hello": D.handshake, "idle-tcp": D.handshake, "idle-tls": KEEPALIVE,
             "slowloris": D.header, "stalled-body": D.body}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

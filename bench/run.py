@@ -38,18 +38,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench import payloads  # noqa: E402
 from bench.state import write_state  # noqa: E402
+from tests.e2e.controlplane import free_port  # noqa: E402
 from webhook import tls  # noqa: E402
 
 EXE = str(Path(sys.executable).parent / "waypoint-webhook")
 RESULTS = ROOT / "bench" / "results"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def build_loadgen(out: Path) -> Path:
