@@ -1,10 +1,11 @@
 """Run the Flask app under gunicorn as it is deployed: TLS, ``gthread`` workers, long keep-alive.
 
-Why these choices: the ``sync`` worker closes every connection, and over
-TLS a handshake per request costs about ten times the throughput; ``gthread`` keeps the API
-server's connections open. The worker is gthread with one fix for TLS (:mod:`webhook.worker`):
-idle connections wait on the poller instead of holding a thread. Keep-alive (120 s by default) outlasts the API server's 90 s idle
-timeout, so the server never closes a connection the client is about to reuse.
+Why these choices: the ``sync`` worker closes every connection, and over TLS a handshake per
+request costs about ten times the throughput; ``gthread`` keeps the API server's connections
+open. The worker (:mod:`webhook.worker`) is gthread changed so that no client can hold a thread:
+requests are read on the event loop, each phase with a deadline. Keep-alive (120 s by default)
+outlasts the API server's 90 s idle timeout, so the server never closes a connection the client
+is about to reuse.
 
 Each worker builds its own app after the fork (its own cluster view and watch threads), so no
 state is shared between processes and nothing is inherited half-initialised.

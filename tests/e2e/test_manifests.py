@@ -144,3 +144,18 @@ def test_make_certs_in_another_namespace_is_consistent_and_installs(kubectl: Kub
     p = kubectl.apply(docs, "--dry-run=server")
     assert "deployment.apps/waypoint-webhook created (server dry run)" in p.stdout
     assert "validatingwebhookconfiguration.admissionregistration.k8s.io/waypoint-webhook" in p.stdout
+
+
+def test_hardening_network_policy_is_valid_and_cannot_shut_out_non_pod_sources(kubectl: Kubectl,
+                                                                                 webhook: Webhook) -> None:
+    path = ROOT / "manifests" / "hardening" / "networkpolicy.yaml"
+    policy = yaml.safe_load(path.read_text())
+    deployment = by_kind(rendered_manifests(kubectl), "Deployment")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= \
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+    first = policy["spec"]["ingress"][0]
+    assert first["from"][0]["ipBlock"]["cidr"] == "0.0.0.0/0"  # only the pod network is excepted
+    port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    assert [p["port"] for p in first["ports"]] == [port]
+    p = kubectl("apply", "--dry-run=server", "-f", str(path))
+    assert "networkpolicy.networking.k8s.io/waypoint-webhook created (server dry run)" in p.stdout

@@ -74,5 +74,6 @@ def test_at_most_a_couple_of_lists_per_second_per_resource(api: FakeAPI) -> None
     time.sleep(SECONDS)
     view.stop()
     per_second = api.lists / SECONDS
+    print(f"backoff: persistent {api.mode}: {api.lists} LISTs and {api.watches} watches in {SECONDS:g}s")
     assert api.lists >= 2, "the view kept retrying"
     assert per_second <= 2.0, f"{api.lists} LISTs in {SECONDS}s under a persistent {api.mode}"

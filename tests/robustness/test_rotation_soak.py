@@ -89,6 +89,7 @@ def test_rotations_under_load_fail_no_request(tmp_path: Path) -> None:
         from cryptography import x509
 
         assert _serial(srv) == x509.load_pem_x509_certificate(serials[-1].cert_pem).serial_number
+        print(f"rotation: 4 rotations under load, {len(done)} reviews, {len(failures)} failed")
         assert not failures, failures[:5]
         assert len(done) > 200, len(done)
     finally:
