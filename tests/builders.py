@@ -79,9 +79,10 @@ def gateway(name: str = "waypoint", ns: str = "default", cls: str = "istio-waypo
     return obj
 
 
-def gateway_class(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"apiVersion": api_version("GatewayClass"), "kind": "GatewayClass", "metadata": meta(name, None, labels),
-            "spec": {"controllerName": "istio.io/mesh-controller"}}
+def gateway_class(name: str, labels: dict[str, str] | None = None, controller: str = "istio.io/mesh-controller",
+                  annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": api_version("GatewayClass"), "kind": "GatewayClass",
+            "metadata": meta(name, None, labels, annotations), "spec": {"controllerName": controller}}
 
 
 def consumer(kind: str, name: str = "obj", ns: str = "default", labels: dict[str, str] | None = None,
@@ -141,9 +142,10 @@ class UnsyncedView(IndexView):
         return False
 
 
-def engine(index: Index | None = None, preset: str = "default", synced: bool = True, **overrides: Any) -> Engine:
+def engine(index: Index | None = None, preset: str = "default", synced: bool = True, pin: bool = False,
+           **overrides: Any) -> Engine:
     view = IndexView(index or Index()) if synced else UnsyncedView(index or Index())
-    return Engine(view, Settings(policy=Policy(preset, overrides)))
+    return Engine(view, Settings(policy=Policy(preset, overrides), pin_waypoint_for=pin))
 
 
 def verdict_codes(v: Verdict) -> dict[str, str]:

@@ -61,6 +61,13 @@ def _policy_flags(p: argparse.ArgumentParser) -> None:
         choices=("deny", "warn", "off"),
         help="severity of StateUnavailable while the cluster view is not synced (default warn)",
     )
+    p.add_argument(
+        "--pin-waypoint-for",
+        action="store_const",
+        const=True,
+        help="M2: label new waypoint Gateways with their effective waypoint-for (off by default: istiod "
+        "reads a missing label from the GatewayClass at run time)",
+    )
     p.add_argument("--config", help="YAML config file (also $WAYPOINT_WEBHOOK_CONFIG)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
 
@@ -74,6 +81,7 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, str]:
             excluded_namespaces=args.excluded_namespaces,
             unsynced=Severity.parse(args.unsynced) if args.unsynced else None,
             log_level=args.log_level,
+            pin_waypoint_for=args.pin_waypoint_for,
         )
         return build_settings(flags, os.environ, args.config)
     except (ValueError, ConfigError) as e:

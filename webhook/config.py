@@ -40,6 +40,7 @@ class Options:
     excluded_namespaces: list[str] | None = None
     unsynced: Severity | None = None
     log_level: str | None = None
+    pin_waypoint_for: bool | None = None
 
     def over(self, lower: Options) -> Options:
         """This source's values, falling back to ``lower``'s."""
@@ -52,6 +53,7 @@ class Options:
             ),
             unsynced=self.unsynced if self.unsynced is not None else lower.unsynced,
             log_level=self.log_level or lower.log_level,
+            pin_waypoint_for=self.pin_waypoint_for if self.pin_waypoint_for is not None else lower.pin_waypoint_for,
         )
 
 
@@ -83,6 +85,7 @@ def from_file(path: str | os.PathLike[str]) -> Options:
         excluded_namespaces=data.get("excludedNamespaces"),
         unsynced=Severity.parse(data["unsynced"]) if "unsynced" in data else None,
         log_level=data.get("logLevel"),
+        pin_waypoint_for=data.get("pinWaypointFor"),
     )
 
 
@@ -104,6 +107,15 @@ def _csv(text: str | None) -> list[str] | None:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _bool(text: str | None, name: str) -> bool | None:
+    if text is None:
+        return None
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.strip().lower())
+    if value is None:
+        raise ValueError(f"{ENV_PREFIX}{name} must be true or false, not {text!r}")
+    return value
+
+
 def from_env(env: Mapping[str, str]) -> Options:
     def get(name: str) -> str | None:
         return env.get(ENV_PREFIX + name)
@@ -116,6 +128,7 @@ def from_env(env: Mapping[str, str]) -> Options:
             excluded_namespaces=_csv(get("EXCLUDED_NAMESPACES")),
             unsynced=Severity.parse(u) if (u := get("UNSYNCED")) else None,
             log_level=get("LOG_LEVEL"),
+            pin_waypoint_for=_bool(get("PIN_WAYPOINT_FOR"), "PIN_WAYPOINT_FOR"),
         )
     except ValueError as e:
         raise ConfigError(f"environment: {e}") from None
@@ -139,5 +152,6 @@ def build_settings(flags: Options, env: Mapping[str, str], config_file: str | No
     unknown = sorted(set(severities) - set(CODES))
     if unknown:
         raise ConfigError(f"unknown finding codes: {', '.join(unknown)}")
-    classes = frozenset(merged.waypoint_classes) if merged.waypoint_classes else DEFAULT_WAYPOINT_CLASSES
-    return Settings(policy, classes, frozenset(excluded)), (merged.log_level or "info")
+    # W2: configured classes are added to the built-in ones, never instead of them.
+    classes = DEFAULT_WAYPOINT_CLASSES | frozenset(merged.waypoint_classes or ())
+    return Settings(policy, classes, frozenset(excluded), bool(merged.pin_waypoint_for)), (merged.log_level or "info")

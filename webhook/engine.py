@@ -51,6 +51,7 @@ class Settings:
     policy: Policy = field(default_factory=Policy)
     waypoint_classes: frozenset[str] = DEFAULT_WAYPOINT_CLASSES
     excluded_namespaces: frozenset[str] = DEFAULT_EXCLUDED
+    pin_waypoint_for: bool = False  # M2, off by default
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class Engine:
     def __init__(self, view: ClusterView, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
         self.view = view
-        self.ctx = Context(view, self.settings.waypoint_classes)
+        self.ctx = Context(view, self.settings.waypoint_classes, self.settings.pin_waypoint_for)
 
     # -- helpers --
     def _excluded(self, req: AdmissionRequest, kind: tuple[str, str]) -> bool:

@@ -46,16 +46,16 @@ CODES: Mapping[str, CodeInfo] = {
         Severity.DENY, False, "waypoint-for on a Gateway or GatewayClass is not service, workload, all or none"
     ),
     "InvalidWaypointName": CodeInfo(
-        Severity.DENY, False, "istio-waypoint Gateway name is not a DNS-1035 label, or is 'none'"
+        Severity.DENY, False, "waypoint-class Gateway's deployed name (name-override, else its name) is no DNS-1035 label, or 'none'"
     ),
-    "MissingMeshListener": CodeInfo(Severity.DENY, False, "istio-waypoint Gateway has no 15008/HBONE listener"),
-    "UnexpectedListener": CodeInfo(Severity.WARN, False, "istio-waypoint Gateway has a non-15008/HBONE listener"),
+    "MissingMeshListener": CodeInfo(Severity.DENY, False, "waypoint-class Gateway has no 15008/HBONE listener"),
+    "UnexpectedListener": CodeInfo(Severity.WARN, False, "waypoint-class Gateway has a non-15008/HBONE listener"),
     "InvalidAllowedRoutes": CodeInfo(
         Severity.DENY, False, "mesh listener from: Selector without a selector, or one that cannot be evaluated"
     ),
     "WaypointAcceptsNoTraffic": CodeInfo(Severity.WARN, False, "effective waypoint-for is none"),
     "WaypointPodLabelOverride": CodeInfo(
-        Severity.WARN, False, "Gateway carries dataplane-mode or sidecar.istio.io/inject (copied to its pods)"
+        Severity.WARN, False, "labels copied to a waypoint's pods include dataplane-mode or sidecar.istio.io/inject"
     ),
     "WaypointInUse": CodeInfo(Severity.WARN, True, "DELETE of a waypoint that objects still reference"),
     "ConsumersWouldBreak": CodeInfo(
@@ -63,17 +63,22 @@ CODES: Mapping[str, CodeInfo] = {
     ),
     # Consumers
     "InvalidUseWaypoint": CodeInfo(
-        Severity.DENY, False, "use-waypoint is empty, a case variant of none, or not a DNS-1035 label"
+        Severity.DENY, False, "use-waypoint is empty, a case variant of none, or no valid Gateway name"
     ),
     "InvalidUseWaypointNamespace": CodeInfo(Severity.DENY, False, "use-waypoint-namespace is not a DNS-1123 label"),
     "OrphanUseWaypointNamespace": CodeInfo(
         Severity.WARN, False, "use-waypoint-namespace without use-waypoint on the same object"
     ),
     "WaypointNotFound": CodeInfo(Severity.WARN, True, "the referenced waypoint Gateway does not exist (yet)"),
-    "WaypointNotReady": CodeInfo(Severity.WARN, False, "the waypoint exists but has no status.addresses yet"),
-    "NotAWaypoint": CodeInfo(Severity.WARN, True, "the referenced Gateway's class is not a waypoint class"),
+    "WaypointNotReady": CodeInfo(Severity.WARN, False, "the waypoint has no status.addresses yet, or none the data plane can use"),
+    "NotAWaypoint": CodeInfo(Severity.WARN, True, "the referenced Gateway's class is not a waypoint class, and it is no sandwich"),
     "AttachmentDenied": CodeInfo(
         Severity.DENY, False, "the waypoint's allowedRoutes do not admit the consumer's namespace"
+    ),
+    "UnevaluableAllowedRoutes": CodeInfo(
+        Severity.DENY,
+        False,
+        "the referenced waypoint's allowedRoutes selector cannot be evaluated: istiod crashes on it",
     ),
     "UnsupportedTrafficType": CodeInfo(
         Severity.DENY, False, "the waypoint's waypoint-for does not serve this kind of object"

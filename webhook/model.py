@@ -7,6 +7,7 @@ which the shell turns into a 400 deny (docs/rules.md C). Rules therefore never s
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,13 @@ GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 
 WAYPOINT_FOR_VALUES = ("service", "workload", "all", "none")
 ISTIO_WAYPOINT_CLASS = "istio-waypoint"
+AGENTGATEWAY_WAYPOINT_CLASS = "istio-agentgateway-waypoint"  # 1.31
+# W2: a GatewayClass with one of these controllers is an Istio-managed waypoint class.
+WAYPOINT_CONTROLLERS = frozenset({"istio.io/mesh-controller", "istio.io/agentgateway-waypoint-controller"})
+INBOUND_BINDING = "ambient.istio.io/waypoint-inbound-binding"
+NAME_OVERRIDE = "gateway.istio.io/name-override"
+SIDECAR_STATUS = "sidecar.istio.io/status"
+INJECTION_LABEL = "istio-injection"
 MESH_PORT = 15008
 MESH_PROTOCOL = "HBONE"
 WAYPOINT_SERVICE_MANAGERS = frozenset({"istio.io-mesh-controller", "istio.io-eastwest-controller"})
@@ -39,6 +47,14 @@ def is_dns1035_label(value: str) -> bool:
 
 def is_dns1123_label(value: str) -> bool:
     return len(value) <= 63 and _DNS1123_LABEL.fullmatch(value) is not None
+
+
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def is_dns1123_subdomain(value: str) -> bool:
+    """What Kubernetes accepts as an object name, so what a Gateway can be called."""
+    return len(value) <= 253 and _DNS1123_SUBDOMAIN.fullmatch(value) is not None
 
 
 def label_field(key: str, prefix: str = "metadata") -> str:
@@ -238,6 +254,22 @@ class Gateway:
     listeners: tuple[Listener, ...]
     listeners_present: bool  # key present and non-empty (M1)
     ready: bool  # W1: at least one status.addresses entry
+    usable: bool = False  # W1: a Hostname, or an IPAddress that parses, reaches the data plane
+    infrastructure_labels: Mapping[str, str] | None = None  # W5: spec.infrastructure.labels when set
+
+    @property
+    def copied_labels(self) -> Mapping[str, str]:
+        """W5: the labels Istio copies onto the waypoint's pods and Service."""
+        return self.infrastructure_labels if self.infrastructure_labels is not None else self.meta.labels
+
+    @property
+    def deployed_name(self) -> str:
+        """W2: the name of the Deployment and Service Istio creates for it."""
+        return self.meta.annotations.get(NAME_OVERRIDE, self.meta.name)
+
+    @property
+    def inbound_binding(self) -> str | None:
+        return self.meta.annotations.get(INBOUND_BINDING)
 
     @property
     def waypoint_for(self) -> str | None:
@@ -257,26 +289,54 @@ def parse_gateway(raw: Mapping[str, Json], namespace: str = "") -> Gateway:
     spec = _get_map(raw, "spec", "spec")
     status = _get_map(raw, "status", "status")
     listeners_raw = _get_list(spec, "listeners", "spec.listeners")
+    addresses = _get_list(status, "addresses", "status.addresses")
+    infra = _get_map(spec, "infrastructure", "spec.infrastructure")
     return Gateway(
         meta=meta,
         class_name=_get_str(spec, "gatewayClassName", "spec.gatewayClassName") or "",
         listeners=tuple(_parse_listener(x, f"spec.listeners[{i}]") for i, x in enumerate(listeners_raw)),
         listeners_present=bool(listeners_raw),
-        ready=bool(_get_list(status, "addresses", "status.addresses")),
+        ready=bool(addresses),
+        usable=any(_usable_address(a) for a in addresses),
+        infrastructure_labels=(
+            _str_map(infra, "labels", "spec.infrastructure.labels") if infra.get("labels") is not None else None
+        ),
     )
+
+
+def _usable_address(raw: Json) -> bool:
+    """W1: ztunnel gets a waypoint address only from a Hostname, or an IPAddress that parses."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("value"), str):
+        return False
+    kind = raw.get("type", "IPAddress")  # the API's default type
+    if kind == "Hostname":
+        return bool(raw["value"])
+    if kind == "IPAddress":
+        try:
+            ipaddress.ip_address(raw["value"])
+        except ValueError:
+            return False
+        return True
+    return False
 
 
 @dataclass(frozen=True)
 class GatewayClass:
     meta: Meta
+    controller: str = ""
 
     @property
     def waypoint_for(self) -> str | None:
         return self.meta.labels.get(WAYPOINT_FOR)
 
+    @property
+    def inbound_binding(self) -> str | None:
+        return self.meta.annotations.get(INBOUND_BINDING)
+
 
 def parse_gateway_class(raw: Mapping[str, Json]) -> GatewayClass:
-    return GatewayClass(parse_meta(raw))
+    spec = _get_map(raw, "spec", "spec")
+    return GatewayClass(parse_meta(raw), _get_str(spec, "controllerName", "spec.controllerName") or "")
 
 
 # --- consumers (docs/rules.md A3) ---------------------------------------------------------------------

@@ -116,10 +116,11 @@ def test_seed_workflows_command_for_command(kubectl: Kubectl, webhook: Webhook) 
                   "istio.io/use-waypoint-namespace=common-infrastructure", *se)
     assert "labeled" in out.stdout and "Warning" not in out.stderr, out.stderr
 
-    # The defaulted egress-gateway got its waypoint-for label (M2)
-    labels = json.loads(kubectl("get", "gateway", "egress-gateway", "-n", "common-infrastructure",
-                                "-o", "json").stdout)["metadata"]["labels"]
-    assert labels["istio.io/waypoint-for"] == "service"
+    # M2 is off by default: the egress-gateway keeps no waypoint-for label (istiod reads the
+    # GatewayClass's default at run time, as `istioctl waypoint generate` intends)
+    meta = json.loads(kubectl("get", "gateway", "egress-gateway", "-n", "common-infrastructure",
+                              "-o", "json").stdout)["metadata"]
+    assert "istio.io/waypoint-for" not in (meta.get("labels") or {})
 
     # Cleanup: istioctl waypoint delete --all -n default; kubectl label ns default istio.io/use-waypoint-
     out = eventually(lambda: (p := kubectl("delete", "gateways.gateway.networking.k8s.io", "--all", "-n", "default"))
@@ -152,14 +153,15 @@ def test_warning_is_printed_by_kubectl(kubectl: Kubectl, ns: str) -> None:
     assert f"Warning: WaypointNotFound: Service {ns}/details: waypoint Gateway {ns}/not-there-yet not found" in p.stderr
 
 
-def test_minimal_gateway_is_stored_with_mesh_listener_and_label(kubectl: Kubectl, ns: str) -> None:
-    """M1, M2: the CRD requires listeners, so only the mutation makes this Gateway admissible."""
+def test_minimal_gateway_is_stored_with_the_mesh_listener(kubectl: Kubectl, ns: str) -> None:
+    """M1: the CRD requires listeners, so only the mutation makes this Gateway admissible; M2 is
+    off by default, so no waypoint-for label is pinned."""
     kubectl.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
                    "metadata": {"name": "minimal", "namespace": ns}, "spec": {"gatewayClassName": "istio-waypoint"}})
     gw = json.loads(kubectl("get", "gateway", "minimal", "-n", ns, "-o", "json").stdout)
     assert gw["spec"]["listeners"] == [{"name": "mesh", "port": 15008, "protocol": "HBONE",
                                         "allowedRoutes": {"namespaces": {"from": "Same"}}}]
-    assert gw["metadata"]["labels"]["istio.io/waypoint-for"] == "service"
+    assert "istio.io/waypoint-for" not in (gw["metadata"].get("labels") or {})
 
 
 def test_invalid_gateways_are_denied(kubectl: Kubectl, ns: str) -> None:
@@ -246,3 +248,22 @@ def test_view_resyncs_after_apiserver_restart(cluster: ControlPlane, kubectl: Ku
     relists = [line for line in webhook.metrics().splitlines()
                if line.startswith("waypoint_webhook_state_relists_total") and 'reason="reconnect"' in line]
     assert relists and sum(float(line.rsplit(" ", 1)[1]) for line in relists) > 0
+
+
+def test_a_class_with_istios_mesh_controller_is_a_waypoint_class(kubectl: Kubectl, ns: str) -> None:
+    """W2 through the API server: a platform team's own GatewayClass with the mesh controller makes its
+    minimal Gateway a waypoint (M1 adds the mesh listener), once the webhook's watch has seen the class;
+    the API server sends every Gateway, whatever its class."""
+    cls = f"platform-{ns}"
+    kubectl.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": cls},
+                   "spec": {"controllerName": "istio.io/mesh-controller"}})
+    gw = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+          "metadata": {"name": "wp", "namespace": ns}, "spec": {"gatewayClassName": cls}}
+    # Without a listener the CRD refuses it, unless the mutating webhook filled one in.
+    assert eventually(lambda: kubectl.apply(gw, "--dry-run=server", check=False).returncode == 0)
+    kubectl.apply(gw)
+    stored = json.loads(kubectl("get", "gateway", "wp", "-n", ns, "-o", "json").stdout)
+    assert [(x["port"], x["protocol"]) for x in stored["spec"]["listeners"]] == [(15008, "HBONE")]
+    bad = {**gw, "metadata": {"name": "bad.name", "namespace": ns}}
+    p = kubectl.apply(bad, check=False)
+    assert p.returncode != 0 and "InvalidWaypointName" in p.stderr, p.stderr

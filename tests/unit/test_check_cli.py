@@ -37,9 +37,10 @@ def test_seed_workflows_all_pass_in_order(capsys: pytest.CaptureFixture[str]) ->
     assert all(r["allowed"] for r in results)
     # Nothing is ready yet in a dry pipeline: only WaypointNotReady warnings, never a denial.
     assert {f["code"] for r in results for f in r["findings"]} == {"WaypointNotReady"}
-    # The seed's egress-gateway has no waypoint-for label: M2 adds it.
+    # The seed's egress-gateway has no waypoint-for label; M2 is off by default, so it stays
+    # that way (istiod reads the class's default at run time).
     egress = results[9]
-    assert egress["patch"] == [{"op": "add", "path": "/metadata/labels", "value": {"istio.io/waypoint-for": "service"}}]
+    assert egress["name"] == "egress-gateway" and egress["patch"] == []
     assert set(results[0]) == {"apiVersion", "kind", "namespace", "name", "allowed", "findings", "patch"}
 
 

@@ -20,7 +20,7 @@ def test_defaults() -> None:
     s, level = build_settings(Options(), {}, None)
     assert s.policy.preset == "default" and level == "info"
     assert s.excluded_namespaces == {"kube-system", "kube-node-lease"}
-    assert s.waypoint_classes == {"istio-waypoint"}
+    assert s.waypoint_classes == {"istio-waypoint", "istio-agentgateway-waypoint"}  # W2
 
 
 def test_own_namespace_is_excluded_by_default() -> None:
@@ -40,7 +40,7 @@ logLevel: debug
     assert s.policy.preset == "strict"  # from the file
     assert s.policy.severity_of("WaypointNotFound") is Severity.WARN  # env beats file
     assert s.policy.severity_of("NotCaptured") is Severity.DENY  # flag beats file
-    assert s.waypoint_classes == {"istio-waypoint", "acme-waypoint"}
+    assert s.waypoint_classes == {"istio-waypoint", "istio-agentgateway-waypoint", "acme-waypoint"}  # added to W2
     assert level == "warning"
 
 
@@ -66,3 +66,14 @@ def test_bad_config_files_name_the_key(tmp_path: Path, text: str, needle: str) -
 def test_bad_env_is_an_error() -> None:
     with pytest.raises(ConfigError, match="environment"):
         build_settings(Options(), {"WAYPOINT_WEBHOOK_SEVERITIES": "Nope=deny"}, None)
+
+
+def test_pin_waypoint_for_from_each_source(tmp_path: Path) -> None:
+    """M2 is off unless a flag, the environment or the file turns it on; flags win."""
+    assert build_settings(Options(), {}, None)[0].pin_waypoint_for is False
+    assert build_settings(Options(), {"WAYPOINT_WEBHOOK_PIN_WAYPOINT_FOR": "true"}, None)[0].pin_waypoint_for
+    cfg = write(tmp_path, "pinWaypointFor: true\n")
+    assert build_settings(Options(), {}, cfg)[0].pin_waypoint_for
+    assert build_settings(Options(pin_waypoint_for=False), {}, cfg)[0].pin_waypoint_for is False
+    with pytest.raises(ConfigError, match="PIN_WAYPOINT_FOR"):
+        build_settings(Options(), {"WAYPOINT_WEBHOOK_PIN_WAYPOINT_FOR": "maybe"}, None)

@@ -12,6 +12,18 @@ UW = "istio.io/use-waypoint"
 UWN = "istio.io/use-waypoint-namespace"
 AMBIENT = {"istio.io/dataplane-mode": "ambient"}
 
+def shaped(gw: dict[str, Any], annotations: dict[str, str] | None = None,
+           addresses: list[dict[str, str]] | None = None, infra: dict[str, str] | None = None) -> dict[str, Any]:
+    """A builder Gateway with the fields the W1/W5/W6 rows need."""
+    if annotations:
+        gw["metadata"]["annotations"] = annotations
+    if addresses is not None:
+        gw["status"] = {"addresses": addresses}
+    if infra is not None:
+        gw["spec"]["infrastructure"] = {"labels": infra}
+    return gw
+
+
 STATE = state(
     namespace("default", **AMBIENT),
     ns_labels("blue", {**AMBIENT, "team": "blue"}),
@@ -22,7 +34,24 @@ STATE = state(
     ns_labels("ghostns", {**AMBIENT, UW: "ghost"}),
     ns_labels("crossns", {**AMBIENT, UW: "sel", UWN: "infra", "team": "red"}),
     ns_labels("optout", {**AMBIENT, UW: "none"}),
+    ns_labels("typons", {**AMBIENT, UW: "None"}),
+    ns_labels("emptyuwn", {**AMBIENT, UW: "shared", UWN: ""}),
     gateway_class("acme", {"istio.io/waypoint-for": "workload"}),
+    gateway_class("thirdparty", controller="example.com/gateway-controller"),
+    gateway_class("boundclass", controller="example.com/gateway-controller",
+                  annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY/15088"}),
+    ns_labels("crashns", {**AMBIENT, UW: "badsel", UWN: "infra"}),
+    gateway("thirdwp", "default", cls="thirdparty", labels={"istio.io/waypoint-for": "all"}),
+    # W6 sandwiches (an ingress of class istio), W1 addresses
+    shaped(gateway("sandwich", "default", cls="istio", labels={"istio.io/dataplane-mode": "ambient"})),
+    shaped(gateway("bound", "default", cls="istio"), annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY"}),
+    gateway("boundclasswp", "default", cls="boundclass"),
+    shaped(gateway("metaonly", "default", cls="istio", labels={"istio.io/dataplane-mode": "ambient"}),
+           infra={"team": "edge"}),
+    shaped(gateway("named", "default"), addresses=[{"type": "NamedAddress", "value": "wp-addr"}]),
+    shaped(gateway("hostwp", "default"), addresses=[{"type": "Hostname", "value": "wp.default.svc.cluster.local"}]),
+    shaped(gateway("badip", "default"), addresses=[{"type": "IPAddress", "value": "not-an-ip"}]),
+    gateway("agentwp", "default", cls="istio-agentgateway-waypoint"),
     gateway("waypoint", "default", labels={"istio.io/waypoint-for": "service"}),
     gateway("wl", "default", labels={"istio.io/waypoint-for": "workload"}),
     gateway("allwp", "default", labels={"istio.io/waypoint-for": "all"}),
@@ -78,7 +107,13 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("L1 NONE is a name, not the opt-out", pod({UW: "NONE"}), {"InvalidUseWaypoint": "deny"}),
     ("L1 empty value", svc({UW: ""}), {"InvalidUseWaypoint": "deny"}),
     ("L1 not DNS-1035", svc({UW: "my_waypoint"}), {"InvalidUseWaypoint": "deny"}),
-    ("L1 leading digit is not DNS-1035", svc({UW: "1wp"}), {"InvalidUseWaypoint": "deny"}),
+    # B1 (revised): InvalidUseWaypoint means "no Gateway can have this name" (DNS-1123 subdomain);
+    # a valid name that no waypoint can deploy under is the Gateway's problem (W2), not the reference's.
+    ("L1 a leading digit is a valid Gateway name: looked up", svc({UW: "1wp"}), {"WaypointNotFound": "warn"}),
+    ("L1 a dotted name is a valid Gateway name: looked up", svc({UW: "reviews.v2"}), {"WaypointNotFound": "warn"}),
+    ("L1 uppercase is no Gateway name", svc({UW: "Waypoint"}), {"InvalidUseWaypoint": "deny"}),
+    ("L1 an empty label between dots", svc({UW: "a..b"}), {"InvalidUseWaypoint": "deny"}),
+    ("L1 longer than 253 characters", svc({UW: "a" * 254}), {"InvalidUseWaypoint": "deny"}),
     ("L1 annotation is ignored by Istio", svc({}, annotations={UW: "waypoint"}), {"UseWaypointAnnotation": "warn"}),
     ("L1 namespace annotation too", svc({UW: "waypoint"}, annotations={UWN: "infra"}),
      {"UseWaypointAnnotation": "warn"}),
@@ -92,7 +127,16 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     # --- W1 / B1 resolution outcomes
     ("W1 missing waypoint is a warning", svc({UW: "ghost"}), {"WaypointNotFound": "warn"}),
     ("W1 no addresses yet", svc({UW: "notready"}), {"WaypointNotReady": "warn"}),
-    ("W1 third-party class binds but is not a waypoint class", pod({UW: "acmewp"}), {"NotAWaypoint": "warn"}),
+    ("W2 a class with Istio's mesh controller is a waypoint class", pod({UW: "acmewp"}), {}),
+    ("W2 a third-party class is not a waypoint class", pod({UW: "thirdwp"}), {"NotAWaypoint": "warn"}),
+    ("W2 istio-agentgateway-waypoint counts without its class object", svc({UW: "agentwp"}), {}),
+    ("W6 sandwich: an ingress whose pods are in ambient", svc({UW: "sandwich"}), {}),
+    ("W6 sandwich: an ingress with an inbound binding", svc({UW: "bound"}), {}),
+    ("W6 sandwich: its class carries the inbound binding", svc({UW: "boundclasswp"}), {}),
+    ("W6 infrastructure labels decide, not metadata labels", svc({UW: "metaonly"}), {"NotAWaypoint": "warn"}),
+    ("W1 only a NamedAddress: bound, but traffic bypasses it", svc({UW: "named"}), {"WaypointNotReady": "warn"}),
+    ("W1 a Hostname address is usable", svc({UW: "hostwp"}), {}),
+    ("W1 an IPAddress that does not parse is not usable", svc({UW: "badip"}), {"WaypointNotReady": "warn"}),
     ("W1 ingress gateway is not a waypoint", svc({UW: "ingress"}), {"NotAWaypoint": "warn"}),
     # --- R3: traffic type with own label
     ("R3 Service on workload waypoint: no fallback", svc({UW: "wl"}), {"UnsupportedTrafficType": "deny"}),
@@ -103,8 +147,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("R3 Pod on all waypoint", pod({UW: "allwp"}), {}),
     ("R3 ServiceEntry on workload waypoint", se({UW: "wl"}), {"UnsupportedTrafficType": "deny"}),
     ("R3 WorkloadEntry on service waypoint", we({UW: "waypoint"}), {"UnsupportedTrafficType": "deny"}),
-    ("R3/L3 class label decides waypoint-for", svc({UW: "acmewp"}), {"NotAWaypoint": "warn",
-                                                                   "UnsupportedTrafficType": "deny"}),
+    ("R3/L3 class label decides waypoint-for", svc({UW: "acmewp"}), {"UnsupportedTrafficType": "deny"}),
     # --- R1/R2: own label never falls back; inheritance is warnings only
     ("R1 Service with its own workload-only waypoint in a service-waypoint namespace",
      svc({UW: "wl-wp"}, ns="wlns"), {"UnsupportedTrafficType": "deny"}),
@@ -130,8 +173,9 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("P3 Selector {} matches all", svc({UW: "emptysel", UWN: "infra"}, ns="red"), {}),
     ("P3 matchExpressions In + DoesNotExist", svc({UW: "exprsel", UWN: "infra"}, ns="blue"), {}),
     ("P3 matchExpressions refuse", svc({UW: "exprsel", UWN: "infra"}, ns="red"), {"AttachmentDenied": "deny"}),
-    ("P3 invalid selector is the Gateway's fault: warn", svc({UW: "badsel", UWN: "infra"}, ns="blue"),
-     {"AttachmentDenied": "warn"}),
+    ("A5 a reference to an unevaluable selector crashes istiod: deny", svc({UW: "badsel", UWN: "infra"}, ns="blue"),
+     {"UnevaluableAllowedRoutes": "deny"}),
+    ("A5 denied even when inherited", svc({}, ns="crashns"), {"UnevaluableAllowedRoutes": "deny"}),
     ("P4 unknown namespace has only its name label", svc({UW: "sel", UWN: "infra"}, ns="brandnew"),
      {"AttachmentDenied": "deny", "NotCaptured": "warn"}),
     # --- R4: ServiceEntry endpoints and WorkloadEntry labels
@@ -150,8 +194,11 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("R0 east-west Service", svc({UW: "ghost", "gateway.istio.io/managed": "istio.io-eastwest-controller"}), {}),
     ("R0 ExternalName Service", svc({UW: "None"}, spec={"type": "ExternalName", "externalName": "x.example"}), {}),
     ("R0 waypoint instance Pod", pod({UW: "None", "gateway.networking.k8s.io/gateway-name": "waypoint"}), {}),
-    ("R0 gateway-name naming a non-waypoint is not excluded",
-     pod({UW: "None", "gateway.networking.k8s.io/gateway-name": "ingress"}), {"InvalidUseWaypoint": "deny"}),
+    ("R0 the pods of a Gateway of any class are its instances",
+     pod({UW: "None", "gateway.networking.k8s.io/gateway-name": "ingress"}), {}),
+    ("R0 so are its WorkloadEntries", we({UW: "None", "gateway.networking.k8s.io/gateway-name": "ingress"}), {}),
+    ("R0 a gateway-name naming no Gateway is no instance",
+     pod({UW: "None", "gateway.networking.k8s.io/gateway-name": "ghost"}), {"InvalidUseWaypoint": "deny"}),
     # --- L4, L5
     ("L4 ingress-use-waypoint true", svc({"istio.io/ingress-use-waypoint": "true"}), {}),
     ("L4 ingress-use-waypoint True is read as true but warned", svc({"istio.io/ingress-use-waypoint": "True"}),
@@ -162,9 +209,15 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("L5 Pod in a non-ambient namespace is not captured", pod({UW: "shared", UWN: "infra"}, ns="plain"),
      {"NotCaptured": "warn"}),
     ("L5 Service in a non-ambient namespace", svc({UW: "shared", UWN: "infra"}, ns="plain"), {"NotCaptured": "warn"}),
+    # R2 (revised): an invalid namespace value is still looked up as a name and finds nothing
+    ("R2 a Service in a namespace labelled None: not found", svc({}, ns="typons"), {"WaypointNotFound": "warn"}),
+    ("R2 an empty namespace use-waypoint-namespace: not found", svc({}, ns="emptyuwn"),
+     {"WaypointNotFound": "warn"}),
     ("L5 Pod opting out of ambient", pod({UW: "wl", "istio.io/dataplane-mode": "none"}), {"NotCaptured": "warn"}),
     ("L5 Pod opting in itself", pod({UW: "wl", "istio.io/dataplane-mode": "ambient"}, ns="default"), {}),
     ("L5 hostNetwork Pod is never captured", pod({UW: "wl"}, spec={"hostNetwork": True, "containers": []}),
+     {"NotCaptured": "warn"}),
+    ("L5 a Pod with a sidecar is never captured", pod({UW: "wl"}, annotations={"sidecar.istio.io/status": "{}"}),
      {"NotCaptured": "warn"}),
 ]
 
@@ -247,3 +300,17 @@ def test_field_paths_follow_spec_c() -> None:
     v = engine(STATE).validate(request(svc({UW: "same", UWN: "infra"})))
     assert [(j.code, j.finding.field) for j in v.judged] == [
         ("AttachmentDenied", "metadata.labels[istio.io/use-waypoint]")]
+
+
+@pytest.mark.parametrize(("case", "template_labels", "ns_extra", "expected"), [
+    ("L5 template asks for a sidecar", {"sidecar.istio.io/inject": "true"}, {}, {"NotCaptured": "warn"}),
+    ("L5 namespace injects sidecars", {}, {"istio-injection": "enabled"}, {"NotCaptured": "warn"}),
+    ("L5 the template opts out of injection", {"sidecar.istio.io/inject": "false"}, {"istio-injection": "enabled"},
+     {}),
+    ("L5 no sidecar predicted", {}, {}, {}),
+])
+def test_pod_templates_predicted_to_get_a_sidecar_are_not_captured(case: str, template_labels: dict[str, str],
+                                                                   ns_extra: dict[str, str],
+                                                                   expected: dict[str, str]) -> None:
+    idx = state(ns_labels("inj", {**AMBIENT, **ns_extra}), gateway("wl", "inj", labels={"istio.io/waypoint-for": "workload"}))
+    assert judge(engine(idx), workload("Deployment", ns="inj", labels={UW: "wl", **template_labels})) == expected

@@ -113,3 +113,57 @@ def test_message_names_object_and_fix_and_is_short() -> None:
     assert "HBONE" in deny.finding.message and "'hbone'" in deny.finding.message
     assert deny.finding.field == "spec.listeners"
     assert len(deny.line()) <= 160
+
+
+def _gw(name: str = "waypoint", cls: str = "istio-waypoint", labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None, infra: dict[str, str] | None = None) -> dict[str, Any]:
+    gw = gateway(name, cls=cls, labels=labels)
+    if annotations:
+        gw["metadata"]["annotations"] = annotations
+    if infra is not None:
+        gw["spec"]["infrastructure"] = {"labels": infra}
+    return gw
+
+
+OVERRIDE = "gateway.istio.io/name-override"
+# W2 (classes by controller, name-override), W5 (infrastructure labels), W6 (sandwiches)
+REVISED: list[tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, str]]] = [
+    ("W2 name-override makes a dotted Gateway name deployable",
+     _gw("reviews.v2", annotations={OVERRIDE: "reviews-v2"}), [], {}),
+    ("W2 the name-override itself must be a DNS-1035 label",
+     _gw("waypoint", annotations={OVERRIDE: "Bad_Name"}), [], {"InvalidWaypointName": "deny"}),
+    ("W2 a class with Istio's mesh controller gets the waypoint rules", _gw("way.point", cls="platform-wp"),
+     [gateway_class("platform-wp")], {"InvalidWaypointName": "deny"}),
+    ("W2 a third-party controller's class does not", _gw("way.point", cls="other", labels={
+        "istio.io/waypoint-for": "service"}), [gateway_class("other", controller="example.com/gw")], {}),
+    ("W2 istio-agentgateway-waypoint without its class object", _gw("none", cls="istio-agentgateway-waypoint"),
+     [], {"InvalidWaypointName": "deny"}),
+    ("W5 infrastructure labels are what is copied, not metadata labels",
+     _gw(labels={"istio.io/dataplane-mode": "ambient"}, infra={"team": "a"}), [], {}),
+    ("W5 dataplane-mode among the infrastructure labels", _gw(infra={"istio.io/dataplane-mode": "ambient"}), [],
+     {"WaypointPodLabelOverride": "warn"}),
+    ("W6 a sandwich ingress in ambient is legitimate",
+     _gw("ingress", cls="istio", labels={"istio.io/waypoint-for": "service", "istio.io/dataplane-mode": "ambient"}),
+     [], {}),
+]
+
+
+@pytest.mark.parametrize(("obj", "objects", "expected"), [c[1:] for c in REVISED], ids=[c[0] for c in REVISED])
+def test_revised_gateway_findings(obj: dict[str, Any], objects: list[dict[str, Any]],
+                                  expected: dict[str, str]) -> None:
+    assert judge(engine(state(*objects)), obj) == expected
+
+
+def test_w5_finding_names_the_infrastructure_field() -> None:
+    v = engine().validate(request(_gw(infra={"sidecar.istio.io/inject": "true"})))
+    (j,) = v.judged
+    assert j.finding.field == "spec.infrastructure.labels[sidecar.istio.io/inject]"
+
+
+def test_m1_applies_to_every_waypoint_class() -> None:
+    """W2/M1: a minimal Gateway of a class with Istio's mesh controller gets the mesh listener too."""
+    gw = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+          "metadata": {"name": "wp", "namespace": "default"}, "spec": {"gatewayClassName": "platform-wp"}}
+    ops = engine(state(gateway_class("platform-wp"))).mutate(request(gw))
+    assert [op["path"] for op in ops] == ["/spec/listeners"]
+    assert engine(state(gateway_class("platform-wp", controller="example.com/gw"))).mutate(request(gw)) == []

@@ -22,8 +22,9 @@ def minimal(name: str = "waypoint", labels: dict[str, str] | None = None, **spec
             "spec": {"gatewayClassName": "istio-waypoint", **spec}}
 
 
-def mutate(obj: dict[str, Any], idx=None, operation: str = "CREATE") -> tuple[list[dict[str, Any]], dict[str, Any]]:  # type: ignore[no-untyped-def]
-    ops = engine(idx or state()).mutate(request(obj, operation, old=obj if operation == "UPDATE" else None))
+def mutate(obj: dict[str, Any], idx=None, operation: str = "CREATE", pin: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """``pin``: M2 on (configuration pinWaypointFor); the tests of M2 itself want it."""
+    ops = engine(idx or state(), pin=pin).mutate(request(obj, operation, old=obj if operation == "UPDATE" else None))
     return ops, jsonpatch.apply_patch(obj, ops) if ops else obj
 
 
@@ -34,6 +35,17 @@ def test_m1_m2_minimal_gateway_becomes_the_canonical_waypoint() -> None:
     assert out["metadata"]["labels"] == {"istio.io/waypoint-for": "service"}
     jsonschema.validate(out, schema("Gateway"))
     assert mutate(out)[0] == []  # idempotent: reinvocationPolicy IfNeeded is safe
+
+
+def test_m2_is_off_by_default_so_the_class_can_still_decide() -> None:
+    """M2 off: istiod resolves a missing waypoint-for from the GatewayClass at run time, and
+    `istioctl waypoint generate` leaves it out on purpose. M1 still makes the Gateway valid."""
+    ops, out = mutate(minimal(), pin=False)
+    assert ops == [{"op": "add", "path": "/spec/listeners", "value": [MESH]}]
+    assert "labels" not in out["metadata"]
+    jsonschema.validate(out, schema("Gateway"))
+    idx = state(gateway_class("istio-waypoint", {"istio.io/waypoint-for": "workload"}))
+    assert mutate(minimal(listeners=[MESH]), idx, pin=False)[0] == []
 
 
 def test_before_mutation_the_minimal_gateway_fails_the_schema() -> None:
@@ -66,7 +78,7 @@ def test_m2_does_not_copy_an_invalid_class_label() -> None:
 
 
 def test_m2_skipped_while_unsynced() -> None:
-    ops = engine(state(), synced=False).mutate(request(minimal(listeners=[MESH])))
+    ops = engine(state(), synced=False, pin=True).mutate(request(minimal(listeners=[MESH])))
     assert ops == []
 
 

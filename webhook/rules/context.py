@@ -4,16 +4,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from webhook.model import ISTIO_WAYPOINT_CLASS
-from webhook.state.view import ClusterView
+from webhook.model import AGENTGATEWAY_WAYPOINT_CLASS, ISTIO_WAYPOINT_CLASS, WAYPOINT_CONTROLLERS
+from webhook.state.view import ClusterView, WaypointInfo
 
-DEFAULT_WAYPOINT_CLASSES = frozenset({ISTIO_WAYPOINT_CLASS})
+# W2: these names are waypoint classes even when their GatewayClass object is not visible.
+DEFAULT_WAYPOINT_CLASSES = frozenset({ISTIO_WAYPOINT_CLASS, AGENTGATEWAY_WAYPOINT_CLASS})
 
 
 @dataclass(frozen=True)
 class Context:
     view: ClusterView
     waypoint_classes: frozenset[str] = field(default=DEFAULT_WAYPOINT_CLASSES)
+    pin_waypoint_for: bool = False  # M2 (docs/rules.md B2): off unless configured
+
+    def is_waypoint_class(self, class_name: str) -> bool:
+        """W2: by name (built-in or configured), or by the GatewayClass's controllerName, which is
+        how istiod decides (a platform team's own class with the mesh controller is one)."""
+        if class_name in self.waypoint_classes:
+            return True
+        info = self.view.gateway_class(class_name)
+        return info is not None and info.controller in WAYPOINT_CONTROLLERS
+
+    def is_sandwich(self, gw: WaypointInfo) -> bool:
+        """W6: a Gateway of another class serves as a waypoint when its own pods are captured by
+        ambient, or when it or its class carries an inbound binding."""
+        if gw.ambient_pods or gw.inbound_binding is not None:
+            return True
+        info = self.view.gateway_class(gw.class_name)
+        return info is not None and info.inbound_binding is not None
 
 
 def path_of(field_prefix: str, *rest: str) -> tuple[str, ...]:

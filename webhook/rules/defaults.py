@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from webhook.model import (
-    ISTIO_WAYPOINT_CLASS,
     MESH_PORT,
     MESH_PROTOCOL,
     WAYPOINT_FOR,
@@ -25,13 +24,16 @@ def escape(key: str) -> str:
 
 
 def gateway_defaults(raw: Mapping[str, Any], gw: Gateway, ctx: Context) -> list[PatchOp]:
-    if gw.class_name != ISTIO_WAYPOINT_CLASS:
-        return []  # never touch non-waypoint Gateways
+    if not ctx.is_waypoint_class(gw.class_name):
+        return []  # never touch non-waypoint Gateways (W2: by name or by the class's controller)
     ops: list[PatchOp] = []
     if not gw.listeners_present:  # M1: key absent, null, or an empty list
         op = "replace" if isinstance(raw.get("spec", {}).get("listeners"), list) else "add"
         ops.append({"op": op, "path": "/spec/listeners", "value": [dict(MESH_LISTENER)]})
-    if WAYPOINT_FOR not in gw.meta.labels:  # M2
+    # M2, only when configured: istiod resolves a missing waypoint-for at run time from the
+    # GatewayClass, and `istioctl waypoint generate` leaves it out on purpose, so that a class can
+    # change the default later; pinning it would freeze today's value.
+    if ctx.pin_waypoint_for and WAYPOINT_FOR not in gw.meta.labels:
         value = _default_waypoint_for(gw, ctx)
         if value is not None:
             meta = raw.get("metadata")

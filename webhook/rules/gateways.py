@@ -5,9 +5,9 @@ from __future__ import annotations
 from webhook.findings import Finding
 from webhook.model import (
     DATAPLANE_MODE,
-    ISTIO_WAYPOINT_CLASS,
     MESH_PORT,
     MESH_PROTOCOL,
+    NAME_OVERRIDE,
     SIDECAR_INJECT,
     WAYPOINT_FOR,
     WAYPOINT_FOR_VALUES,
@@ -27,8 +27,9 @@ LISTENERS = ("spec", "listeners")
 
 
 def in_scope(gw: Gateway, ctx: Context) -> bool:
-    """B1: Gateways of a waypoint class, or any Gateway carrying ``istio.io/waypoint-for``."""
-    return gw.class_name in ctx.waypoint_classes or WAYPOINT_FOR in gw.meta.labels
+    """B1: Gateways of a waypoint class (W2), or any Gateway carrying ``istio.io/waypoint-for`` or
+    an inbound binding (a sandwich, W6)."""
+    return ctx.is_waypoint_class(gw.class_name) or WAYPOINT_FOR in gw.meta.labels or gw.inbound_binding is not None
 
 
 def _invalid_waypoint_for(value: str, what: str) -> Finding:
@@ -54,21 +55,25 @@ def judge_gateway(gw: Gateway, ctx: Context) -> list[Finding]:
         return []
     out: list[Finding] = []
     what = gw.meta.display("Gateway")
-    labels = gw.meta.labels
     own = gw.waypoint_for
     if own is not None and own not in WAYPOINT_FOR_VALUES:
         out.append(_invalid_waypoint_for(own, what))
 
-    if gw.class_name == ISTIO_WAYPOINT_CLASS:
-        name = gw.meta.name
-        if name and (name == "none" or not is_dns1035_label(name)):
+    waypoint_class = ctx.is_waypoint_class(gw.class_name)
+    if waypoint_class:
+        # W2: Istio names the waypoint's Deployment and Service after the name-override
+        # annotation when set, else after the Gateway.
+        name = gw.deployed_name
+        overridden = NAME_OVERRIDE in gw.meta.annotations
+        if (name or overridden) and (name == "none" or not is_dns1035_label(name)):
             why = "'none' is reserved" if name == "none" else "it must be a DNS-1035 label (a-z, 0-9, '-', ≤63)"
+            source = f"annotation {NAME_OVERRIDE}" if overridden else "name"
             out.append(
                 Finding(
                     "InvalidWaypointName",
-                    f"{what}: name {quoted(name)} cannot name a waypoint: {why}",
-                    "metadata.name",
-                    (("metadata", "name"),),
+                    f"{what}: {source} {quoted(name)} cannot name the waypoint's Deployment: {why}",
+                    f"metadata.annotations[{NAME_OVERRIDE}]" if overridden else "metadata.name",
+                    (("metadata", "annotations", NAME_OVERRIDE),) if overridden else (("metadata", "name"),),
                 )
             )
         mesh = gw.mesh_listener()
@@ -121,14 +126,18 @@ def judge_gateway(gw: Gateway, ctx: Context) -> list[Finding]:
                 )
             )
 
-    for key in (DATAPLANE_MODE, SIDECAR_INJECT):
-        if key in labels:
+    # W5: only a waypoint class's own pods must stay out of the mesh; a sandwich Gateway of another
+    # class is in ambient on purpose (W6). The copied labels are spec.infrastructure.labels when set.
+    infra = gw.infrastructure_labels is not None
+    for key in (DATAPLANE_MODE, SIDECAR_INJECT) if waypoint_class else ():
+        if key in gw.copied_labels:
+            prefix = "spec.infrastructure" if infra else "metadata"
             out.append(
                 Finding(
                     "WaypointPodLabelOverride",
                     f"{what}: label {key} is copied to the waypoint's pods and breaks them; remove it",
-                    label_field(key),
-                    (("metadata", "labels", key),),
+                    label_field(key, prefix),
+                    ((*prefix.split("."), "labels", key),),
                 )
             )
     return out

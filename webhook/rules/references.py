@@ -14,13 +14,16 @@ from webhook.model import (
     DATAPLANE_MODE,
     GATEWAY_NAME_LABEL,
     INGRESS_USE_WAYPOINT,
+    INJECTION_LABEL,
     SERVICE,
+    SIDECAR_INJECT,
+    SIDECAR_STATUS,
     USE_WAYPOINT,
     USE_WAYPOINT_NAMESPACE,
     WORKLOAD_TRAFFIC,
     Consumer,
-    is_dns1035_label,
     is_dns1123_label,
+    is_dns1123_subdomain,
     quoted,
 )
 from webhook.rules.context import Context, path_of
@@ -74,15 +77,20 @@ def _pair_triggers(site: Site) -> tuple[tuple[str, ...], ...]:
     return site.triggers(USE_WAYPOINT) + site.triggers(USE_WAYPOINT_NAMESPACE)
 
 
+DENY_EVEN_INHERITED = frozenset({"UnevaluableAllowedRoutes"})
+
+
 def is_waypoint_instance(c: Consumer, ctx: Context) -> bool:
-    """R0: a Pod (or template) labelled with the name of a waypoint in its own namespace."""
+    """R0: a Pod (or template) or WorkloadEntry labelled with the name of a Gateway of any class in
+    its own namespace is that Gateway's instance (a sandwich ingress's pods included), never a
+    consumer. istiod waits for the Gateway to be ready; the webhook does not, so that a gateway's
+    own pods are never judged as consumers."""
     gateway_name = c.labels.get(GATEWAY_NAME_LABEL)
-    if c.kind != "Pod" or gateway_name is None:
+    if c.kind not in ("Pod", "WorkloadEntry") or gateway_name is None:
         return False
     if not ctx.view.synced():
-        return True  # never block a waypoint's own rollout on an unsynced cache
-    gw = ctx.view.gateway(c.namespace, gateway_name)
-    return gw is not None and gw.class_name in ctx.waypoint_classes
+        return True  # never block a gateway's own rollout on an unsynced cache
+    return ctx.view.gateway(c.namespace, gateway_name) is not None
 
 
 def judge_consumer(c: Consumer, ctx: Context) -> list[Finding]:
@@ -178,11 +186,13 @@ def _reference(c: Consumer, site: Site, ctx: Context, memo: Memo) -> list[Findin
         )
     if name is None or name == "none":
         return out  # L1: exactly "none" opts out and stops inheritance
-    if name.lower() == "none" or not is_dns1035_label(name):
+    # A Gateway can have any valid object name (a DNS-1123 subdomain): one named `reviews.v2` with
+    # a name-override annotation deploys fine, so only names no Gateway can have are denied here.
+    if name.lower() == "none" or not is_dns1123_subdomain(name):
         fix = (
             "write 'none' (lowercase) to opt out"
             if name.lower() == "none"
-            else ("name a waypoint Gateway (DNS-1035 label)")
+            else ("name a Gateway (lowercase letters, digits, '-' and '.')")
         )
         shown = '""' if name == "" else quoted(name)
         out.append(
@@ -211,9 +221,11 @@ def _inherited(c: Consumer, ctx: Context) -> list[Finding]:
     ns_labels = ctx.view.namespace_labels(c.namespace)
     name = ns_labels.get(USE_WAYPOINT)
     ns_label = ns_labels.get(USE_WAYPOINT_NAMESPACE)
-    if name is None or name == "none" or not is_dns1035_label(name):
-        return []
-    if ns_label is not None and not is_dns1123_label(ns_label):
+    # R2: a namespace value that is not a valid name (None, an empty use-waypoint-namespace) is
+    # still looked up as one by istiod, finds nothing, and leaves every Service "not ready": the
+    # objects inheriting it are warned like for any missing waypoint (the Namespace itself was
+    # denied when it was labelled).
+    if name is None or name == "none":
         return []
     site = Site(
         ns_labels,
@@ -223,7 +235,12 @@ def _inherited(c: Consumer, ctx: Context) -> list[Finding]:
         f"{c.display()} (via namespace {c.namespace})",
     )
     target = (ns_label if ns_label is not None else c.namespace, name)
-    return [f.capped(Severity.WARN) for f in _resolve(c, site, target, ctx, ns_labels, inherited=True)]
+    # Inherited problems are warnings (the Namespace was judged when labelled), but for one that
+    # crashes istiod (A5), which must never be admitted.
+    return [
+        f if f.code in DENY_EVEN_INHERITED else f.capped(Severity.WARN)
+        for f in _resolve(c, site, target, ctx, ns_labels, inherited=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -284,21 +301,28 @@ def _outcomes(
     if gw is None:
         return [Outcome("WaypointNotFound", f"waypoint Gateway {where} not found; create it or fix the label")]
     out: list[Outcome] = []
-    if gw.class_name not in ctx.waypoint_classes:
+    if not ctx.is_waypoint_class(gw.class_name) and not ctx.is_sandwich(gw):  # W2, W6
         out.append(Outcome("NotAWaypoint", f"Gateway {where} has class {quoted(gw.class_name)}, not a waypoint class"))
     if not gw.ready:
         out.append(Outcome("WaypointNotReady", f"waypoint {where} has no address yet; traffic bypasses it until ready"))
     labels = ns_labels if ns_labels is not None else view.namespace_labels(c.namespace)
     decision = attachment(gw.routes, gw.namespace, c.namespace, labels)
-    if decision is not Attachment.ALLOWED:
-        why = (
-            "its allowedRoutes selector is invalid"
-            if decision is Attachment.UNKNOWN
-            else f"its allowedRoutes ({gw.routes.from_}) do not admit namespace {c.namespace}"
-        )
-        # An unevaluable selector is the Gateway's fault, reported there as InvalidAllowedRoutes.
+    if decision is Attachment.UNKNOWN:
+        # A5: istiod dereferences the unparsable selector as soon as something references the
+        # Gateway, and crashes, again on every restart: deny even an inherited reference.
         out.append(
-            Outcome("AttachmentDenied", f"waypoint {where} refuses binding: {why}", decision is Attachment.UNKNOWN)
+            Outcome(
+                "UnevaluableAllowedRoutes",
+                f"waypoint {where} has an allowedRoutes selector istiod cannot evaluate (it crashes on it); fix the Gateway",
+            )
+        )
+    elif decision is not Attachment.ALLOWED:
+        out.append(
+            Outcome(
+                "AttachmentDenied",
+                f"waypoint {where} refuses binding: its allowedRoutes ({gw.routes.from_}) do not admit namespace "
+                f"{c.namespace}",
+            )
         )
     eff = effective_waypoint_for(gw.waypoint_for, view.class_waypoint_for(gw.class_name))
     if c.kind == "Namespace":
@@ -315,7 +339,26 @@ def _outcomes(
         out.append(
             Outcome("UnsupportedTrafficType", f"waypoint {where} is for {quoted(eff.raw)}, needs {need}; no fallback applies")
         )
+    if gw.ready and not gw.usable and not out:
+        # W1: bound as far as istiod is concerned, but ztunnel gets no address (a lone NamedAddress)
+        out.append(
+            Outcome("WaypointNotReady", f"waypoint {where} has no Hostname or IP address; traffic bypasses it")
+        )
     return out
+
+
+def _has_sidecar(c: Consumer, ns_labels: Mapping[str, str]) -> str:
+    """L5: Istio's CNI never captures a pod with a sidecar. A Pod shows it by the annotation the
+    injector sets; a pod template is predicted to get one by its inject label, or by its
+    namespace's injection label unless the template opts out. Returns why, or ""."""
+    if not c.template_of:
+        return "it has an Istio sidecar" if SIDECAR_STATUS in c.meta.annotations else ""
+    inject = c.labels.get(SIDECAR_INJECT)
+    if inject == "true":
+        return f"its template asks for a sidecar ({SIDECAR_INJECT}=true)"
+    if ns_labels.get(INJECTION_LABEL) == "enabled" and inject != "false":
+        return f"its namespace injects sidecars ({INJECTION_LABEL}=enabled)"
+    return ""
 
 
 def _capture(c: Consumer, site: Site, ctx: Context) -> list[Finding]:
@@ -326,8 +369,13 @@ def _capture(c: Consumer, site: Site, ctx: Context) -> list[Finding]:
     ns_ambient = ns_labels.get(DATAPLANE_MODE) == "ambient"
     if c.kind == "Pod":
         mode = c.labels.get(DATAPLANE_MODE)
-        captured = not c.host_network and (mode == "ambient" or (ns_ambient and mode != "none"))
-        why = "it uses hostNetwork" if c.host_network else "neither it nor its namespace is dataplane-mode=ambient"
+        sidecar = _has_sidecar(c, ns_labels)
+        captured = not c.host_network and not sidecar and (mode == "ambient" or (ns_ambient and mode != "none"))
+        why = (
+            "it uses hostNetwork"
+            if c.host_network
+            else sidecar or "neither it nor its namespace is dataplane-mode=ambient"
+        )
     else:
         captured = ns_ambient
         why = f"namespace {c.namespace} is not labelled istio.io/dataplane-mode=ambient"

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from webhook.model import (
+    DATAPLANE_MODE,
     USE_WAYPOINT,
     USE_WAYPOINT_NAMESPACE,
     WORKLOAD_TRAFFIC,
@@ -24,7 +25,7 @@ from webhook.model import (
     parse_gateway_class,
     parse_namespace_labels,
 )
-from webhook.state.view import ConsumerRef, WaypointInfo, default_namespace_labels
+from webhook.state.view import ClassInfo, ConsumerRef, WaypointInfo, default_namespace_labels
 
 Key = tuple[str, str]  # (namespace, name)
 ConsumerKey = tuple[str, str, str]  # (kind, namespace, name)
@@ -82,14 +83,24 @@ def references(consumer: Consumer) -> list[tuple[Key, ConsumerRef]]:
 
 def waypoint_info(raw: Mapping[str, Any]) -> WaypointInfo:
     gw = parse_gateway(raw)
-    return WaypointInfo(gw.meta.namespace, gw.meta.name, gw.class_name, gw.waypoint_for, gw.ready, gw.routes())
+    return WaypointInfo(
+        gw.meta.namespace,
+        gw.meta.name,
+        gw.class_name,
+        gw.waypoint_for,
+        gw.ready,
+        gw.routes(),
+        gw.usable,
+        gw.copied_labels.get(DATAPLANE_MODE) == "ambient",
+        gw.inbound_binding,
+    )
 
 
 class Index:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.gateways: dict[Key, WaypointInfo] = {}
-        self.classes: dict[str, str | None] = {}
+        self.classes: dict[str, ClassInfo] = {}
         self.namespaces: dict[str, Mapping[str, str]] = {}
         self._refs: dict[ConsumerKey, tuple[Key, ...]] = {}
         self._by_waypoint: dict[Key, dict[tuple[ConsumerKey, str], ConsumerRef]] = {}
@@ -103,6 +114,10 @@ class Index:
         return self.gateways.get((namespace, name))
 
     def class_waypoint_for(self, class_name: str) -> str | None:
+        info = self.classes.get(class_name)
+        return info.waypoint_for if info is not None else None
+
+    def gateway_class(self, class_name: str) -> ClassInfo | None:
         return self.classes.get(class_name)
 
     def consumers_of(self, namespace: str, name: str) -> Sequence[ConsumerRef]:
@@ -141,7 +156,8 @@ class Index:
                 if deleted:
                     self.classes.pop(name, None)
                 else:
-                    self.classes[name] = parse_gateway_class(raw).waypoint_for
+                    gc = parse_gateway_class(raw)
+                    self.classes[name] = ClassInfo(gc.waypoint_for, gc.controller, gc.inbound_binding)
         elif what == "namespace":
             if deleted:
                 with self._lock:
@@ -235,6 +251,9 @@ class IndexView:
 
     def class_waypoint_for(self, class_name: str) -> str | None:
         return self.index.class_waypoint_for(class_name)
+
+    def gateway_class(self, class_name: str) -> ClassInfo | None:
+        return self.index.gateway_class(class_name)
 
     def consumers_of(self, namespace: str, name: str) -> Sequence[ConsumerRef]:
         return self.index.consumers_of(namespace, name)

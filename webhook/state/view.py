@@ -25,6 +25,18 @@ class WaypointInfo:
     waypoint_for: str | None  # the Gateway's own label, None when absent
     ready: bool
     routes: AllowedRoutes
+    usable: bool = True  # W1: has an address the data plane can use
+    ambient_pods: bool = False  # W5/W6: its copied labels put its own pods in ambient
+    inbound_binding: str | None = None  # its waypoint-inbound-binding annotation (P1, W6)
+
+
+@dataclass(frozen=True, slots=True)
+class ClassInfo:
+    """A GatewayClass as the rules see it (L3, W2, W6)."""
+
+    waypoint_for: str | None
+    controller: str = ""
+    inbound_binding: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +71,10 @@ class ClusterView(Protocol):
 
     def class_waypoint_for(self, class_name: str) -> str | None:
         """The GatewayClass's waypoint-for label; None when absent or the class is unknown."""
+        ...
+
+    def gateway_class(self, class_name: str) -> ClassInfo | None:
+        """The GatewayClass, when it is known."""
         ...
 
     def consumers_of(self, namespace: str, name: str) -> Sequence[ConsumerRef]:
