@@ -53,6 +53,14 @@ CODES: Mapping[str, CodeInfo] = {
     "InvalidAllowedRoutes": CodeInfo(
         Severity.DENY, False, "mesh listener from: Selector without a selector, or one that cannot be evaluated"
     ),
+    "InvalidInboundBinding": CodeInfo(
+        Severity.DENY,
+        False,
+        "waypoint-inbound-binding is malformed: unknown protocol, a second '/', or a port that is no number",
+    ),
+    "InboundBindingUnmatched": CodeInfo(
+        Severity.WARN, False, "a valid inbound binding selects no listener: the HBONE listener's allowedRoutes apply"
+    ),
     "WaypointAcceptsNoTraffic": CodeInfo(Severity.WARN, False, "effective waypoint-for is none"),
     "WaypointPodLabelOverride": CodeInfo(
         Severity.WARN, False, "labels copied to a waypoint's pods include dataplane-mode or sidecar.istio.io/inject"

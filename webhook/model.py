@@ -247,6 +247,63 @@ def _parse_listener(raw: Json, path: str) -> Listener:
     )
 
 
+PROXY_PROTOCOL = "istio.io/PROXY"  # a sandwich's listener protocol (P1)
+
+
+@dataclass(frozen=True)
+class InboundBinding:
+    """``ambient.istio.io/waypoint-inbound-binding`` as istiod reads it (P1)."""
+
+    protocol: str  # PROXY or NONE
+    port: int  # 0: no port
+
+
+def parse_inbound_binding(value: str) -> tuple[InboundBinding | None, str | None]:
+    """The binding istiod uses, and what is wrong with the value if anything (istiod only logs it).
+
+    Exactly istiod's reading: ``<protocol>`` or ``<protocol>/<port>``; a protocol other than PROXY
+    or NONE, or a second ``/``, leaves no binding at all; a port that is not a base-10 unsigned
+    32-bit number (``abc``, ``-1``, ``+5``, empty) counts as no port, and so does 0."""
+    parts = value.split("/")
+    if len(parts) > 2:
+        return None, f"{quoted(value)} has more than one '/'; the format is <protocol> or <protocol>/<port>"
+    if parts[0] not in ("PROXY", "NONE"):
+        return None, f"protocol {quoted(parts[0])} is not PROXY or NONE"
+    port, problem = 0, None
+    if len(parts) == 2:
+        text = parts[1]
+        if text.isascii() and text.isdigit() and int(text) <= 0xFFFFFFFF:
+            port = int(text)
+        else:
+            problem = f"port {quoted(text)} is not a number, so it is ignored"
+        if port == 0 and problem is None:
+            problem = "port 0 is no port, so it is ignored"
+    return InboundBinding(parts[0], port), problem
+
+
+def consulted_listener(listeners: tuple[Listener, ...], binding: InboundBinding | None) -> tuple[Listener | None, bool]:
+    """P1: the listener whose allowedRoutes count, and whether the binding selected it.
+
+    With a binding: the first listener on its port, or without a port and PROXY, the first
+    ``istio.io/PROXY`` listener. Otherwise the first 15008/HBONE listener; with none, ``Same``."""
+    if binding is not None:
+        if binding.port:
+            bound = next((lis for lis in listeners if lis.port == binding.port), None)
+        elif binding.protocol == "PROXY":
+            bound = next((lis for lis in listeners if lis.protocol == PROXY_PROTOCOL), None)
+        else:
+            bound = None
+        if bound is not None:
+            return bound, True
+    return next((lis for lis in listeners if lis.is_mesh), None), False
+
+
+def binding_of(own: str | None, class_value: str | None) -> InboundBinding | None:
+    """The Gateway's annotation when it has one (valid or not), else its GatewayClass's."""
+    value = own if own is not None else class_value
+    return parse_inbound_binding(value)[0] if value is not None else None
+
+
 @dataclass(frozen=True)
 class Gateway:
     meta: Meta
@@ -276,12 +333,16 @@ class Gateway:
         return self.meta.labels.get(WAYPOINT_FOR)
 
     def mesh_listener(self) -> Listener | None:
-        """P1: the first 15008/HBONE listener is the only one consulted."""
+        """W3: the first 15008/HBONE listener."""
         return next((lis for lis in self.listeners if lis.is_mesh), None)
 
-    def routes(self) -> AllowedRoutes:
-        mesh = self.mesh_listener()
-        return mesh.routes if mesh else SAME_NAMESPACE
+    def consulted(self, class_binding: str | None = None) -> tuple[Listener | None, bool]:
+        """P1: the listener whose allowedRoutes count, given the class's binding annotation."""
+        return consulted_listener(self.listeners, binding_of(self.inbound_binding, class_binding))
+
+    def routes(self, class_binding: str | None = None) -> AllowedRoutes:
+        listener, _ = self.consulted(class_binding)
+        return listener.routes if listener else SAME_NAMESPACE
 
 
 def parse_gateway(raw: Mapping[str, Json], namespace: str = "") -> Gateway:

@@ -42,6 +42,20 @@ STATE = state(
                   annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY/15088"}),
     ns_labels("crashns", {**AMBIENT, UW: "badsel", UWN: "infra"}),
     gateway("thirdwp", "default", cls="thirdparty", labels={"istio.io/waypoint-for": "all"}),
+    # P1: an inbound binding decides whose allowedRoutes count
+    shaped(gateway("boundall", "infra", cls="istio", listeners=[
+        {"name": "mesh", "port": 15008, "protocol": "HBONE"},
+        {"name": "proxy", "port": 15088, "protocol": "istio.io/PROXY",
+         "allowedRoutes": {"namespaces": {"from": "All"}}}]),
+        annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY/15088"}),
+    shaped(gateway("boundsame", "infra", cls="istio", listeners=[
+        {"name": "mesh", "port": 15008, "protocol": "HBONE", "allowedRoutes": {"namespaces": {"from": "All"}}},
+        {"name": "proxy", "port": 15088, "protocol": "istio.io/PROXY"}]),
+        annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY/15088"}),
+    shaped(gateway("badport", "infra", cls="istio", listeners=[
+        {"name": "proxy", "port": 15088, "protocol": "istio.io/PROXY",
+         "allowedRoutes": {"namespaces": {"from": "All"}}}]),
+        annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY/abc"}),
     # W6 sandwiches (an ingress of class istio), W1 addresses
     shaped(gateway("sandwich", "default", cls="istio", labels={"istio.io/dataplane-mode": "ambient"})),
     shaped(gateway("bound", "default", cls="istio"), annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY"}),
@@ -134,6 +148,12 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("W6 sandwich: an ingress with an inbound binding", svc({UW: "bound"}), {}),
     ("W6 sandwich: its class carries the inbound binding", svc({UW: "boundclasswp"}), {}),
     ("W6 infrastructure labels decide, not metadata labels", svc({UW: "metaonly"}), {"NotAWaypoint": "warn"}),
+    ("P1 the bound listener admits everyone, the mesh listener only its namespace",
+     svc({UW: "boundall", UWN: "infra"}, ns="blue"), {}),
+    ("P1 the bound listener's Same wins over the mesh listener's All",
+     svc({UW: "boundsame", UWN: "infra"}, ns="blue"), {"AttachmentDenied": "deny"}),
+    ("P1 PROXY/abc binds like PROXY: the istio.io/PROXY listener decides",
+     svc({UW: "badport", UWN: "infra"}, ns="blue"), {}),
     ("W1 only a NamedAddress: bound, but traffic bypasses it", svc({UW: "named"}), {"WaypointNotReady": "warn"}),
     ("W1 a Hostname address is usable", svc({UW: "hostwp"}), {}),
     ("W1 an IPAddress that does not parse is not usable", svc({UW: "badip"}), {"WaypointNotReady": "warn"}),

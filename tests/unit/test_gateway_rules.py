@@ -115,9 +115,14 @@ def test_message_names_object_and_fix_and_is_short() -> None:
     assert len(deny.line()) <= 160
 
 
+IB = "ambient.istio.io/waypoint-inbound-binding"
+PROXY_LISTENER = {"name": "proxy", "port": 15088, "protocol": "istio.io/PROXY"}
+
+
 def _gw(name: str = "waypoint", cls: str = "istio-waypoint", labels: dict[str, str] | None = None,
-        annotations: dict[str, str] | None = None, infra: dict[str, str] | None = None) -> dict[str, Any]:
-    gw = gateway(name, cls=cls, labels=labels)
+        annotations: dict[str, str] | None = None, infra: dict[str, str] | None = None,
+        listeners: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    gw = gateway(name, cls=cls, labels=labels, listeners=listeners)
     if annotations:
         gw["metadata"]["annotations"] = annotations
     if infra is not None:
@@ -142,6 +147,36 @@ REVISED: list[tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, str]]] 
      _gw(labels={"istio.io/dataplane-mode": "ambient"}, infra={"team": "a"}), [], {}),
     ("W5 dataplane-mode among the infrastructure labels", _gw(infra={"istio.io/dataplane-mode": "ambient"}), [],
      {"WaypointPodLabelOverride": "warn"}),
+    # P1: the inbound binding, parsed as istiod parses it
+    ("P1 PROXY/abc is malformed (istiod binds it like PROXY)", _gw("ingress", cls="istio", annotations={IB: "PROXY/abc"}, listeners=[PROXY_LISTENER]),
+     [], {"InvalidInboundBinding": "deny"}),
+    ("P1 an unknown protocol", _gw("ingress", cls="istio", annotations={IB: "HTTP/15088"}), [],
+     {"InvalidInboundBinding": "deny"}),
+    ("P1 a second slash", _gw("ingress", cls="istio", annotations={IB: "PROXY/15088/x"}), [],
+     {"InvalidInboundBinding": "deny"}),
+    ("P1 port 0 is no port", _gw("ingress", cls="istio", annotations={IB: "PROXY/0"}, listeners=[PROXY_LISTENER]), [],
+     {"InvalidInboundBinding": "deny"}),
+    ("P1 a signed port is no number to istiod", _gw("ingress", cls="istio", annotations={IB: "PROXY/+15088"}, listeners=[PROXY_LISTENER]), [],
+     {"InvalidInboundBinding": "deny"}),
+    ("P1 a valid binding that selects no listener", _gw(annotations={IB: "PROXY/15088"}), [],
+     {"InboundBindingUnmatched": "warn"}),
+    ("P1 NONE without a port selects nothing by design", _gw(annotations={IB: "NONE"}), [], {}),
+    ("P1 the bound listener is expected, not unexpected",
+     _gw(annotations={IB: "PROXY/15088"}, listeners=[MESH, PROXY_LISTENER]), [], {}),
+    ("P1 without a port, PROXY binds the istio.io/PROXY listener",
+     _gw(annotations={IB: "PROXY"}, listeners=[MESH, PROXY_LISTENER]), [], {}),
+    ("P1 only the consulted listener's allowedRoutes are judged (the bound one)",
+     _gw(annotations={IB: "PROXY/15088"}, listeners=[{**MESH, "allowedRoutes": {"namespaces": {"from": "Selector"}}},
+                                                      PROXY_LISTENER]), [], {}),
+    ("P1 an invalid bound listener's allowedRoutes",
+     _gw(annotations={IB: "PROXY/15088"}, listeners=[MESH, {**PROXY_LISTENER, "allowedRoutes": {
+         "namespaces": {"from": "Selector"}}}]), [], {"InvalidAllowedRoutes": "deny"}),
+    ("P1 the class's binding applies when the Gateway has none",
+     _gw(labels={"istio.io/waypoint-for": "service"}, cls="sandwiched"),
+     [gateway_class("sandwiched", annotations={IB: "PROXY/15088"})], {"InboundBindingUnmatched": "warn"}),
+    ("P1 the Gateway's own binding beats the class's, even when malformed",
+     _gw(cls="sandwiched", annotations={IB: "FOO"}), [gateway_class("sandwiched", annotations={IB: "PROXY/15088"})],
+     {"InvalidInboundBinding": "deny"}),
     ("W6 a sandwich ingress in ambient is legitimate",
      _gw("ingress", cls="istio", labels={"istio.io/waypoint-for": "service", "istio.io/dataplane-mode": "ambient"}),
      [], {}),
@@ -167,3 +202,9 @@ def test_m1_applies_to_every_waypoint_class() -> None:
     ops = engine(state(gateway_class("platform-wp"))).mutate(request(gw))
     assert [op["path"] for op in ops] == ["/spec/listeners"]
     assert engine(state(gateway_class("platform-wp", controller="example.com/gw"))).mutate(request(gw)) == []
+
+
+def test_a_gateway_class_with_a_malformed_binding_is_denied() -> None:
+    gc = gateway_class("sandwiched", annotations={IB: "PROXY/15088/x"})
+    assert judge(engine(), gc) == {"InvalidInboundBinding": "deny"}
+    assert judge(engine(), gateway_class("sandwiched", annotations={IB: "PROXY/15088"})) == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from webhook.findings import Finding
 from webhook.model import (
     DATAPLANE_MODE,
+    INBOUND_BINDING,
     MESH_PORT,
     MESH_PROTOCOL,
     NAME_OVERRIDE,
@@ -14,8 +15,10 @@ from webhook.model import (
     Gateway,
     GatewayClass,
     Listener,
+    binding_of,
     is_dns1035_label,
     label_field,
+    parse_inbound_binding,
     quoted,
 )
 from webhook.rules.context import Context
@@ -50,6 +53,23 @@ def _mesh_hint(listeners: tuple[Listener, ...]) -> str:
     return ""
 
 
+def _binding_findings(value: str | None, what: str, field_prefix: str = "metadata") -> list[Finding]:
+    """InvalidInboundBinding: istiod only logs a malformed binding and binds as P1 says."""
+    if value is None:
+        return []
+    _, problem = parse_inbound_binding(value)
+    if problem is None:
+        return []
+    return [
+        Finding(
+            "InvalidInboundBinding",
+            f"{what}: {INBOUND_BINDING} {problem}",
+            f"{field_prefix}.annotations[{INBOUND_BINDING}]",
+            (("metadata", "annotations", INBOUND_BINDING),),
+        )
+    ]
+
+
 def judge_gateway(gw: Gateway, ctx: Context) -> list[Finding]:
     if not in_scope(gw, ctx):
         return []
@@ -58,6 +78,21 @@ def judge_gateway(gw: Gateway, ctx: Context) -> list[Finding]:
     own = gw.waypoint_for
     if own is not None and own not in WAYPOINT_FOR_VALUES:
         out.append(_invalid_waypoint_for(own, what))
+    out += _binding_findings(gw.inbound_binding, what)
+    class_info = ctx.view.gateway_class(gw.class_name)
+    class_binding = class_info.inbound_binding if class_info is not None else None
+    consulted, bound = gw.consulted(class_binding)  # P1
+    binding = binding_of(gw.inbound_binding, class_binding)
+    if binding is not None and not bound and (binding.port or binding.protocol == "PROXY"):
+        source = "its" if gw.inbound_binding is not None else f"GatewayClass {gw.class_name}'s"
+        out.append(
+            Finding(
+                "InboundBindingUnmatched",
+                f"{what}: {source} inbound binding selects no listener, so the HBONE listener's allowedRoutes apply",
+                f"metadata.annotations[{INBOUND_BINDING}]" if gw.inbound_binding is not None else "spec.listeners",
+                (("metadata", "annotations", INBOUND_BINDING), LISTENERS),
+            )
+        )
 
     waypoint_class = ctx.is_waypoint_class(gw.class_name)
     if waypoint_class:
@@ -87,7 +122,7 @@ def judge_gateway(gw: Gateway, ctx: Context) -> list[Finding]:
                 )
             )
         for lis in gw.listeners:
-            if not lis.is_mesh:
+            if not lis.is_mesh and not (bound and lis is consulted):  # a bound listener is expected
                 out.append(
                     Finding(
                         "UnexpectedListener",
@@ -97,16 +132,16 @@ def judge_gateway(gw: Gateway, ctx: Context) -> list[Finding]:
                     )
                 )
 
-    mesh = gw.mesh_listener()
-    if mesh is not None:
-        problem = routes_problem(mesh.routes)
+    if consulted is not None:  # P1/P3: only the consulted listener's allowedRoutes count
+        problem = routes_problem(consulted.routes)
         if problem:
+            which = "bound listener" if bound else "mesh listener"
             out.append(
                 Finding(
                     "InvalidAllowedRoutes",
-                    f"{what}: mesh listener allowedRoutes: {problem}",
-                    f"{mesh.path}.allowedRoutes.namespaces",
-                    (LISTENERS,),
+                    f"{what}: {which} allowedRoutes: {problem}",
+                    f"{consulted.path}.allowedRoutes.namespaces",
+                    (LISTENERS, ("metadata", "annotations", INBOUND_BINDING)),
                 )
             )
 
@@ -145,6 +180,8 @@ def judge_gateway(gw: Gateway, ctx: Context) -> list[Finding]:
 
 def judge_gateway_class(gc: GatewayClass, ctx: Context) -> list[Finding]:
     value = gc.waypoint_for
+    what = gc.meta.display("GatewayClass")
+    out = _binding_findings(gc.inbound_binding, what)
     if value is not None and value not in WAYPOINT_FOR_VALUES:
-        return [_invalid_waypoint_for(value, gc.meta.display("GatewayClass"))]
-    return []
+        out.insert(0, _invalid_waypoint_for(value, what))
+    return out

@@ -7,7 +7,7 @@ import heapq
 from collections.abc import Sequence
 
 from webhook.findings import Finding
-from webhook.model import WAYPOINT_FOR, Gateway, label_field
+from webhook.model import WAYPOINT_FOR, AllowedRoutes, Gateway, label_field
 from webhook.rules.context import Context
 from webhook.rules.permissions import Attachment, attachment
 from webhook.rules.traffic import effective_waypoint_for
@@ -46,15 +46,27 @@ def waypoint_in_use(gw: Gateway, ctx: Context) -> list[Finding]:
     ]
 
 
-def _binding(gw: Gateway, class_label: str | None, ref: ConsumerRef, ns_labels: dict[str, str]) -> frozenset[str]:
+def _binding(
+    gw: Gateway, class_label: str | None, routes: AllowedRoutes, ref: ConsumerRef, ns_labels: dict[str, str]
+) -> frozenset[str]:
     """The traffic ``ref`` gets from ``gw``: empty when attachment is refused (P1-P4, R3)."""
-    if attachment(gw.routes(), gw.meta.namespace, ref.namespace, ns_labels) is not Attachment.ALLOWED:
+    if attachment(routes, gw.meta.namespace, ref.namespace, ns_labels) is not Attachment.ALLOWED:
         return frozenset()
     return ref.traffic & effective_waypoint_for(gw.waypoint_for, class_label).serves
 
 
+def _class_binding(ctx: Context, class_name: str) -> str | None:
+    info = ctx.view.gateway_class(class_name)
+    return info.inbound_binding if info is not None else None
+
+
 def consumers_would_break(old: Gateway, new: Gateway, ctx: Context) -> list[Finding]:
-    if (old.waypoint_for, old.routes(), old.class_name) == (new.waypoint_for, new.routes(), new.class_name):
+    """UPDATE of a waypoint: its waypoint-for, its class, or the listener P1 consults (its
+    allowedRoutes, or which listener an inbound binding selects) changed so that objects bound
+    to it today would not be."""
+    old_routes = old.routes(_class_binding(ctx, old.class_name))
+    new_routes = new.routes(_class_binding(ctx, new.class_name))
+    if (old.waypoint_for, old_routes, old.class_name) == (new.waypoint_for, new_routes, new.class_name):
         return []
     if not ctx.view.synced():
         return [_unsynced(new, "this update")]
@@ -63,8 +75,8 @@ def consumers_would_break(old: Gateway, new: Gateway, ctx: Context) -> list[Find
     broken: list[ConsumerRef] = []
     for ref in view.consumers_of(new.meta.namespace, new.meta.name):
         labels = dict(view.namespace_labels(ref.namespace))
-        before = _binding(old, old_class, ref, labels)
-        after = _binding(new, new_class, ref, labels)
+        before = _binding(old, old_class, old_routes, ref, labels)
+        after = _binding(new, new_class, new_routes, ref, labels)
         if before and not before <= after:
             broken.append(ref)
     if not broken:

@@ -306,7 +306,9 @@ def _outcomes(
     if not gw.ready:
         out.append(Outcome("WaypointNotReady", f"waypoint {where} has no address yet; traffic bypasses it until ready"))
     labels = ns_labels if ns_labels is not None else view.namespace_labels(c.namespace)
-    decision = attachment(gw.routes, gw.namespace, c.namespace, labels)
+    class_info = view.gateway_class(gw.class_name)
+    routes = gw.routes(class_info.inbound_binding if class_info else None)  # P1
+    decision = attachment(routes, gw.namespace, c.namespace, labels)
     if decision is Attachment.UNKNOWN:
         # A5: istiod dereferences the unparsable selector as soon as something references the
         # Gateway, and crashes, again on every restart: deny even an inherited reference.
@@ -320,7 +322,7 @@ def _outcomes(
         out.append(
             Outcome(
                 "AttachmentDenied",
-                f"waypoint {where} refuses binding: its allowedRoutes ({gw.routes.from_}) do not admit namespace "
+                f"waypoint {where} refuses binding: its allowedRoutes ({routes.from_}) do not admit namespace "
                 f"{c.namespace}",
             )
         )

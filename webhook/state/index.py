@@ -89,7 +89,7 @@ def waypoint_info(raw: Mapping[str, Any]) -> WaypointInfo:
         gw.class_name,
         gw.waypoint_for,
         gw.ready,
-        gw.routes(),
+        gw.listeners,
         gw.usable,
         gw.copied_labels.get(DATAPLANE_MODE) == "ambient",
         gw.inbound_binding,

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from webhook.model import NAMESPACE_NAME_LABEL, AllowedRoutes
+from webhook.model import NAMESPACE_NAME_LABEL, SAME_NAMESPACE, AllowedRoutes, Listener, binding_of, consulted_listener
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,10 +24,15 @@ class WaypointInfo:
     class_name: str
     waypoint_for: str | None  # the Gateway's own label, None when absent
     ready: bool
-    routes: AllowedRoutes
+    listeners: tuple[Listener, ...]
     usable: bool = True  # W1: has an address the data plane can use
     ambient_pods: bool = False  # W5/W6: its copied labels put its own pods in ambient
     inbound_binding: str | None = None  # its waypoint-inbound-binding annotation (P1, W6)
+
+    def routes(self, class_binding: str | None) -> AllowedRoutes:
+        """P1: the consulted listener's allowedRoutes; the binding may come from the class."""
+        listener, _ = consulted_listener(self.listeners, binding_of(self.inbound_binding, class_binding))
+        return listener.routes if listener else SAME_NAMESPACE
 
 
 @dataclass(frozen=True, slots=True)
