@@ -95,6 +95,10 @@ CODES: Mapping[str, CodeInfo] = {
         Severity.WARN, False, "a Namespace's waypoint will not serve its Services"
     ),
     "NotCaptured": CodeInfo(Severity.WARN, False, "the consumer is not captured by ambient, so no waypoint applies"),
+    "CanaryInvalidWeight": CodeInfo(
+        Severity.DENY, False, "use-waypoint-canary-weight is not an integer 0-100 while a canary is named"
+    ),
+    "CanarySameAsPrimary": CodeInfo(Severity.WARN, False, "the canary waypoint is the primary waypoint"),
     "InvalidDataplaneMode": CodeInfo(Severity.WARN, False, "istio.io/dataplane-mode is not ambient or none"),
     "UseWaypointAnnotation": CodeInfo(
         Severity.WARN, False, "use-waypoint(-namespace) set as an annotation, which Istio ignores"

@@ -16,6 +16,9 @@ from typing import Any
 # docs/rules.md A1 label keys.
 USE_WAYPOINT = "istio.io/use-waypoint"
 USE_WAYPOINT_NAMESPACE = "istio.io/use-waypoint-namespace"
+USE_WAYPOINT_CANARY = "istio.io/use-waypoint-canary"  # R6 (1.31)
+USE_WAYPOINT_CANARY_NAMESPACE = "istio.io/use-waypoint-canary-namespace"
+CANARY_WEIGHT = "istio.io/use-waypoint-canary-weight"  # an annotation
 WAYPOINT_FOR = "istio.io/waypoint-for"
 DATAPLANE_MODE = "istio.io/dataplane-mode"
 INGRESS_USE_WAYPOINT = "istio.io/ingress-use-waypoint"

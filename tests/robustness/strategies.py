@@ -22,10 +22,17 @@ SEEDS: list[dict[str, Any]] = [
                 "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod"]}]}}}},
                 {"name": "http", "port": 80, "protocol": "HTTP"}], ready=True),
     gateway("ingress", "default", cls="istio", listeners=[{"name": "http", "port": 80, "protocol": "HTTP"}]),
+    {**gateway("sandwich", "default", cls="istio", listeners=[
+        {"name": "proxy", "port": 15088, "protocol": "istio.io/PROXY"}]),
+     "metadata": {"name": "sandwich", "namespace": "default",
+                  "annotations": {"ambient.istio.io/waypoint-inbound-binding": "PROXY/15088"}}},
     gateway_class("istio-waypoint", {"istio.io/waypoint-for": "service"}),
     namespace("default", **{"istio.io/dataplane-mode": "ambient", UW: "waypoint"}),
     consumer("Service", "reviews", labels={UW: "shared", UWN: "infra", "istio.io/ingress-use-waypoint": "true"},
              annotations={UW: "x"}, spec={"type": "ClusterIP", "ports": [{"port": 9080}]}),
+    consumer("Service", "canaried", labels={UW: "waypoint", "istio.io/use-waypoint-canary": "shared",
+                                            "istio.io/use-waypoint-canary-namespace": "infra"},
+             annotations={"istio.io/use-waypoint-canary-weight": "20"}),
     consumer("Pod", "app", labels={UW: "waypoint", "istio.io/dataplane-mode": "ambient"}, owner=True),
     consumer("ServiceEntry", "ext", labels={UW: "waypoint"}, spec={
         "hosts": ["example.com"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],

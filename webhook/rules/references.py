@@ -6,19 +6,24 @@ inherits its namespace's (R2), and whatever fails there is at most a warning on 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from webhook.findings import Finding, Severity
 from webhook.model import (
+    CANARY_WEIGHT,
     DATAPLANE_MODE,
     GATEWAY_NAME_LABEL,
     INGRESS_USE_WAYPOINT,
     INJECTION_LABEL,
     SERVICE,
+    SERVICE_TRAFFIC,
     SIDECAR_INJECT,
     SIDECAR_STATUS,
     USE_WAYPOINT,
+    USE_WAYPOINT_CANARY,
+    USE_WAYPOINT_CANARY_NAMESPACE,
     USE_WAYPOINT_NAMESPACE,
     WORKLOAD_TRAFFIC,
     Consumer,
@@ -106,6 +111,90 @@ def judge_consumer(c: Consumer, ctx: Context) -> list[Finding]:
         out += _reference(c, _endpoint_site(c, path, labels), ctx, memo)
     if c.kind != "Namespace" and USE_WAYPOINT not in c.labels:
         out += _inherited(c, ctx)
+    out += _canary(c, ctx, memo)
+    return out
+
+
+# --- R6: canary waypoints (1.31; Services and ServiceEntries, and Namespaces as their Services see them)
+
+CANARY_KINDS = frozenset({"Namespace", "Service", "ServiceEntry"})
+_WEIGHT = re.compile(r"[+-]?[0-9]+")
+
+
+def _weight_ok(text: str | None) -> bool:
+    """An integer in 0-100; absent means 0."""
+    return text is None or (_WEIGHT.fullmatch(text) is not None and 0 <= int(text) <= 100)
+
+
+def _primary(c: Consumer, ctx: Context) -> tuple[tuple[str, str], bool] | None:
+    """The primary reference the canary rides on, and whether it is the object's own (R1/R2)."""
+    own = c.kind == "Namespace" or USE_WAYPOINT in c.labels
+    labels = c.labels if own else ctx.view.namespace_labels(c.namespace)
+    name = labels.get(USE_WAYPOINT)
+    if name is None or name == "none" or not is_dns1123_subdomain(name):
+        return None
+    ns = labels.get(USE_WAYPOINT_NAMESPACE, c.namespace)
+    return ((ns, name), own) if is_dns1123_label(ns) else None
+
+
+def _canary(c: Consumer, ctx: Context, memo: Memo) -> list[Finding]:
+    """The canary label and the weight annotation fall back to the Namespace's (unlike the
+    primary reference). The canary applies only when the primary resolved cleanly; then it is
+    judged like a primary reference, and problems that come from the Namespace's labels are
+    warnings on the object. Istio drops a failing canary silently (it only appends to the
+    WaypointBound condition's message), which is why the webhook says it here."""
+    if c.kind not in CANARY_KINDS:
+        return []
+    own = c.kind == "Namespace" or USE_WAYPOINT_CANARY in c.labels
+    labels = c.labels if own else ctx.view.namespace_labels(c.namespace)
+    name = labels.get(USE_WAYPOINT_CANARY)
+    if name is None or name == "none":
+        return []
+    prefix = c.meta.prefix
+    field = f"{prefix}.labels[{USE_WAYPOINT_CANARY}]" if own else f"namespace {c.namespace} labels[{USE_WAYPOINT_CANARY}]"
+    triggers = (
+        path_of(prefix, "labels", USE_WAYPOINT_CANARY),
+        path_of(prefix, "labels", USE_WAYPOINT_CANARY_NAMESPACE),
+        path_of(prefix, "annotations", CANARY_WEIGHT),
+    )
+    what = c.display() if own else f"{c.display()} (canary via namespace {c.namespace})"
+    ns_label = labels.get(USE_WAYPOINT_CANARY_NAMESPACE)
+    if name.lower() == "none" or not is_dns1123_subdomain(name) or (ns_label is not None and not is_dns1123_label(ns_label)):
+        if not own:
+            return []  # the Namespace was denied for it when it was labelled
+        code, key, value = (
+            ("InvalidUseWaypointNamespace", USE_WAYPOINT_CANARY_NAMESPACE, ns_label)
+            if ns_label is not None and not is_dns1123_label(ns_label)
+            else ("InvalidUseWaypoint", USE_WAYPOINT_CANARY, name)
+        )
+        shown = '""' if value == "" else quoted(value)
+        return [Finding(code, f"{what}: {key} {shown} is not a valid name", f"{prefix}.labels[{key}]", triggers)]
+    primary = _primary(c, ctx)
+    if primary is None or not ctx.view.synced():
+        return []
+    ref, primary_own = primary
+    ns_labels = c.labels if c.kind == "Namespace" else None
+    if _outcomes(c, SERVICE_TRAFFIC, ref, ctx, ns_labels, not primary_own):
+        return []  # the primary did not resolve cleanly: Istio ignores the canary
+    target = (ns_label if ns_label is not None else c.namespace, name)
+    own_weight = c.kind == "Namespace" or CANARY_WEIGHT in c.meta.annotations
+    weight = (c.meta.annotations if own_weight else ctx.view.namespace_annotations(c.namespace)).get(CANARY_WEIGHT)
+    out: list[Finding] = []
+    if target == ref:
+        out.append(Finding("CanarySameAsPrimary", f"{what}: the canary waypoint {target[0]}/{target[1]} is the primary one",
+                           field, triggers))
+    elif not _weight_ok(weight):
+        f = Finding(
+            "CanaryInvalidWeight",
+            f"{what}: {CANARY_WEIGHT} {quoted(weight)} is not an integer from 0 to 100; Istio drops the canary",
+            f"{prefix}.annotations[{CANARY_WEIGHT}]" if own_weight else f"namespace {c.namespace} annotations[{CANARY_WEIGHT}]",
+            triggers,
+        )
+        out.append(f if own_weight else f.capped(Severity.WARN))
+    else:
+        for o in _outcomes(c, SERVICE_TRAFFIC, target, ctx, ns_labels, not own):
+            f = Finding(o.code, f"{what}: canary {o.text}", field, triggers)
+            out.append(f if own or o.code in DENY_EVEN_INHERITED else f.capped(Severity.WARN))
     return out
 
 

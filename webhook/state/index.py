@@ -14,8 +14,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from webhook.model import (
+    CANARY_WEIGHT,
     DATAPLANE_MODE,
+    SERVICE_TRAFFIC,
     USE_WAYPOINT,
+    USE_WAYPOINT_CANARY,
+    USE_WAYPOINT_CANARY_NAMESPACE,
     USE_WAYPOINT_NAMESPACE,
     WORKLOAD_TRAFFIC,
     Consumer,
@@ -29,6 +33,9 @@ from webhook.state.view import ClassInfo, ConsumerRef, WaypointInfo, default_nam
 
 Key = tuple[str, str]  # (namespace, name)
 ConsumerKey = tuple[str, str, str]  # (kind, namespace, name)
+
+_EMPTY: Mapping[str, str] = {}
+NAMESPACE_ANNOTATIONS = frozenset({CANARY_WEIGHT})
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 ISTIO_GROUP = "networking.istio.io"
@@ -58,6 +65,9 @@ def group_of(api_version: str) -> str:
     return api_version.rpartition("/")[0] if "/" in api_version else ""
 
 
+CANARY_KINDS = frozenset({"Namespace", "Service", "ServiceEntry"})  # R6
+
+
 def references(consumer: Consumer) -> list[tuple[Key, ConsumerRef]]:
     """The waypoints an object names with its own labels (L1, L2, R4)."""
     out: list[tuple[Key, ConsumerRef]] = []
@@ -76,6 +86,16 @@ def references(consumer: Consumer) -> list[tuple[Key, ConsumerRef]]:
         )
 
     ref(consumer.labels, consumer.traffic, "")
+    if consumer.kind in CANARY_KINDS:  # R6: a canary reference counts for WaypointInUse too
+        canary = consumer.labels.get(USE_WAYPOINT_CANARY)
+        if canary and canary != "none":
+            target_ns = consumer.labels.get(USE_WAYPOINT_CANARY_NAMESPACE, ns)
+            out.append(
+                (
+                    (sys.intern(target_ns), sys.intern(canary)),
+                    ConsumerRef(kind, ns, consumer.meta.name, SERVICE_TRAFFIC, "canary"),
+                )
+            )
     for path, labels in consumer.endpoints:
         ref(labels, WORKLOAD_TRAFFIC, path)
     return out
@@ -102,6 +122,7 @@ class Index:
         self.gateways: dict[Key, WaypointInfo] = {}
         self.classes: dict[str, ClassInfo] = {}
         self.namespaces: dict[str, Mapping[str, str]] = {}
+        self.namespace_notes: dict[str, Mapping[str, str]] = {}  # the few annotations rules read
         self._refs: dict[ConsumerKey, tuple[Key, ...]] = {}
         self._by_waypoint: dict[Key, dict[tuple[ConsumerKey, str], ConsumerRef]] = {}
 
@@ -109,6 +130,9 @@ class Index:
     def namespace_labels(self, name: str) -> Mapping[str, str]:
         labels = self.namespaces.get(name)
         return labels if labels is not None else default_namespace_labels(name)
+
+    def namespace_annotations(self, name: str) -> Mapping[str, str]:
+        return self.namespace_notes.get(name, _EMPTY)
 
     def gateway(self, namespace: str, name: str) -> WaypointInfo | None:
         return self.gateways.get((namespace, name))
@@ -162,12 +186,19 @@ class Index:
             if deleted:
                 with self._lock:
                     self.namespaces.pop(name, None)
+                    self.namespace_notes.pop(name, None)
                 self.delete_consumer(("Namespace", name, name))
             else:
                 ns_name, labels = parse_namespace_labels(raw)
+                consumer = parse_consumer("Namespace", raw)
+                notes = {k: v for k, v in consumer.meta.annotations.items() if k in NAMESPACE_ANNOTATIONS}
                 with self._lock:
                     self.namespaces[ns_name] = labels
-                self.put_consumer(parse_consumer("Namespace", raw))
+                    if notes:
+                        self.namespace_notes[ns_name] = notes
+                    else:
+                        self.namespace_notes.pop(ns_name, None)
+                self.put_consumer(consumer)
         else:
             key = (kind, namespace, name)
             if deleted:
@@ -251,6 +282,9 @@ class IndexView:
 
     def class_waypoint_for(self, class_name: str) -> str | None:
         return self.index.class_waypoint_for(class_name)
+
+    def namespace_annotations(self, name: str) -> Mapping[str, str]:
+        return self.index.namespace_annotations(name)
 
     def gateway_class(self, class_name: str) -> ClassInfo | None:
         return self.index.gateway_class(class_name)

@@ -72,6 +72,10 @@ class ClusterView(Protocol):
         """Labels of a namespace; an unknown one has only its name label (issue 2, item 3)."""
         ...
 
+    def namespace_annotations(self, name: str) -> Mapping[str, str]:
+        """The annotations of a namespace that the rules read (the canary weight, R6)."""
+        ...
+
     def gateway(self, namespace: str, name: str) -> WaypointInfo | None: ...
 
     def class_waypoint_for(self, class_name: str) -> str | None:
