@@ -1,7 +1,8 @@
 # waypoint-webhook: two commands do all set-up on a fresh machine.
 #   make run   serve the webhook on https://127.0.0.1:8443 with the examples' cluster state
-#   make test  lint, then unit, server (gunicorn over TLS), end-to-end (kube-apiserver) and pod (the image
-#              built from the Dockerfile, run as the shipped Deployment) tiers
+#   make test  lint, then unit, server (gunicorn over TLS), robustness, end-to-end (kube-apiserver), pod
+#              (the image built from the Dockerfile, run as the shipped Deployment) and oracle (the real
+#              istiod) tiers
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ CERTS_OUT ?= certs/generated
 MANIFESTS ?= manifests
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit test-server test-e2e test-pod prereqs lint certs controlplane bench bench-hostile clean
+.PHONY: install run test test-unit test-server test-e2e test-pod test-oracle prereqs lint certs controlplane istiod bench bench-hostile clean
 
 install: $(STAMP)
 
@@ -40,8 +41,13 @@ prereqs:
 controlplane:
 	tests/e2e/controlplane/build.sh
 
-test: prereqs install lint controlplane
-	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" $(BIN)/pytest -q $(PYTEST_ARGS) tests
+# The real istiod, the oracle of the differential tier (built once from the Go module proxy).
+istiod:
+	tests/oracle/istiod/build.sh
+
+test: prereqs install lint controlplane istiod
+	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" \
+	ISTIOD_BIN="$$(tests/oracle/istiod/build.sh | tail -n1)" $(BIN)/pytest -q $(PYTEST_ARGS) tests
 
 test-unit: install
 	$(BIN)/pytest -q tests/unit
@@ -51,6 +57,10 @@ test-server: install
 
 test-e2e: install controlplane
 	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" $(BIN)/pytest -q tests/e2e
+
+test-oracle: install controlplane istiod
+	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" \
+	ISTIOD_BIN="$$(tests/oracle/istiod/build.sh | tail -n1)" $(BIN)/pytest -q tests/oracle
 
 test-pod: prereqs install controlplane
 	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" $(BIN)/pytest -q tests/pod
