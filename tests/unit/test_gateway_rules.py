@@ -208,3 +208,19 @@ def test_a_gateway_class_with_a_malformed_binding_is_denied() -> None:
     gc = gateway_class("sandwiched", annotations={IB: "PROXY/15088/x"})
     assert judge(engine(), gc) == {"InvalidInboundBinding": "deny"}
     assert judge(engine(), gateway_class("sandwiched", annotations={IB: "PROXY/15088"})) == {}
+
+
+def test_changing_the_inbound_binding_can_break_consumers() -> None:
+    """ConsumersWouldBreak sees P1: dropping the binding moves the consulted listener from the bound
+    one (All) back to the mesh listener (Same), which refuses the consumers in other namespaces."""
+    from tests.builders import consumer, ns_labels, verdict_codes
+
+    bound = _gw("wp", cls="istio", annotations={IB: "PROXY/15088"},
+                listeners=[MESH, {**PROXY_LISTENER, "allowedRoutes": {"namespaces": {"from": "All"}}}])
+    unbound = {**bound, "metadata": {k: v for k, v in bound["metadata"].items() if k != "annotations"}}
+    idx = state(ns_labels("blue", {"istio.io/dataplane-mode": "ambient"}), bound,
+                consumer("Service", "s", "blue", {"istio.io/use-waypoint": "wp",
+                                                  "istio.io/use-waypoint-namespace": "default"}))
+    v = engine(idx).validate(request(unbound, "UPDATE", old=bound))
+    assert verdict_codes(v).get("ConsumersWouldBreak") == "warn"
+    assert engine(idx).validate(request(bound, "UPDATE", old=bound)).judged == []
