@@ -88,3 +88,23 @@ def test_unsynced_server_is_not_ready_and_reports_state_unavailable(tmp_path: Pa
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_a_service_with_only_a_canary_label_is_a_consumer(cluster: ControlPlane, kubectl: Kubectl,
+                                                           webhook: Webhook) -> None:
+    """R6: a Service inheriting its primary waypoint can still name a canary with its own label; the live
+    view sees it, so deleting that canary waypoint counts it (WaypointInUse)."""
+    view = LiveView.from_kubeconfig(str(cluster.kubeconfig))
+    view.start()
+    try:
+        assert view.wait_synced(30)
+        ns = f"lvc-{int(time.time() * 1000) % 100000}"
+        kubectl("create", "namespace", ns)
+        kubectl("create", "service", "clusterip", "s1", "--tcp=80:80", "-n", ns)
+        kubectl("label", "service", "s1", "-n", ns, "istio.io/use-waypoint-canary=v2")
+        deadline = time.monotonic() + 10
+        while not view.consumers_of(ns, "v2") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [(r.name, r.detail) for r in view.consumers_of(ns, "v2")] == [("s1", "canary")]
+    finally:
+        view.stop()

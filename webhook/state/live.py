@@ -44,7 +44,10 @@ class Resource:
     label_selector: str | None = None
 
 
-# Services and Pods only matter when they carry their own reference; ServiceEntries and
+# Pods only matter when they carry their own reference (a label-selector watch keeps the view small
+# on clusters with many pods). Services are watched whole: a Service can reference a waypoint with
+# only a canary label (R6) while its primary is inherited, and a label selector cannot say "this
+# key or that one"; the index keeps only the Services that reference a waypoint. ServiceEntries and
 # WorkloadEntries are watched whole because endpoint and spec labels can reference waypoints (R4).
 RESOURCES: tuple[Resource, ...] = (
     Resource(
@@ -55,7 +58,7 @@ RESOURCES: tuple[Resource, ...] = (
     ),
     Resource("gateways", "/apis/gateway.networking.k8s.io/v1/gateways", "gateway.networking.k8s.io/v1", "Gateway"),
     Resource("namespaces", "/api/v1/namespaces", "v1", "Namespace"),
-    Resource("services", "/api/v1/services", "v1", "Service", USE_WAYPOINT),
+    Resource("services", "/api/v1/services", "v1", "Service"),
     Resource("pods", "/api/v1/pods", "v1", "Pod", USE_WAYPOINT),
     Resource("serviceentries", "/apis/networking.istio.io/v1/serviceentries", "networking.istio.io/v1", "ServiceEntry"),
     Resource(
