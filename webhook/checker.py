@@ -45,6 +45,7 @@ class Result:
             "allowed": self.allowed,
             "findings": self.findings,
             "patch": self.patch,
+            "source": self.source,
         }
 
 
@@ -120,9 +121,60 @@ def check_files(paths: Sequence[str], state: str | None, settings: Settings) -> 
     return check_documents(docs, index, settings)
 
 
-def render_text(results: Sequence[Result]) -> str:
-    lines = []
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def expand_paths(paths: Sequence[str], recursive: bool) -> list[str]:
+    """Files as given, in order; a directory gives its manifests (sorted), and with ``recursive``
+    those of its subdirectories too, as ``kubectl apply -f dir -R`` reads them."""
+    out: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if p != "-" and path.is_dir():
+            found = path.rglob("*") if recursive else path.glob("*")
+            out += sorted(str(f) for f in found if f.is_file() and f.suffix in MANIFEST_SUFFIXES)
+        else:
+            out.append(p)
+    return out
+
+
+def _location(source: str) -> tuple[str, int | None]:
+    path, _, line = source.rpartition(":")
+    return (path, int(line)) if line.isdigit() and path else (source, None)
+
+
+def sarif(results: Sequence[Result]) -> dict[str, Any]:
+    """SARIF 2.1.0 for code-scanning views: one result per finding at the document's file and line."""
+    from webhook.findings import CODES
+
+    rules = [
+        {"id": code, "shortDescription": {"text": info.summary},
+         "helpUri": f"docs/rules.md#{code.lower()}",
+         "defaultConfiguration": {"level": "error" if info.default is Severity.DENY else "warning"}}
+        for code, info in CODES.items()
+    ]
+    out = []
     for r in results:
+        path, line = _location(r.source)
+        region = {"region": {"startLine": line}} if line else {}
+        for f in r.findings:
+            who = f"{r.kind} {r.namespace}/{r.name}" if r.namespace else f"{r.kind} {r.name}"
+            out.append({
+                "ruleId": f["code"],
+                "level": "error" if f["severity"] == "deny" else "warning",
+                "message": {"text": f"{f['message']} [{f['field']}]" if who in f["message"] else
+                            f"{who}: {f['message']} [{f['field']}]"},
+                "locations": [{"physicalLocation": {"artifactLocation": {"uri": path}, **region}}],
+            })
+    return {"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "waypoint-webhook", "rules": rules}},
+                                           "results": out}]}
+
+
+def render_text(results: Sequence[Result]) -> str:
+    """Denied objects first, then those with warnings, then the rest (each group in input order)."""
+    lines = []
+    ordered = sorted(results, key=lambda r: (r.allowed, not r.findings))
+    for r in ordered:
         who = f"{r.kind} {r.namespace}/{r.name}" if r.namespace else f"{r.kind} {r.name}"
         verdict = "allowed" if r.allowed else "DENIED"
         extra = f", defaults added: {', '.join(op['path'] for op in r.patch)}" if r.patch else ""

@@ -158,17 +158,20 @@ def parser() -> argparse.ArgumentParser:
     _policy_flags(s)
 
     c = sub.add_parser("check", help="judge manifests offline, as CREATEs in order")
+    c.add_argument("paths", nargs="*", metavar="PATH", help="manifest files or directories (as a shell expands globs)")
     c.add_argument(
         "-f",
         "--filename",
         action="append",
-        required=True,
+        default=[],
         dest="files",
         metavar="FILE",
-        help="manifest file, or - for stdin (repeatable)",
+        help="manifest file or directory, or - for stdin (repeatable)",
     )
+    c.add_argument("-R", "--recursive", action="store_true", help="also read the subdirectories of directories")
     c.add_argument("--state", help="cluster state from YAML: a file or a directory")
-    c.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    c.add_argument("-o", "--output", choices=("text", "json", "sarif"), default="text")
+    c.add_argument("--only-findings", action="store_true", help="leave out objects without findings")
     _policy_flags(c)
 
     k = sub.add_parser(
@@ -186,24 +189,48 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--namespace", help="install namespace: write the Secret and kustomization for it")
     k.add_argument("--manifests", default="manifests", help="the base manifests (default: manifests)")
 
+    a = sub.add_parser(
+        "audit",
+        help="judge every existing object of a cluster (or of --state files) against the current state",
+        description="What is already broken: every relevant object judged as it is stored, with the rules and "
+        "severities of admission. Exit status 0, or 1 with --fail-on and a finding at that severity, 2 for an "
+        "unusable source.",
+    )
+    src_a = a.add_mutually_exclusive_group()
+    src_a.add_argument("--state", action="append", metavar="PATH", help="YAML files or directories instead of a cluster")
+    src_a.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, else $KUBECONFIG)")
+    a.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    a.add_argument("-n", "--namespace", help="only this namespace (and the Namespace object itself)")
+    a.add_argument("--code", action="append", default=[], metavar="CODE", help="only these codes (repeatable)")
+    a.add_argument("--min-severity", choices=("warn", "deny"), default="warn")
+    a.add_argument("--fail-on", choices=("deny", "warn"), help="exit 1 when a finding at this severity is found")
+    _policy_flags(a)
+
     sub.add_parser("codes", help="print the finding codes with their default severities (Markdown)")
     return ap
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from webhook.checker import check_files, render_text
+    from webhook.checker import check_files, expand_paths, render_text, sarif
 
     settings, _ = _settings(args)
+    if not args.files and not args.paths:
+        print("waypoint-webhook check: name manifests with -f FILE|DIR or as arguments", file=sys.stderr)
+        return 2
     try:
-        results = check_files(args.files, args.state, settings)
+        results = check_files(expand_paths([*args.files, *args.paths], args.recursive), args.state, settings)
     except StateError as e:
         print(f"waypoint-webhook check: {e}", file=sys.stderr)
         return 2
+    status = 0 if all(r.allowed for r in results) else 1
+    shown = [r for r in results if r.findings] if args.only_findings else results
     if args.output == "json":
-        sys.stdout.write(orjson.dumps([r.to_json() for r in results], option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(orjson.dumps([r.to_json() for r in shown], option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif args.output == "sarif":
+        sys.stdout.write(orjson.dumps(sarif(results), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        print(render_text(results))
-    return 0 if all(r.allowed for r in results) else 1
+        print(render_text(shown))
+    return status
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
@@ -226,6 +253,40 @@ def cmd_certs(args: argparse.Namespace) -> int:
     print(f"# wrote {paths['ca']}, {paths['cert']}, {paths['key']}", file=sys.stderr)
     print(issued.ca_bundle)
     return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from webhook import audit
+    from webhook.findings import CODES
+
+    settings, _ = _settings(args)
+    unknown = sorted(set(args.code) - set(CODES))
+    if unknown:
+        print(f"waypoint-webhook audit: unknown codes: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    filters = audit.Filters(args.namespace, frozenset(args.code), Severity.parse(args.min_severity))
+
+    def progress(line: str) -> None:
+        print(f"# {line}", file=sys.stderr)
+
+    try:
+        if args.state:
+            source = audit.state_source(args.state)
+        else:
+            from kubernetes import client
+
+            from webhook.state.live import client_configuration
+
+            source = audit.live_source(client.ApiClient(client_configuration(args.kubeconfig)), progress)
+        entries = audit.run(source, settings, filters)
+    except (StateError, ValueError, OSError, RuntimeError) as e:
+        print(f"waypoint-webhook audit: {e}", file=sys.stderr)
+        return 2
+    if args.output == "json":
+        sys.stdout.write(orjson.dumps([e.to_json() for e in entries], option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(audit.render_text(entries))
+    return audit.exit_status(entries, args.fail_on)
 
 
 def cmd_codes() -> int:
@@ -337,6 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_certs(args)
     if args.command == "codes":
         return cmd_codes()
+    if args.command == "audit":
+        return cmd_audit(args)
     return cmd_serve(args)
 
 

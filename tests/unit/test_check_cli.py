@@ -41,7 +41,7 @@ def test_seed_workflows_all_pass_in_order(capsys: pytest.CaptureFixture[str]) ->
     # that way (istiod reads the class's default at run time).
     egress = results[9]
     assert egress["name"] == "egress-gateway" and egress["patch"] == []
-    assert set(results[0]) == {"apiVersion", "kind", "namespace", "name", "allowed", "findings", "patch"}
+    assert set(results[0]) == {"apiVersion", "kind", "namespace", "name", "allowed", "findings", "patch", "source"}
 
 
 def test_seed_cross_namespace_order_matters(capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,3 +104,46 @@ def test_console_script_and_stdin() -> None:
     doc = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: {istio.io/use-waypoint: None}}\n"
     p = subprocess.run([str(exe), "check", "-f", "-"], input=doc, capture_output=True, text=True)
     assert p.returncode == 1 and "InvalidUseWaypoint" in p.stdout
+
+
+def test_directories_recursion_and_several_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11: as a CI pipeline calls it, with directories (-R) and paths a shell expanded."""
+    import shutil
+
+    shutil.copytree(ROOT / "examples" / "broken", tmp_path / "broken")
+    (tmp_path / "broken" / "nested").mkdir()
+    shutil.copy(ROOT / "examples" / "seed" / "01-namespaces.yaml", tmp_path / "broken" / "nested" / "ns.yaml")
+    flat = json.loads((main(["check", "-o", "json", str(tmp_path / "broken")]), capsys.readouterr().out)[1])
+    deep = json.loads((main(["check", "-o", "json", "-R", "-f", str(tmp_path / "broken")]), capsys.readouterr().out)[1])
+    assert len(deep) > len(flat) and all(":" in r["source"] for r in deep)
+    two = sorted(str(p) for p in (tmp_path / "broken").glob("*.yaml"))[:2]
+    code = main(["check", "-o", "json", *two])
+    assert {r["source"].rsplit(":", 1)[0] for r in json.loads(capsys.readouterr().out)} == set(two)
+    assert code == 1
+
+
+def test_only_findings_and_denials_first(capsys: pytest.CaptureFixture[str]) -> None:
+    files = [str(ROOT / "examples" / "seed" / "01-namespaces.yaml"), str(ROOT / "examples" / "broken")]
+    main(["check", "--only-findings", *files])
+    out = capsys.readouterr().out.splitlines()
+    verdicts = [line.split(": ", 1)[1] for line in out if line and not line.startswith(" ") and ": " in line
+                and "object(s) checked" not in line]
+    assert verdicts and all(v.startswith(("DENIED", "allowed")) for v in verdicts)
+    first_allowed = next(i for i, v in enumerate(verdicts) if v.startswith("allowed"))
+    assert all(v.startswith("DENIED") for v in verdicts[:first_allowed])
+    assert not any(line.startswith("Namespace ") for line in out)  # the seed's namespaces are clean: left out
+    main(["check", *files])
+    assert any(line.startswith("Namespace ") for line in capsys.readouterr().out.splitlines())
+
+
+def test_sarif_points_at_file_and_line(capsys: pytest.CaptureFixture[str]) -> None:
+    f = ROOT / "examples" / "broken" / "service-none-typo.yaml"
+    assert main(["check", "-o", "sarif", "-f", str(f)]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["version"] == "2.1.0"
+    (run,) = doc["runs"]
+    rule_ids = {r["id"] for r in run["tool"]["driver"]["rules"]}
+    result = next(r for r in run["results"] if r["ruleId"] == "InvalidUseWaypoint")
+    assert result["ruleId"] in rule_ids and result["level"] == "error"
+    loc = result["locations"][0]["physicalLocation"]
+    assert loc["artifactLocation"]["uri"] == str(f) and loc["region"]["startLine"] >= 1

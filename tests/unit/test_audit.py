@@ -1,0 +1,80 @@
+"""``audit`` over --state files: every stored object judged as admission would, filters, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.builders import consumer, gateway, ns_labels
+from webhook.cli import main
+
+UW = "istio.io/use-waypoint"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Path:
+    """A stored cluster: a broken Service, one that inherits a deleted waypoint, and a healthy one."""
+    docs = [
+        ns_labels("shop", {"istio.io/dataplane-mode": "ambient", UW: "gone"}),
+        ns_labels("kube-system", {}),
+        gateway("waypoint", "shop"),
+        consumer("Service", "typo", "shop", {UW: "None"}),
+        consumer("Service", "inherits", "shop"),
+        consumer("Service", "fine", "shop", {UW: "waypoint"}),
+        consumer("Service", "system", "kube-system", {UW: "None"}),  # excluded from admission, not from audit
+    ]
+    (tmp_path / "cluster.yaml").write_text(yaml.safe_dump_all(docs))
+    return tmp_path
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["audit", *args])
+    return code, capsys.readouterr().out
+
+
+def test_text_groups_by_namespace_with_denials_first(cluster: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _run(capsys, "--state", str(cluster))
+    assert code == 0
+    lines = out.splitlines()
+    # the Namespace itself names the deleted waypoint too
+    assert lines[-1] == "4 object(s) with findings: 2 would be denied, 2 warned"
+    shop = lines.index("namespace shop")
+    assert lines.index("namespace kube-system") < shop
+    assert lines[shop + 1].startswith("  Service typo: DENIED")
+    assert any("Service inherits: warnings" in line for line in lines[shop:])
+    assert "fine" not in out
+
+
+def test_json_has_the_check_shape_and_the_source(cluster: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, out = _run(capsys, "--state", str(cluster), "-o", "json")
+    entries = {e["name"]: e for e in json.loads(out)}
+    typo = entries["typo"]
+    assert typo["allowed"] is False and typo["findings"][0]["code"] == "InvalidUseWaypoint"
+    assert typo["source"].startswith(str(cluster / "cluster.yaml") + ":")
+    assert entries["inherits"]["findings"][0] == {
+        "code": "WaypointNotFound", "severity": "warn", "field": "namespace shop labels[istio.io/use-waypoint]",
+        "message": entries["inherits"]["findings"][0]["message"]}
+
+
+@pytest.mark.parametrize(("args", "names", "status"), [
+    (["--namespace", "shop"], {"shop", "typo", "inherits"}, 0),
+    (["--code", "WaypointNotFound"], {"shop", "inherits"}, 0),
+    (["--min-severity", "deny"], {"typo", "system"}, 0),
+    (["--fail-on", "deny"], {"shop", "typo", "inherits", "system"}, 1),
+    (["--fail-on", "warn", "--code", "WaypointNotFound"], {"shop", "inherits"}, 1),
+    (["--fail-on", "deny", "--code", "WaypointNotFound"], {"shop", "inherits"}, 0),
+])
+def test_filters_and_exit_status(cluster: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                                 names: set[str], status: int) -> None:
+    code, out = _run(capsys, "--state", str(cluster), "-o", "json", *args)
+    assert code == status
+    assert {e["name"] for e in json.loads(out)} == names
+
+
+def test_unusable_input_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bad.yaml").write_text("kind: [\n")
+    assert main(["audit", "--state", str(tmp_path)]) == 2
+    assert main(["audit", "--state", str(tmp_path), "--code", "NoSuchCode"]) == 2

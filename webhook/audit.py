@@ -1,0 +1,201 @@
+"""``waypoint-webhook audit``: what is already broken in a cluster.
+
+Admission only sees changes: objects admitted before the webhook was installed, in excluded
+namespaces, skipped by the CEL conditions, or broken later by a change elsewhere (a waypoint
+deleted, its allowedRoutes narrowed) stay broken silently. The audit judges every relevant object
+as it is stored, against the current state, with the same rules and severities as admission (as a
+CREATE: own references at their table severity, inherited ones as warnings).
+
+Two passes over the source: the first builds the view (the index keeps only what the rules need),
+the second judges objects one page at a time and keeps only their findings, so memory is bounded
+by the view, not by the cluster's objects or the output.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from webhook.admission import AdmissionRequest, GroupVersionKind
+from webhook.engine import Engine, Settings
+from webhook.findings import Severity
+from webhook.model import Malformed
+from webhook.state.files import Document, read_documents
+from webhook.state.index import Index, IndexView
+
+CLUSTER_SCOPED = frozenset({"Namespace", "GatewayClass"})
+# What the audit lists from a live cluster: the view's resources, and the workloads whose pod
+# templates are judged as Pods.
+LIVE: tuple[tuple[str, str], ...] = (
+    ("/apis/gateway.networking.k8s.io/v1/gatewayclasses", "gateway.networking.k8s.io/v1"),
+    ("/apis/gateway.networking.k8s.io/v1/gateways", "gateway.networking.k8s.io/v1"),
+    ("/api/v1/namespaces", "v1"),
+    ("/api/v1/services", "v1"),
+    ("/api/v1/pods", "v1"),
+    ("/apis/networking.istio.io/v1/serviceentries", "networking.istio.io/v1"),
+    ("/apis/networking.istio.io/v1/workloadentries", "networking.istio.io/v1"),
+    ("/apis/apps/v1/deployments", "apps/v1"),
+    ("/apis/apps/v1/statefulsets", "apps/v1"),
+    ("/apis/apps/v1/daemonsets", "apps/v1"),
+    ("/apis/apps/v1/replicasets", "apps/v1"),
+    ("/apis/batch/v1/jobs", "batch/v1"),
+    ("/apis/batch/v1/cronjobs", "batch/v1"),
+)
+KINDS = {
+    "gatewayclasses": "GatewayClass", "gateways": "Gateway", "namespaces": "Namespace", "services": "Service",
+    "pods": "Pod", "serviceentries": "ServiceEntry", "workloadentries": "WorkloadEntry",
+    "deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet",
+    "replicasets": "ReplicaSet", "jobs": "Job", "cronjobs": "CronJob",
+}
+
+
+@dataclass
+class Entry:
+    """One object with findings, in the shape of ``check -o json`` plus where it came from."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    source: str
+    findings: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def allowed(self) -> bool:
+        return all(f["severity"] != "deny" for f in self.findings)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"apiVersion": self.api_version, "kind": self.kind, "namespace": self.namespace, "name": self.name,
+                "allowed": self.allowed, "findings": self.findings, "patch": [], "source": self.source}
+
+
+@dataclass(frozen=True)
+class Filters:
+    namespace: str | None = None
+    codes: frozenset[str] = frozenset()
+    min_severity: Severity = Severity.WARN
+
+
+Source = Callable[[], Iterator[tuple[dict[str, Any], str]]]  # (object, where it came from)
+
+
+def state_source(paths: Sequence[str]) -> Source:
+    """Objects from YAML files (a file or a directory each), as ``--state`` reads them."""
+    def docs() -> Iterator[tuple[dict[str, Any], str]]:
+        for p in paths:
+            path = Path(p)
+            files = sorted(f for f in path.rglob("*") if f.suffix in (".yaml", ".yml", ".json")) if path.is_dir() \
+                else [path]
+            for f in files:
+                doc: Document
+                for doc in read_documents(f):
+                    yield doc.obj, doc.source
+    return docs
+
+
+def live_source(api: Any, progress: Callable[[str], None]) -> Source:
+    """Objects from the API server, listed page by page (500 at a time); a resource the cluster
+    does not serve (a CRD not installed) is skipped."""
+    def docs() -> Iterator[tuple[dict[str, Any], str]]:
+        for path, api_version in LIVE:
+            resource = path.rsplit("/", 1)[1]
+            cont, count = None, 0
+            while True:
+                query: list[tuple[str, Any]] = [("limit", 500)] + ([("continue", cont)] if cont else [])
+                method, url, headers, body, post = api.param_serialize(
+                    "GET", path, query_params=query, auth_settings=["BearerToken"],
+                    header_params={"Accept": "application/json"})
+                raw = api.call_api(method, url, headers, body, post, _request_timeout=(10, 120)).response
+                if raw.status == 404:
+                    raw.release_conn()
+                    break
+                if raw.status >= 400:
+                    text = raw.data.decode("utf-8", "replace")[:300]
+                    raw.release_conn()
+                    raise RuntimeError(f"listing {resource}: HTTP {raw.status}: {text}")
+                page = json.loads(raw.data)
+                raw.release_conn()
+                for item in page.get("items") or []:
+                    item.setdefault("apiVersion", api_version)
+                    item.setdefault("kind", KINDS[resource])
+                    count += 1
+                    yield item, "cluster"
+                cont = (page.get("metadata") or {}).get("continue")
+                if not cont:
+                    break
+            progress(f"{resource}: {count}")
+    return docs
+
+
+def _request(obj: dict[str, Any]) -> AdmissionRequest | None:
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    meta = obj.get("metadata")
+    if not isinstance(api_version, str) or not isinstance(kind, str) or not isinstance(meta, dict):
+        return None
+    group, _, version = api_version.rpartition("/")
+    namespace = "" if kind in CLUSTER_SCOPED else str(meta.get("namespace") or "default")
+    return AdmissionRequest("audit", GroupVersionKind(group, version, kind), "CREATE", namespace,
+                            str(meta.get("name") or ""), object=obj)
+
+
+def run(source: Source, settings: Settings, filters: Filters) -> list[Entry]:
+    """Judge every object the source yields; only objects with findings that pass the filters.
+
+    Every namespace is judged, the ones admission excludes included: the exclusion keeps the
+    webhook from locking out system namespaces, and is exactly why problems there go unseen."""
+    settings = replace(settings, excluded_namespaces=frozenset())
+    index = Index()
+    for obj, where in source():
+        try:
+            index.apply(obj)
+        except Malformed as e:
+            print(f"waypoint-webhook audit: skipping {where}: {e}", file=sys.stderr)
+    engine = Engine(IndexView(index), settings)
+    entries = []
+    for obj, where in source():
+        req = _request(obj)
+        if req is None or (filters.namespace and req.namespace != filters.namespace
+                           and not (req.kind.kind == "Namespace" and req.name == filters.namespace)):
+            continue
+        try:
+            judged = engine.validate(req).judged
+        except Malformed as e:
+            findings = [{"code": "MalformedObject", "severity": "deny", "field": e.field, "message": e.problem}]
+        else:
+            findings = [
+                {"code": j.code, "severity": str(j.severity), "field": j.finding.field, "message": j.finding.message}
+                for j in judged
+                if j.severity >= filters.min_severity and (not filters.codes or j.code in filters.codes)
+            ]
+        if findings:
+            entries.append(Entry(str(obj.get("apiVersion")), req.kind.kind, req.namespace, req.name, where, findings))
+    return entries
+
+
+def render_text(entries: Sequence[Entry]) -> str:
+    """Grouped by namespace (cluster-scoped objects first), denials before warnings, then a summary."""
+    lines = []
+    order = sorted(entries, key=lambda e: (e.namespace, e.allowed, e.kind, e.name))
+    current = None
+    for e in order:
+        if e.namespace != current:
+            current = e.namespace
+            lines.append(f"namespace {e.namespace}" if e.namespace else "cluster-scoped")
+        lines.append(f"  {e.kind} {e.name}: {'DENIED' if not e.allowed else 'warnings'}")
+        for f in sorted(e.findings, key=lambda f: f["severity"] != "deny"):
+            lines.append(f"    {f['severity']:<4}  {f['code']}: {f['message']}  [{f['field']}]")
+    denied = sum(not e.allowed for e in entries)
+    lines.append(f"{len(entries)} object(s) with findings: {denied} would be denied, {len(entries) - denied} warned")
+    return "\n".join(lines)
+
+
+def exit_status(entries: Sequence[Entry], fail_on: str | None) -> int:
+    if fail_on == "deny" and any(not e.allowed for e in entries):
+        return 1
+    if fail_on == "warn" and entries:
+        return 1
+    return 0
