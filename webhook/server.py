@@ -105,7 +105,10 @@ def create_app(
         metrics.bad_requests.labels(str(status)).inc()
         log.debug("answering %d before review: %s", status, message)
         resp = _json(status, {"error": message})
-        if close:  # the rest of the request was not read: the connection cannot be reused
+        if close:
+            # The rest of the request was not read, so the connection cannot be reused. gunicorn
+            # drops an application's Connection header; what closes it is the worker, which
+            # dispatched this request without its whole body (webhook.worker, handle_request).
             resp.headers["Connection"] = "close"
         return resp
 
