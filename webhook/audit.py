@@ -24,7 +24,7 @@ from webhook.admission import AdmissionRequest, GroupVersionKind
 from webhook.engine import Engine, Settings
 from webhook.findings import Severity
 from webhook.model import Malformed
-from webhook.state.files import Document, read_documents
+from webhook.state.files import manifest_files, read_documents
 from webhook.state.index import Index, IndexView
 
 CLUSTER_SCOPED = frozenset({"Namespace", "GatewayClass"})
@@ -87,11 +87,7 @@ def state_source(paths: Sequence[str]) -> Source:
     """Objects from YAML files (a file or a directory each), as ``--state`` reads them."""
     def docs() -> Iterator[tuple[dict[str, Any], str]]:
         for p in paths:
-            path = Path(p)
-            files = sorted(f for f in path.rglob("*") if f.suffix in (".yaml", ".yml", ".json")) if path.is_dir() \
-                else [path]
-            for f in files:
-                doc: Document
+            for f in manifest_files(Path(p)):
                 for doc in read_documents(f):
                     yield doc.obj, doc.source
     return docs

@@ -19,7 +19,7 @@ from webhook.engine import Engine, Settings
 from webhook.findings import Severity
 from webhook.model import Malformed
 from webhook.rules.defaults import apply_patch
-from webhook.state.files import Document, StateError, load_index, read_documents
+from webhook.state.files import SUFFIXES, Document, StateError, load_index, read_documents
 from webhook.state.index import Index, IndexView
 
 CLUSTER_SCOPED = frozenset({"Namespace", "GatewayClass"})
@@ -121,9 +121,6 @@ def check_files(paths: Sequence[str], state: str | None, settings: Settings) -> 
     return check_documents(docs, index, settings)
 
 
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
-
-
 def expand_paths(paths: Sequence[str], recursive: bool) -> list[str]:
     """Files as given, in order; a directory gives its manifests (sorted), and with ``recursive``
     those of its subdirectories too, as ``kubectl apply -f dir -R`` reads them."""
@@ -132,7 +129,7 @@ def expand_paths(paths: Sequence[str], recursive: bool) -> list[str]:
         path = Path(p)
         if p != "-" and path.is_dir():
             found = path.rglob("*") if recursive else path.glob("*")
-            out += sorted(str(f) for f in found if f.is_file() and f.suffix in MANIFEST_SUFFIXES)
+            out += sorted(str(f) for f in found if f.is_file() and f.suffix in SUFFIXES)
         else:
             out.append(p)
     return out

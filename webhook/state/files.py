@@ -43,7 +43,8 @@ class Document:
     obj: dict[str, Any]
 
 
-def _files(path: Path) -> list[Path]:
+def manifest_files(path: Path) -> list[Path]:
+    """The file itself, or every manifest below a directory (sorted)."""
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES)
     if path.exists():
@@ -184,7 +185,7 @@ def load_index(path: Path, index: Index | None = None) -> Index:
     object whose fields have the wrong shape is skipped with one logged error, so one bad object
     never takes the others down."""
     index = index or Index()
-    for file in _files(path):
+    for file in manifest_files(path):
         for doc in read_documents(file):
             try:
                 index.apply(doc.obj)
@@ -209,7 +210,7 @@ class FileView(IndexView):
         if self.path is None:
             return ()
         sig = []
-        for f in _files(self.path):
+        for f in manifest_files(self.path):
             st = f.stat()
             sig.append((str(f), st.st_mtime_ns, st.st_size))
         return tuple(sig)
