@@ -8,6 +8,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -71,8 +72,23 @@ def _closed_by_server(s: socket.socket, within: float) -> float:
     return time.monotonic() - t
 
 
-def _hold(make: Callable[[], socket.socket], count: int) -> list[socket.socket]:
-    return [make() for _ in range(count)]
+@contextmanager
+def _held(make: Callable[[], socket.socket], count: int) -> Iterator[list[socket.socket]]:
+    """``count`` connections from ``make``, open for the block and closed after it."""
+    socks = [make() for _ in range(count)]
+    try:
+        yield socks
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _served_while_held_then_cut(srv: Server, make: Callable[[], socket.socket], count: int,
+                                deadline: float) -> None:
+    """Real reviews keep their pace while the connections are held; the server cuts them at ``deadline``."""
+    with _held(make, count) as socks:
+        assert _real_reviews(srv) < 1.0
+        assert _closed_by_server(socks[-1], deadline + SLACK + 1) <= deadline + SLACK
 
 
 def test_truncated_client_hellos_do_not_block_and_are_cut_at_the_handshake_deadline(server: Server) -> None:
@@ -81,41 +97,25 @@ def test_truncated_client_hellos_do_not_block_and_are_cut_at_the_handshake_deadl
         s.sendall(b"\x16")  # the first byte of a TLS record, then nothing
         return s
 
-    socks = _hold(hello, 8)  # four times the threads
-    try:
-        assert _real_reviews(server) < 1.0
-        assert _closed_by_server(socks[-1], HANDSHAKE + SLACK + 1) <= HANDSHAKE + SLACK
-    finally:
-        for s in socks:
-            s.close()
+    _served_while_held_then_cut(server, hello, 8, HANDSHAKE)  # four times the threads
 
 
 def test_idle_tcp_is_cut_at_the_handshake_deadline(server: Server) -> None:
-    socks = _hold(lambda: _raw(server), 8)
-    try:
-        assert _real_reviews(server) < 1.0
-        assert _closed_by_server(socks[-1], HANDSHAKE + SLACK + 1) <= HANDSHAKE + SLACK
-    finally:
-        for s in socks:
-            s.close()
+    _served_while_held_then_cut(server, lambda: _raw(server), 8, HANDSHAKE)
 
 
 def test_idle_tls_waits_on_the_loop_until_the_keepalive_timeout(server: Server) -> None:
-    socks = _hold(lambda: _tls(server), 8)
-    try:
-        assert _real_reviews(server) < 1.0
-        assert _closed_by_server(socks[-1], KEEPALIVE + SLACK + 1) <= KEEPALIVE + SLACK
-    finally:
-        for s in socks:
-            s.close()
+    _served_while_held_then_cut(server, lambda: _tls(server), 8, KEEPALIVE)
 
 
 def test_slowloris_headers_are_cut_at_the_header_deadline(server: Server) -> None:
-    socks = _hold(lambda: _tls(server), 6)
-    for s in socks:
+    def slow() -> socket.socket:
+        s = _tls(server)
         s.sendall(b"POST /validate HTTP/1.1\r\nHost: x\r\n")
-    start = time.monotonic()
-    try:
+        return s
+
+    with _held(slow, 6) as socks:
+        start = time.monotonic()
         while time.monotonic() - start < HEADER + SLACK + 1:
             try:
                 for s in socks:
@@ -125,9 +125,6 @@ def test_slowloris_headers_are_cut_at_the_header_deadline(server: Server) -> Non
             assert _real_reviews(server, 1) < 1.0
             time.sleep(0.3)
         assert time.monotonic() - start <= HEADER + SLACK + 0.5, "the slow header block was never cut off"
-    finally:
-        for s in socks:
-            s.close()
 
 
 def test_stalled_body_is_cut_at_the_body_deadline(server: Server) -> None:
@@ -137,33 +134,23 @@ def test_stalled_body_is_cut_at_the_body_deadline(server: Server) -> None:
                   b"Content-Length: 1000\r\n\r\n{\"apiVersion\"")
         return s
 
-    socks = _hold(stalled, 6)
-    try:
-        assert _real_reviews(server) < 1.0
-        assert _closed_by_server(socks[-1], BODY + SLACK + 1) <= BODY + SLACK
-    finally:
-        for s in socks:
-            s.close()
+    _served_while_held_then_cut(server, stalled, 6, BODY)
 
 
 def test_announced_huge_body_gets_413_at_once_and_the_drain_is_bounded(server: Server) -> None:
-    socks = []
-    for _ in range(4):
+    def huge() -> socket.socket:
         s = _tls(server)
         s.sendall(b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   b"Content-Length: 104857600\r\n\r\n")
-        socks.append(s)
-    try:
-        s = socks[0]
-        s.settimeout(2)
-        head = s.recv(4096)
+        return s
+
+    with _held(huge, 4) as socks:
+        socks[0].settimeout(2)
+        head = socks[0].recv(4096)
         assert head.startswith(b"HTTP/1.1 413"), head[:200]
         assert b"connection: close" in head.lower()
         assert _real_reviews(server) < 1.0
         assert _closed_by_server(socks[-1], BODY + SLACK + 1) <= BODY + SLACK
-    finally:
-        for s in socks:
-            s.close()
 
 
 def test_bad_chunked_framing_is_400_and_closes(server: Server) -> None:
