@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -12,6 +14,7 @@ import requests
 
 from tests.e2e.conftest import EXE, Kubectl, Webhook
 from tests.e2e.controlplane import ControlPlane, free_port
+from tests.harness import wait_until
 from webhook.state.live import RESOURCES, LiveView, Resource
 
 pytestmark = pytest.mark.e2e
@@ -29,27 +32,30 @@ def test_missing_crd_is_synced_empty_and_retried(cluster: ControlPlane) -> None:
         view.stop()
 
 
-def test_view_follows_label_selector_watch_removals(cluster: ControlPlane, kubectl: Kubectl, webhook: Webhook) -> None:
-    """A Service that loses its use-waypoint label leaves the selector watch: it is no longer a consumer."""
+@contextmanager
+def _synced_view_and_service(cluster: ControlPlane, kubectl: Kubectl, prefix: str) -> Iterator[tuple[LiveView, str]]:
+    """A live view of its own, synced, and a fresh namespace holding an unlabelled Service s1."""
     view = LiveView.from_kubeconfig(str(cluster.kubeconfig))
     view.start()
     try:
         assert view.wait_synced(30)
-        ns = f"lv-{int(time.time() * 1000) % 100000}"
+        ns = f"{prefix}-{int(time.time() * 1000) % 100000}"
         kubectl("create", "namespace", ns)
         kubectl("create", "service", "clusterip", "s1", "--tcp=80:80", "-n", ns)
-        kubectl("label", "service", "s1", "-n", ns, "istio.io/use-waypoint=wp")
-        deadline = time.monotonic() + 10
-        while not view.consumers_of(ns, "wp") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert [r.name for r in view.consumers_of(ns, "wp")] == ["s1"]
-        kubectl("label", "service", "s1", "-n", ns, "istio.io/use-waypoint-")
-        deadline = time.monotonic() + 10
-        while view.consumers_of(ns, "wp") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert view.consumers_of(ns, "wp") == []
+        yield view, ns
     finally:
         view.stop()
+
+
+def test_view_drops_a_service_that_loses_its_label(cluster: ControlPlane, kubectl: Kubectl, webhook: Webhook) -> None:
+    """A Service that loses its use-waypoint label is no longer a consumer."""
+    with _synced_view_and_service(cluster, kubectl, "lv") as (view, ns):
+        kubectl("label", "service", "s1", "-n", ns, "istio.io/use-waypoint=wp")
+        wait_until(lambda: view.consumers_of(ns, "wp"), 10, "the view to see the labelled Service", 0.1)
+        assert [r.name for r in view.consumers_of(ns, "wp")] == ["s1"]
+        kubectl("label", "service", "s1", "-n", ns, "istio.io/use-waypoint-")
+        wait_until(lambda: not view.consumers_of(ns, "wp"), 10, "the view to drop the unlabelled Service", 0.1)
+        assert view.consumers_of(ns, "wp") == []
 
 
 def test_unsynced_server_is_not_ready_and_reports_state_unavailable(tmp_path: Path, cluster: ControlPlane) -> None:
@@ -94,17 +100,7 @@ def test_a_service_with_only_a_canary_label_is_a_consumer(cluster: ControlPlane,
                                                            webhook: Webhook) -> None:
     """R6: a Service inheriting its primary waypoint can still name a canary with its own label; the live
     view sees it, so deleting that canary waypoint counts it (WaypointInUse)."""
-    view = LiveView.from_kubeconfig(str(cluster.kubeconfig))
-    view.start()
-    try:
-        assert view.wait_synced(30)
-        ns = f"lvc-{int(time.time() * 1000) % 100000}"
-        kubectl("create", "namespace", ns)
-        kubectl("create", "service", "clusterip", "s1", "--tcp=80:80", "-n", ns)
+    with _synced_view_and_service(cluster, kubectl, "lvc") as (view, ns):
         kubectl("label", "service", "s1", "-n", ns, "istio.io/use-waypoint-canary=v2")
-        deadline = time.monotonic() + 10
-        while not view.consumers_of(ns, "v2") and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: view.consumers_of(ns, "v2"), 10, "the view to see the canary reference", 0.1)
         assert [(r.name, r.detail) for r in view.consumers_of(ns, "v2")] == [("s1", "canary")]
-    finally:
-        view.stop()
