@@ -110,7 +110,7 @@ def judge_consumer(c: Consumer, ctx: Context) -> list[Finding]:
     for path, labels in c.endpoints:
         out += _reference(c, _endpoint_site(c, path, labels), ctx, memo)
     if c.kind != "Namespace" and USE_WAYPOINT not in c.labels:
-        out += _inherited(c, ctx)
+        out += _inherited(c, ctx, memo)
     out += _canary(c, ctx, memo)
     return out
 
@@ -174,7 +174,7 @@ def _canary(c: Consumer, ctx: Context, memo: Memo) -> list[Finding]:
         return []
     ref, primary_own = primary
     ns_labels = c.labels if c.kind == "Namespace" else None
-    if _outcomes(c, SERVICE_TRAFFIC, ref, ctx, ns_labels, not primary_own):
+    if _cached_outcomes(c, SERVICE_TRAFFIC, ref, ctx, ns_labels, not primary_own, memo):
         return []  # the primary did not resolve cleanly: Istio ignores the canary
     target = (ns_label if ns_label is not None else c.namespace, name)
     own_weight = c.kind == "Namespace" or CANARY_WEIGHT in c.meta.annotations
@@ -192,7 +192,7 @@ def _canary(c: Consumer, ctx: Context, memo: Memo) -> list[Finding]:
         )
         out.append(f if own_weight else f.capped(Severity.WARN))
     else:
-        for o in _outcomes(c, SERVICE_TRAFFIC, target, ctx, ns_labels, not own):
+        for o in _cached_outcomes(c, SERVICE_TRAFFIC, target, ctx, ns_labels, not own, memo):
             f = Finding(o.code, f"{what}: canary {o.text}", field, triggers)
             out.append(f if own or o.code in DENY_EVEN_INHERITED else f.capped(Severity.WARN))
     return out
@@ -303,7 +303,7 @@ def _reference(c: Consumer, site: Site, ctx: Context, memo: Memo) -> list[Findin
     return out
 
 
-def _inherited(c: Consumer, ctx: Context) -> list[Finding]:
+def _inherited(c: Consumer, ctx: Context, memo: Memo) -> list[Finding]:
     """R2: an object without its own label is judged through its namespace, as warnings only."""
     if not ctx.view.synced():
         return []  # nothing of its own to check; StateUnavailable is for objects that chose a waypoint
@@ -328,7 +328,7 @@ def _inherited(c: Consumer, ctx: Context) -> list[Finding]:
     # crashes istiod (A5), which must never be admitted.
     return [
         f if f.code in DENY_EVEN_INHERITED else f.capped(Severity.WARN)
-        for f in _resolve(c, site, target, ctx, ns_labels, inherited=True)
+        for f in _resolve(c, site, target, ctx, ns_labels, inherited=True, memo=memo)
     ]
 
 
@@ -358,12 +358,7 @@ def _resolve(
     The outcome depends only on the reference, the traffic type and inheritance, so it is
     computed once per request (a ServiceEntry's endpoints usually share one waypoint).
     """
-    key = (ref, site.traffic, inherited)
-    outcomes = memo.get(key) if memo is not None else None
-    if outcomes is None:
-        outcomes = _outcomes(c, site.traffic, ref, ctx, ns_labels, inherited)
-        if memo is not None:
-            memo[key] = outcomes
+    outcomes = _cached_outcomes(c, site.traffic, ref, ctx, ns_labels, inherited, memo)
     if not outcomes:
         return []
     field, triggers = site.field(USE_WAYPOINT), _pair_triggers(site)
@@ -372,6 +367,25 @@ def _resolve(
         f = Finding(o.code, f"{site.what}: {o.text}", field, triggers)
         out.append(f.capped(Severity.WARN) if o.warn_only else f)
     return out
+
+
+def _cached_outcomes(
+    c: Consumer,
+    traffic: frozenset[str],
+    ref: tuple[str, str],
+    ctx: Context,
+    ns_labels: Mapping[str, str] | None,
+    inherited: bool,
+    memo: Memo | None,
+) -> list[Outcome]:
+    """:func:`_outcomes`, once per request for each (reference, traffic, inheritance)."""
+    key = (ref, traffic, inherited)
+    outcomes = memo.get(key) if memo is not None else None
+    if outcomes is None:
+        outcomes = _outcomes(c, traffic, ref, ctx, ns_labels, inherited)
+        if memo is not None:
+            memo[key] = outcomes
+    return outcomes
 
 
 def _outcomes(
