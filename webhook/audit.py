@@ -26,31 +26,21 @@ from webhook.findings import Severity
 from webhook.model import Malformed
 from webhook.state.files import manifest_files, read_documents
 from webhook.state.index import Index, IndexView
+from webhook.state.live import RESOURCES
 
 CLUSTER_SCOPED = frozenset({"Namespace", "GatewayClass"})
-# What the audit lists from a live cluster: the view's resources, and the workloads whose pod
-# templates are judged as Pods.
-LIVE: tuple[tuple[str, str], ...] = (
-    ("/apis/gateway.networking.k8s.io/v1/gatewayclasses", "gateway.networking.k8s.io/v1"),
-    ("/apis/gateway.networking.k8s.io/v1/gateways", "gateway.networking.k8s.io/v1"),
-    ("/api/v1/namespaces", "v1"),
-    ("/api/v1/services", "v1"),
-    ("/api/v1/pods", "v1"),
-    ("/apis/networking.istio.io/v1/serviceentries", "networking.istio.io/v1"),
-    ("/apis/networking.istio.io/v1/workloadentries", "networking.istio.io/v1"),
-    ("/apis/apps/v1/deployments", "apps/v1"),
-    ("/apis/apps/v1/statefulsets", "apps/v1"),
-    ("/apis/apps/v1/daemonsets", "apps/v1"),
-    ("/apis/apps/v1/replicasets", "apps/v1"),
-    ("/apis/batch/v1/jobs", "batch/v1"),
-    ("/apis/batch/v1/cronjobs", "batch/v1"),
+# What the audit lists from a live cluster: every resource the live view watches (all of them, no
+# label selector: an unlabelled Pod can still inherit its namespace's waypoint), and the workloads
+# whose pod templates are judged as Pods. (path, apiVersion, kind)
+WORKLOADS: tuple[tuple[str, str, str], ...] = (
+    ("/apis/apps/v1/deployments", "apps/v1", "Deployment"),
+    ("/apis/apps/v1/statefulsets", "apps/v1", "StatefulSet"),
+    ("/apis/apps/v1/daemonsets", "apps/v1", "DaemonSet"),
+    ("/apis/apps/v1/replicasets", "apps/v1", "ReplicaSet"),
+    ("/apis/batch/v1/jobs", "batch/v1", "Job"),
+    ("/apis/batch/v1/cronjobs", "batch/v1", "CronJob"),
 )
-KINDS = {
-    "gatewayclasses": "GatewayClass", "gateways": "Gateway", "namespaces": "Namespace", "services": "Service",
-    "pods": "Pod", "serviceentries": "ServiceEntry", "workloadentries": "WorkloadEntry",
-    "deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet",
-    "replicasets": "ReplicaSet", "jobs": "Job", "cronjobs": "CronJob",
-}
+LIVE: tuple[tuple[str, str, str], ...] = (*((r.path, r.api_version, r.kind) for r in RESOURCES), *WORKLOADS)
 
 
 @dataclass
@@ -97,7 +87,7 @@ def live_source(api: Any, progress: Callable[[str], None]) -> Source:
     """Objects from the API server, listed page by page (500 at a time); a resource the cluster
     does not serve (a CRD not installed) is skipped."""
     def docs() -> Iterator[tuple[dict[str, Any], str]]:
-        for path, api_version in LIVE:
+        for path, api_version, kind in LIVE:
             resource = path.rsplit("/", 1)[1]
             cont, count = None, 0
             while True:
@@ -117,7 +107,7 @@ def live_source(api: Any, progress: Callable[[str], None]) -> Source:
                 raw.release_conn()
                 for item in page.get("items") or []:
                     item.setdefault("apiVersion", api_version)
-                    item.setdefault("kind", KINDS[resource])
+                    item.setdefault("kind", kind)
                     count += 1
                     yield item, "cluster"
                 cont = (page.get("metadata") or {}).get("continue")
