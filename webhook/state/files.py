@@ -60,11 +60,11 @@ def _flatten(obj: Any) -> Iterator[Any]:
         yield obj
 
 
-def _expanded_size(node: yaml.Node, limit: int) -> int:
-    """How many nodes ``node`` becomes once aliases are expanded, counting up to ``limit``.
-
-    Composed YAML is a graph in which an alias is the same node object seen again; expansion
-    turns it into a tree. Sizes are memoised per node, so this is linear in the graph."""
+def _sizes(node: yaml.Node) -> tuple[int, int]:
+    """(expanded, distinct): how many nodes ``node`` becomes once aliases are expanded, and how
+    many it really holds. Composed YAML is a graph in which an alias is the same node object seen
+    again; expansion turns it into a tree. Sizes are memoised per node, so this is linear in the
+    graph, and the memo's size is the distinct count."""
     memo: dict[int, int] = {}
 
     def size(n: yaml.Node) -> int:
@@ -73,35 +73,13 @@ def _expanded_size(node: yaml.Node, limit: int) -> int:
             return known
         total = 1
         if isinstance(n, yaml.SequenceNode):
-            for child in n.value:
-                total += size(child)
-                if total > limit:
-                    break
+            total += sum(size(child) for child in n.value)
         elif isinstance(n, yaml.MappingNode):
-            for k, v in n.value:
-                total += size(k) + size(v)
-                if total > limit:
-                    break
+            total += sum(size(k) + size(v) for k, v in n.value)
         memo[id(n)] = total
         return total
 
-    return size(node)
-
-
-def _distinct_nodes(node: yaml.Node) -> int:
-    seen: set[int] = set()
-    todo = [node]
-    while todo:
-        n = todo.pop()
-        if id(n) in seen:
-            continue
-        seen.add(id(n))
-        if isinstance(n, yaml.SequenceNode):
-            todo.extend(n.value)
-        elif isinstance(n, yaml.MappingNode):
-            for k, v in n.value:
-                todo += (k, v)
-    return len(seen)
+    return size(node), len(memo)
 
 
 def _line_of(text: str, error: BaseException) -> int | None:
@@ -139,8 +117,9 @@ def read_documents(path: Path, text: str | None = None) -> list[Document]:
             if node is None:
                 continue
             line = node.start_mark.line + 1
-            limit = MAX_EXPANSION * _distinct_nodes(node) + EXPANSION_SLACK
-            if _expanded_size(node, limit) > limit:
+            expanded, distinct = _sizes(node)
+            limit = MAX_EXPANSION * distinct + EXPANSION_SLACK
+            if expanded > limit:
                 raise StateError(
                     f"{path}:{line}: document {index} expands to more than {limit} nodes through YAML aliases"
                 )
