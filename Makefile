@@ -13,7 +13,7 @@ CERTS_OUT ?= certs/generated
 MANIFESTS ?= manifests
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit test-server test-e2e test-pod test-oracle prereqs lint certs controlplane istiod bench bench-hostile clean
+.PHONY: install run test test-unit test-server test-e2e test-pod test-oracle prereqs lint certs controlplane istiod bench bench-hostile bench-audit clean
 
 install: $(STAMP)
 
@@ -76,6 +76,10 @@ bench: install controlplane
 # 200 hostile connections held open while real reviews are measured (about a minute).
 bench-hostile: install
 	$(BIN)/python bench/hostile.py
+
+# The audit at 10,000 namespaces, 1,000 waypoints and 50,000 consumers: full and incremental (seconds).
+bench-audit: install
+	$(BIN)/python bench/audit_scale.py
 
 clean:
 	rm -rf $(VENV) certs/dev certs/generated .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,8 @@ Nothing is copied into the project: ``go mod download`` puts each module in the 
   Gateway, HTTPRoute, GRPCRoute, ReferenceGrant).
 - Istio: ``istio.io/api@v1.31.4``, ``kubernetes/customresourcedefinitions.gen.yaml`` (every
   Istio CRD; the tests install ServiceEntry and WorkloadEntry).
+- Kyverno: ``github.com/kyverno/kyverno@v1.19.1``, ``config/crds/policyreport/`` (the
+  ``wgpolicyk8s.io/v1alpha2`` PolicyReport and ClusterPolicyReport the audit writes).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import yaml
 
 GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api@v1.3.0"
 ISTIO_API_MODULE = "istio.io/api@v1.31.4"
+KYVERNO_MODULE = "github.com/kyverno/kyverno@v1.19.1"
 
 
 class ModuleUnavailable(RuntimeError):
@@ -82,3 +85,22 @@ def schema(kind: str, version: str = "v1") -> dict[str, Any]:
                     s: dict[str, Any] = v["schema"]["openAPIV3Schema"]
                     return s
     raise LookupError(f"no CRD schema for {kind} {version}")
+
+
+def policy_report_files() -> tuple[Path, ...]:
+    d = module_dir(KYVERNO_MODULE) / "config" / "crds" / "policyreport"
+    files = tuple(sorted(d.glob("wgpolicyk8s.io_*.yaml")))
+    if len(files) != 2:
+        raise ModuleUnavailable(f"{KYVERNO_MODULE} lacks the two report CRDs under config/crds/policyreport/")
+    return files
+
+
+@cache
+def report_schema(kind: str) -> dict[str, Any]:
+    """The v1alpha2 schema of PolicyReport or ClusterPolicyReport."""
+    for crd in crd_documents(policy_report_files()):
+        if crd["spec"]["names"]["kind"] == kind:
+            (v,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha2"]
+            s: dict[str, Any] = v["schema"]["openAPIV3Schema"]
+            return s
+    raise LookupError(f"no CRD schema for {kind}")

@@ -4,6 +4,7 @@ with the CRDs installed, and the project's rendered manifests."""
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from tests.crds import gateway_api_files, istio_crds
+from tests.crds import gateway_api_files, istio_crds, policy_report_files
 from tests.e2e.controlplane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +67,30 @@ def install_crds(kubectl: Kubectl) -> None:
     wait_until(discoverable, 60, "the CRDs to be discoverable", 0.5)
 
 
+REPORT_CRDS = ("crd/policyreports.wgpolicyk8s.io", "crd/clusterpolicyreports.wgpolicyk8s.io")
+
+
+def install_report_crds(kubectl: Kubectl) -> None:
+    """Kyverno's wgpolicyk8s.io/v1alpha2 PolicyReport CRDs (the audit writes them), then wait until discoverable."""
+    for f in policy_report_files():
+        kubectl("apply", "--server-side", "-f", str(f))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", *REPORT_CRDS)
+    wait_until(lambda: "policyreports" in kubectl("api-resources", "--api-group=wgpolicyk8s.io", check=False).stdout,
+               60, "the report CRDs to be discoverable", 0.5)
+
+
+def policy_reports(kubectl: Kubectl) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(kind, namespace, name) of the object reported on -> the audit's report, of both report kinds."""
+    out = {}
+    for kind in ("policyreports", "clusterpolicyreports"):
+        items = json.loads(kubectl("get", kind, "-A", "-l", "app.kubernetes.io/managed-by=waypoint-webhook",
+                                   "-o", "json").stdout)["items"]
+        for r in items:
+            s = r["scope"]
+            out[(s["kind"], s.get("namespace", ""), s["name"])] = r
+    return out
+
+
 @contextmanager
 def running_cluster(workdir: Path, setup: Callable[[Kubectl], None] = install_crds,
                     apiserver_args: list[str] | None = None) -> Iterator[ControlPlane]:
@@ -83,6 +108,17 @@ def running_cluster(workdir: Path, setup: Callable[[Kubectl], None] = install_cr
 def rendered_manifests(kubectl: Kubectl, path: Path = ROOT / "manifests") -> list[dict[str, Any]]:
     out = kubectl("kustomize", str(path)).stdout
     return [d for d in yaml.safe_load_all(out) if d]
+
+
+IDENTITY_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+
+
+def apply_identity(kubectl: Kubectl) -> list[dict[str, Any]]:
+    """The project's namespace, ServiceAccount and least-privilege RBAC, exactly as shipped; returns
+    every rendered manifest."""
+    manifests = rendered_manifests(kubectl)
+    kubectl.apply([d for d in manifests if d["kind"] in IDENTITY_KINDS])
+    return manifests
 
 
 def webhook_configs(kubectl: Kubectl, port: int, ca_pem: bytes) -> list[dict[str, Any]]:

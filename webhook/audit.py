@@ -13,13 +13,13 @@ by the view, not by the cluster's objects or the output.
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from webhook import kubeapi
 from webhook.admission import AdmissionRequest, GroupVersionKind
 from webhook.engine import Engine, Settings
 from webhook.findings import Severity
@@ -27,6 +27,7 @@ from webhook.model import Malformed
 from webhook.state.files import manifest_files, read_documents
 from webhook.state.index import Index, IndexView
 from webhook.state.live import RESOURCES
+from webhook.state.view import ClusterView
 
 CLUSTER_SCOPED = frozenset({"Namespace", "GatewayClass"})
 # What the audit lists from a live cluster: every resource the live view watches (all of them, no
@@ -88,36 +89,35 @@ def live_source(api: Any, progress: Callable[[str], None]) -> Source:
     does not serve (a CRD not installed) is skipped."""
     def docs() -> Iterator[tuple[dict[str, Any], str]]:
         for path, api_version, kind in LIVE:
-            resource = path.rsplit("/", 1)[1]
-            cont, count = None, 0
-            while True:
-                query: list[tuple[str, Any]] = [("limit", 500)] + ([("continue", cont)] if cont else [])
-                method, url, headers, body, post = api.param_serialize(
-                    "GET", path, query_params=query, auth_settings=["BearerToken"],
-                    header_params={"Accept": "application/json"})
-                raw = api.call_api(method, url, headers, body, post, _request_timeout=(10, 120)).response
-                if raw.status == 404:
-                    raw.release_conn()
-                    break
-                if raw.status >= 400:
-                    text = raw.data.decode("utf-8", "replace")[:300]
-                    raw.release_conn()
-                    raise RuntimeError(f"listing {resource}: HTTP {raw.status}: {text}")
-                page = json.loads(raw.data)
-                raw.release_conn()
-                for item in page.get("items") or []:
+            count = 0
+            try:
+                for item in kubeapi.list_items(api, path):
                     item.setdefault("apiVersion", api_version)
                     item.setdefault("kind", kind)
                     count += 1
                     yield item, "cluster"
-                cont = (page.get("metadata") or {}).get("continue")
-                if not cont:
-                    break
-            progress(f"{resource}: {count}")
+            except kubeapi.NotServed:
+                pass
+            progress(f"{path.rsplit('/', 1)[1]}: {count}")
     return docs
 
 
-def _request(obj: dict[str, Any]) -> AdmissionRequest | None:
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One finding of a stored object, as the audit reports it."""
+
+    code: str
+    severity: str
+    field: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "severity": self.severity, "field": self.field, "message": self.message}
+
+
+def stored_request(obj: Mapping[str, Any]) -> AdmissionRequest | None:
+    """The CREATE request admission would have judged this stored object by; None when it has no
+    apiVersion, kind or metadata to judge it by."""
     api_version, kind = obj.get("apiVersion"), obj.get("kind")
     meta = obj.get("metadata")
     if not isinstance(api_version, str) or not isinstance(kind, str) or not isinstance(meta, dict):
@@ -125,38 +125,45 @@ def _request(obj: dict[str, Any]) -> AdmissionRequest | None:
     group, _, version = api_version.rpartition("/")
     namespace = "" if kind in CLUSTER_SCOPED else str(meta.get("namespace") or "default")
     return AdmissionRequest("audit", GroupVersionKind(group, version, kind), "CREATE", namespace,
-                            str(meta.get("name") or ""), object=obj)
+                            str(meta.get("name") or ""), object=dict(obj))
+
+
+def judge_stored(engine: Engine, req: AdmissionRequest) -> tuple[Result, ...]:
+    """Judge a stored object as a CREATE: own references at their table severity, inherited ones
+    as warnings, controller-owned Pods capped at warnings (SPEC B1). The engine must not exclude
+    namespaces. A malformed object is one MalformedObject denial."""
+    try:
+        judged = engine.validate(req).judged
+    except Malformed as e:
+        return (Result("MalformedObject", "deny", e.field, e.problem),)
+    return tuple(Result(j.code, str(j.severity), j.finding.field, j.finding.message) for j in judged)
+
+
+def audit_engine(view: ClusterView, settings: Settings) -> Engine:
+    """Every namespace is judged, the ones admission excludes included: the exclusion keeps the
+    webhook from locking out system namespaces, and is exactly why problems there go unseen."""
+    return Engine(view, replace(settings, excluded_namespaces=frozenset()))
 
 
 def run(source: Source, settings: Settings, filters: Filters) -> list[Entry]:
-    """Judge every object the source yields; only objects with findings that pass the filters.
-
-    Every namespace is judged, the ones admission excludes included: the exclusion keeps the
-    webhook from locking out system namespaces, and is exactly why problems there go unseen."""
-    settings = replace(settings, excluded_namespaces=frozenset())
+    """Judge every object the source yields; only objects with findings that pass the filters."""
     index = Index()
     for obj, where in source():
         try:
             index.apply(obj)
         except Malformed as e:
             print(f"waypoint-webhook audit: skipping {where}: {e}", file=sys.stderr)
-    engine = Engine(IndexView(index), settings)
+    engine = audit_engine(IndexView(index), settings)
     entries = []
     for obj, where in source():
-        req = _request(obj)
+        req = stored_request(obj)
         if req is None or (filters.namespace and req.namespace != filters.namespace
                            and not (req.kind.kind == "Namespace" and req.name == filters.namespace)):
             continue
-        try:
-            judged = engine.validate(req).judged
-        except Malformed as e:
-            findings = [{"code": "MalformedObject", "severity": "deny", "field": e.field, "message": e.problem}]
-        else:
-            findings = [
-                {"code": j.code, "severity": str(j.severity), "field": j.finding.field, "message": j.finding.message}
-                for j in judged
-                if j.severity >= filters.min_severity and (not filters.codes or j.code in filters.codes)
-            ]
+        findings = [
+            r.to_json() for r in judge_stored(engine, req)
+            if Severity.parse(r.severity) >= filters.min_severity and (not filters.codes or r.code in filters.codes)
+        ]
         if findings:
             entries.append(Entry(str(obj.get("apiVersion")), req.kind.kind, req.namespace, req.name, where, findings))
     return entries

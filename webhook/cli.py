@@ -1,4 +1,4 @@
-"""Command line: ``serve``, ``check``, ``certs`` and ``codes``.
+"""Command line: ``serve``, ``auditor``, ``check``, ``audit``, ``certs`` and ``codes``.
 
 Exit status for ``check``: 0 all admitted, 1 something denied, 2 unusable input or
 configuration (the message names the file and line).
@@ -155,7 +155,40 @@ def parser() -> argparse.ArgumentParser:
         default=20.0,
         help="seconds a worker waits for its view to sync before it serves (default 20)",
     )
+    s.add_argument(
+        "--audit",
+        action="store_true",
+        help="also run the continuous audit in a process beside the workers (needs --cluster): findings in "
+        "/metrics and, while this replica holds the Lease, PolicyReports",
+    )
     _policy_flags(s)
+
+    au = sub.add_parser(
+        "auditor",
+        help="run the continuous audit alone (what serve --audit runs beside the workers)",
+        description="Watch the cluster, keep every relevant object's findings current, and write them as "
+        "PolicyReports while holding the Lease. Stops on SIGTERM, releasing the Lease.",
+    )
+    au.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, else $KUBECONFIG)")
+    au.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE") or "waypoint-webhook",
+                    help="namespace of the Lease (default $POD_NAMESPACE, else waypoint-webhook)")
+    au.add_argument("--lease-name", default="waypoint-webhook-audit")
+    au.add_argument("--identity", default="", help="holder identity (default hostname_pid)")
+    au.add_argument("--status-file", help="where to publish results for /metrics")
+    au.add_argument("--no-reports", dest="reports", action="store_false", help="audit, but never write reports")
+    au.add_argument("--debounce", type=_seconds, default=1.0, metavar="SECONDS",
+                    help="wait this long after an event for the rest of a burst (default 1)")
+    au.add_argument("--full-pass-interval", type=_seconds, default=600.0, metavar="SECONDS",
+                    help="re-judge everything this often (default 600)")
+    au.add_argument("--lease-duration", type=_seconds, default=15.0, metavar="SECONDS")
+    au.add_argument("--renew-deadline", type=_seconds, default=10.0, metavar="SECONDS")
+    au.add_argument("--lease-retry", type=_seconds, default=2.0, metavar="SECONDS")
+    au.add_argument("--report-retry", type=_seconds, default=60.0, metavar="SECONDS",
+                    help="how often to look again for a missing PolicyReport CRD (default 60)")
+    au.add_argument("--write-qps", type=float, default=20.0, help="report writes per second at most (default 20)")
+    au.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    au.add_argument("--log-format", choices=("text", "json"))
+    _policy_flags(au)
 
     c = sub.add_parser("check", help="judge manifests offline, as CREATEs in order")
     c.add_argument("paths", nargs="*", metavar="PATH", help="manifest files or directories (as a shell expands globs)")
@@ -289,6 +322,53 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return audit.exit_status(entries, args.fail_on)
 
 
+def _policy_argv(args: argparse.Namespace) -> list[str]:
+    """The policy flags of ``serve`` again, for the auditor it starts (same rules, same severities)."""
+    out: list[str] = []
+    if args.preset:
+        out += ["--preset", args.preset]
+    for item in args.severity:
+        out += ["--severity", item]
+    for cls in args.waypoint_classes or ():
+        out += ["--waypoint-class", cls]
+    for ns in args.excluded_namespaces or ():
+        out += ["--exclude-namespace", ns]
+    if args.unsynced:
+        out += ["--unsynced", args.unsynced]
+    if args.pin_waypoint_for:
+        out += ["--pin-waypoint-for"]
+    if args.config:
+        out += ["--config", args.config]
+    if args.log_level:
+        out += ["--log-level", args.log_level]
+    return out
+
+
+def cmd_auditor(args: argparse.Namespace) -> int:
+    from webhook import auditor
+
+    settings, level = _settings(args)
+    logs.setup(level, _log_format(args))
+    opts = auditor.AuditorOptions(
+        settings=settings,
+        kubeconfig=args.kubeconfig,
+        lease_namespace=args.lease_namespace,
+        lease_name=args.lease_name,
+        identity=args.identity,
+        status_file=args.status_file,
+        reports=args.reports,
+        debounce=args.debounce,
+        full_pass_interval=args.full_pass_interval,
+        lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline,
+        lease_retry=args.lease_retry,
+        report_retry=args.report_retry,
+        write_qps=args.write_qps,
+        exit_with_parent=args.exit_with_parent,
+    )
+    return auditor.run(opts)
+
+
 def cmd_codes() -> int:
     print("| code | default | strict | when |")
     print("|---|---|---|---|")
@@ -305,6 +385,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     fmt = _log_format(args)
     logs.setup(level, fmt)
     live = args.cluster or bool(args.kubeconfig)
+    if args.audit and not live:
+        log.error("waypoint-webhook serve: --audit needs --cluster or --kubeconfig (it audits the live cluster)")
+        return 2
     if not live and not args.state:
         log.warning("no --state and no --cluster: serving with an empty cluster view")
     try:
@@ -324,13 +407,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         probe_port=args.probe_port,
         deadlines=Deadlines(args.handshake_timeout, args.header_timeout, args.body_timeout, args.response_timeout),
         log_level=level,
+        sidecar=(
+            (sys.executable, "-m", "webhook", "auditor", "--log-format", fmt, *_policy_argv(args),
+             *(["--kubeconfig", args.kubeconfig] if args.kubeconfig else []))
+            if args.audit
+            else ()
+        ),
     )
 
     def build_app(reloader: CertReloader | None) -> Flask:
         from webhook.server import create_app
 
         logs.setup(level, fmt)
-        metrics = Metrics()
+        metrics = Metrics(serving.audit_status_path(os.environ) if args.audit else None)
         view = _make_view(args, metrics)
         checks = []
         if reloader is not None:
@@ -400,6 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_codes()
     if args.command == "audit":
         return cmd_audit(args)
+    if args.command == "auditor":
+        return cmd_auditor(args)
     return cmd_serve(args)
 
 

@@ -8,7 +8,10 @@ live in a private registry. Nothing registers with the library's global registry
 
 from __future__ import annotations
 
+import json
 import os
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -20,6 +23,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as mp
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from webhook.engine import SUPPORTED
 from webhook.findings import CODES
@@ -32,14 +36,81 @@ CLOSE_REASONS = frozenset(
     {"handshake_timeout", "header_timeout", "body_timeout", "response_timeout", "handshake_failed", "error"}
 )
 OTHER = "other"
+AUDIT_CODES = frozenset(CODES) | {"MalformedObject"}
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+class AuditCollector:
+    """The continuous audit's results, read from the status file its process replaces after every
+    pass (:mod:`webhook.auditor`). A file older than ``stale_after`` seconds (the auditor is gone
+    or stuck) shows ``waypoint_webhook_audit_up 0`` and no findings: stale findings would lie."""
+
+    def __init__(self, path: str, stale_after: float = 60.0) -> None:
+        self.path, self.stale_after = path, stale_after
+
+    def _status(self) -> dict[str, Any] | None:
+        try:
+            with open(self.path, "rb") as f:
+                status = json.loads(f.read())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(status, dict) or time.time() - float(status.get("updated") or 0) > self.stale_after:
+            return None
+        return status
+
+    def collect(self) -> Iterator[Metric]:
+        status = self._status()
+        up = GaugeMetricFamily(
+            "waypoint_webhook_audit_up", "1 while the continuous audit runs and has synced its view of the cluster."
+        )
+        up.add_metric([], 1 if status and status.get("synced") else 0)
+        yield up
+        if status is None:
+            return
+        findings = GaugeMetricFamily(
+            "waypoint_webhook_audit_findings",
+            "Findings of stored objects, as the continuous audit last judged them.",
+            labels=["code", "severity", "kind", "namespace"],
+        )
+        for row in status.get("findings") or []:
+            if not (isinstance(row, list) and len(row) == 5 and isinstance(row[4], (int, float))):
+                continue  # the auditor writes only well-formed rows; a torn one is skipped, not a 500
+            code, severity, kind, namespace, n = row
+            findings.add_metric([code if code in AUDIT_CODES else OTHER, severity, kind if kind in KINDS else OTHER,
+                                 str(namespace)], n)
+        yield findings
+        for name, key, text in (
+            ("waypoint_webhook_audit_last_full_pass_timestamp_seconds", "last_full_pass",
+             "When the last full audit pass ended, as a Unix time."),
+            ("waypoint_webhook_audit_full_pass_duration_seconds", "full_pass_seconds",
+             "How long the last full audit pass took."),
+            ("waypoint_webhook_audit_incremental_pass_duration_seconds", "incremental_seconds",
+             "How long the last incremental audit pass (after watch events) took."),
+            ("waypoint_webhook_audit_objects", "objects", "Objects the continuous audit judges."),
+            ("waypoint_webhook_audit_leader", "leader", "1 when this replica holds the Lease and writes reports."),
+            ("waypoint_webhook_audit_reports_available", "reports_available",
+             "1 when the PolicyReport CRD is installed (only the leader knows)."),
+        ):
+            g = GaugeMetricFamily(name, text)
+            value = status.get(key)
+            g.add_metric([], float(value) if isinstance(value, (int, float)) else 0.0)
+            yield g
+        writes = CounterMetricFamily(
+            "waypoint_webhook_audit_report_writes", "Report writes by the leader since its audit started, by operation.",
+            labels=["operation"],
+        )
+        for op, n in sorted((status.get("writes") or {}).items()):
+            if isinstance(n, (int, float)):
+                writes.add_metric([str(op)], n)
+        yield writes
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, audit_status: str | None = None) -> None:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry(auto_describe=True)
+        self.audit = AuditCollector(audit_status) if audit_status else None
         r = self.registry
         self.requests = Counter(
             "waypoint_webhook_admission_requests_total",
@@ -130,5 +201,11 @@ class Metrics:
         if self.multiprocess:
             registry = CollectorRegistry()
             mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-            return generate_latest(registry), CONTENT_TYPE_LATEST
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        else:
+            registry = self.registry
+        out = generate_latest(registry)
+        if self.audit is not None:
+            extra = CollectorRegistry(auto_describe=False)
+            extra.register(self.audit)
+            out += generate_latest(extra)
+        return out, CONTENT_TYPE_LATEST

@@ -16,8 +16,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
-from collections.abc import Callable, MutableMapping
+import threading
+import time
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,7 @@ class ServeOptions:
     probe_port: int | None = None
     deadlines: Deadlines = field(default_factory=Deadlines)
     log_level: str = "info"
+    sidecar: tuple[str, ...] = ()  # argv of a process to run beside the workers (the auditor)
 
 
 class StartupError(Exception):
@@ -81,16 +85,75 @@ def prepare_metrics_dir(environ: MutableMapping[str, str]) -> str | None:
     return own
 
 
+AUDIT_STATUS = "audit-status.json"
+
+
+def audit_status_path(environ: MutableMapping[str, str]) -> str | None:
+    """Where the auditor publishes its results for the workers' ``/metrics``."""
+    directory = environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return os.path.join(directory, AUDIT_STATUS) if directory else None
+
+
+class Sidecar:
+    """A process the gunicorn master runs beside its workers and restarts when it dies.
+
+    Started when the master is ready (after the first workers forked) and stopped when it exits:
+    SIGTERM, then SIGKILL after ``grace`` seconds. It gets its own environment (no
+    ``PROMETHEUS_MULTIPROC_DIR``: its counters are not the workers'). Restarts back off from 1 s
+    to 60 s; a process that ran for a minute resets the backoff."""
+
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str], grace: float = 10.0) -> None:
+        self.argv, self.env, self.grace = list(argv), dict(env), grace
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._supervise, name="sidecar", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _supervise(self) -> None:
+        backoff = 1.0
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            try:
+                self.proc = subprocess.Popen(self.argv, env=self.env)
+            except OSError as e:
+                log.error("cannot start %s: %s", self.argv[:4], e)
+            else:
+                code = self.proc.wait()
+                if self.stopping.is_set():
+                    return
+                log.warning("%s exited with status %s; restarting in %.0fs", " ".join(self.argv[1:4]), code, backoff)
+            if time.monotonic() - started > 60:
+                backoff = 1.0
+            self.stopping.wait(backoff)
+            backoff = min(backoff * 2, 60.0)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(self.grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class WebhookServer(BaseApplication):  # type: ignore[misc]
     def __init__(
         self,
         opts: ServeOptions,
         build_app: Callable[[CertReloader | None], Flask],
         reloader: CertReloader | None,
+        sidecar: Sidecar | None = None,
     ) -> None:
         self.opts = opts
         self.build_app = build_app
         self.reloader = reloader
+        self.sidecar = sidecar
         super().__init__()
 
     def load_config(self) -> None:
@@ -112,6 +175,10 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
             "proc_name": "waypoint-webhook",
             "child_exit": _child_exit,
         }
+        if self.sidecar is not None:
+            sidecar = self.sidecar
+            settings["when_ready"] = lambda server: sidecar.start()
+            settings["on_exit"] = lambda server: sidecar.stop()
         if self.reloader is not None:
             reloader = self.reloader
             settings["certfile"] = o.tls_cert
@@ -155,8 +222,13 @@ def run(opts: ServeOptions, build_app: Callable[[CertReloader | None], Flask]) -
     from prometheus_client import values
 
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    sidecar = None
+    if opts.sidecar:
+        status = audit_status_path(os.environ)
+        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        sidecar = Sidecar([*opts.sidecar, *(["--status-file", status] if status else []), "--exit-with-parent"], env)
     try:
-        WebhookServer(opts, build_app, reloader).run()
+        WebhookServer(opts, build_app, reloader, sidecar).run()
     finally:
         if own_dir:
             shutil.rmtree(own_dir, ignore_errors=True)

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests.e2e.controlplane import ControlPlane, free_port, spawn
-from tests.harness import Kubectl, probe_denial, rendered_manifests, running_cluster, webhook_configs
+from tests.harness import Kubectl, apply_identity, probe_denial, running_cluster, webhook_configs
 
 ROOT = Path(__file__).resolve().parents[2]
 EXE = str(Path(sys.executable).parent / "waypoint-webhook")
@@ -34,6 +34,16 @@ class Webhook:
 
     def metrics(self) -> str:
         return requests.get(self.url + "/metrics", verify=str(self.ca), timeout=5).text
+
+    def stop(self, grace: float = 30) -> None:
+        """SIGTERM, as kubelet stops it; SIGKILL after ``grace`` seconds."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -80,19 +90,12 @@ def start_webhook(cluster: ControlPlane, kubectl: Kubectl, workdir: Path, extra:
 
 @pytest.fixture(scope="session")
 def webhook(cluster: ControlPlane, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
-    # The project's namespace and least-privilege RBAC, exactly as shipped.
-    docs = [d for d in rendered_manifests(kubectl) if d["kind"] in
-            ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
-    kubectl.apply(docs)
+    apply_identity(kubectl)
     wh = start_webhook(cluster, kubectl, tmp_path_factory.mktemp("webhook"))
     kubectl.apply(webhook_configs(kubectl, int(wh.url.rsplit(":", 1)[1]), wh.ca.read_bytes()))
     probe_denial(kubectl)
     yield wh
-    wh.proc.terminate()
-    try:
-        wh.proc.wait(15)
-    except subprocess.TimeoutExpired:
-        wh.proc.kill()
+    wh.stop(15)
 
 
 @pytest.fixture

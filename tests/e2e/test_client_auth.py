@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.e2e.conftest import Webhook, start_webhook
 from tests.e2e.controlplane import ControlPlane, dn, free_port, key_pem, make_cert, pem
-from tests.harness import Kubectl, probe_denial, rendered_manifests, running_cluster, webhook_configs
+from tests.harness import Kubectl, apply_identity, probe_denial, running_cluster, webhook_configs
 
 pytestmark = pytest.mark.e2e
 
@@ -62,16 +62,14 @@ def mtls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPlan
     config = _admission_config(work, cert, key)
     with running_cluster(work / "cp", apiserver_args=[f"--admission-control-config-file={config}"]) as cp:
         kubectl = Kubectl(cp.kubeconfig)
-        kubectl.apply([d for d in rendered_manifests(kubectl) if d["kind"] in
-                       ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")])
+        apply_identity(kubectl)
         wh = start_webhook(cp, kubectl, work / "webhook", ["--client-ca", str(ca)], probe_port=free_port())
         try:
             kubectl.apply(webhook_configs(kubectl, int(wh.url.rsplit(":", 1)[1]), wh.ca.read_bytes()))
             probe_denial(kubectl)
             yield cp, kubectl, wh
         finally:
-            wh.proc.terminate()
-            wh.proc.wait(15)
+            wh.stop(15)
 
 
 def test_the_api_server_admits_through_its_client_certificate(mtls: tuple[ControlPlane, Kubectl, Webhook]) -> None:

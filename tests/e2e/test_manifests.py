@@ -15,7 +15,8 @@ import pytest
 import yaml
 from cryptography import x509
 
-from tests.e2e.conftest import ROOT, Kubectl, Webhook, rendered_manifests
+from tests.e2e.conftest import ROOT, Kubectl, Webhook
+from tests.harness import rendered_manifests
 from webhook.install import WEBHOOK_KINDS
 
 pytestmark = pytest.mark.e2e
@@ -76,8 +77,17 @@ def test_deployment_is_ha_and_locked_down(kubectl: Kubectl) -> None:
     assert by_kind(docs, "PodDisruptionBudget")["spec"]["minAvailable"] >= 1
     svc = by_kind(docs, "Service")["spec"]["ports"][0]
     assert svc["port"] == 443 and svc["targetPort"] == "https"
-    role = by_kind(docs, "ClusterRole")
-    assert all(set(r["verbs"]) == {"get", "list", "watch"} for r in role["rules"])
+    roles = {d["metadata"]["name"]: d for d in docs if d["kind"] in ("ClusterRole", "Role")}
+    assert set(roles) == {"waypoint-webhook-view", "waypoint-webhook-audit", "waypoint-webhook-audit-lease"}
+    # The view reads; the audit writes only its reports, and its Lease only by name.
+    assert all(set(r["verbs"]) == {"get", "list", "watch"} for r in roles["waypoint-webhook-view"]["rules"])
+    assert [(r["apiGroups"], r["resources"]) for r in roles["waypoint-webhook-audit"]["rules"]] == [
+        (["wgpolicyk8s.io"], ["policyreports", "clusterpolicyreports"])]
+    lease = roles["waypoint-webhook-audit-lease"]
+    assert lease["metadata"]["namespace"] == "waypoint-webhook"
+    assert all(r["resources"] == ["leases"] and (r.get("resourceNames") or r["verbs"] == ["create"])
+               for r in lease["rules"])
+    assert "--audit" in c["args"]
 
 
 def test_cert_manager_overlay_injects_ca(kubectl: Kubectl) -> None:

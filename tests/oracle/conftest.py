@@ -22,7 +22,7 @@ import yaml
 from tests.crds import crd_documents, istio_crds_file
 from tests.e2e.conftest import Webhook, start_webhook
 from tests.e2e.controlplane import ControlPlane, free_port, spawn
-from tests.harness import Kubectl, install_crds, rendered_manifests, running_cluster, wait_until
+from tests.harness import Kubectl, apply_identity, install_crds, running_cluster, wait_until
 
 HERE = Path(__file__).resolve().parent
 
@@ -120,8 +120,7 @@ def istiod(oracle_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(scope="session")
 def unregistered_webhook(oracle_cluster: ControlPlane, oracle_kubectl: Kubectl,
                          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
-    oracle_kubectl.apply([d for d in rendered_manifests(oracle_kubectl) if d["kind"] in
-                          ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")])
+    apply_identity(oracle_kubectl)
     wh = start_webhook(oracle_cluster, oracle_kubectl, tmp_path_factory.mktemp("oracle-webhook"))
     yield wh
     stop(wh.proc)

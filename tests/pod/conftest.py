@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from tests.e2e.controlplane import ControlPlane
-from tests.harness import Kubectl, rendered_manifests, running_cluster
+from tests.harness import Kubectl, apply_identity, install_crds, install_report_crds, running_cluster
 from tests.pod import image as images
 from tests.pod.podspec import PodRun, pod_run
 
@@ -82,7 +82,11 @@ def built_image(podman_env: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def pod_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    with running_cluster(tmp_path_factory.mktemp("pod-cp")) as cp:
+    def setup(kubectl: Kubectl) -> None:
+        install_crds(kubectl)
+        install_report_crds(kubectl)  # the continuous audit writes PolicyReports from the container
+
+    with running_cluster(tmp_path_factory.mktemp("pod-cp"), setup=setup) as cp:
         yield cp
 
 
@@ -121,9 +125,7 @@ def _measure_startup(pod: Pod) -> None:
 def pod(podman_env: dict[str, str], built_image: str, pod_cluster: ControlPlane,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
     kubectl = Kubectl(pod_cluster.kubeconfig)
-    manifests = rendered_manifests(kubectl)
-    kubectl.apply([d for d in manifests if d["kind"] in
-                   ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")])
+    manifests = apply_identity(kubectl)
     dep = next(d for d in manifests if d["kind"] == "Deployment")
     ns, sa = dep["metadata"]["namespace"], dep["spec"]["template"]["spec"]["serviceAccountName"]
     token = kubectl("create", "token", sa, "-n", ns, "--duration=2h").stdout.strip()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import probe_denial, wait_until, webhook_configs
+from tests.harness import policy_reports, probe_denial, wait_until, webhook_configs
 from tests.pod import image as images
 from tests.pod.conftest import CONTAINER, MEASURED, Pod
 
@@ -102,6 +102,28 @@ def test_kubectl_is_denied_warned_and_mutated_through_the_shipped_configurations
     assert "Warning: WaypointNotFound" in missing.stderr, missing.stderr
 
 
+def test_the_audit_runs_beside_the_workers_and_reports_from_the_container(pod: Pod) -> None:
+    """``--audit`` in the shipped args: a process beside the workers, in-cluster configuration,
+    the shipped Role for its Lease and ClusterRole for its reports. It finds the Service the
+    previous test left pointing at a missing waypoint."""
+    import requests
+
+    cmdlines = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in _tree(pod.pid())]
+    assert sum(b"auditor" in c for c in cmdlines) == 1, cmdlines
+    k = pod.kubectl
+    report = wait_until(lambda: next((r for key, r in policy_reports(k).items() if key[0] == "Service"
+                                      and key[2] == "reviews"), None), 60, "the audit's report on Service reviews")
+    assert [r["rule"] for r in report["results"]] == ["WaypointNotFound"]
+    holder = k("get", "lease", "waypoint-webhook-audit", "-n", "waypoint-webhook", "-o",
+               "jsonpath={.spec.holderIdentity}").stdout
+    assert holder, "the container holds the Lease"
+    text = wait_until(lambda: (t := requests.get(pod.url + "/metrics", verify=False, timeout=5).text)
+                      and "waypoint_webhook_audit_up 1.0" in t and t, 30, "the audit in /metrics")
+    assert 'waypoint_webhook_audit_findings{code="WaypointNotFound"' in text
+    assert "waypoint_webhook_audit_leader 1.0" in text
+    assert "Traceback" not in pod.logs()
+
+
 def test_metrics_answer_with_the_reviews_counted(pod: Pod) -> None:
     import requests
 
@@ -118,7 +140,7 @@ def test_idle_memory_is_recorded(pod: Pod) -> None:
         rss += int(_status(pid)["VmRSS"].split()[0])
         rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
         pss += int(next(line.split()[1] for line in rollup.splitlines() if line.startswith("Pss:")))
-    MEASURED["idle memory, master + workers (MB)"] = f"RSS {rss / 1024:.0f}, PSS {pss / 1024:.0f}"
+    MEASURED["idle memory, master + workers + auditor (MB)"] = f"RSS {rss / 1024:.0f}, PSS {pss / 1024:.0f}"
     if pod.run.memory_limit:
         assert pss * 1024 < pod.run.memory_limit / 2, f"idle PSS {pss} KiB is over half the limit {pod.run.memory_limit}"
 

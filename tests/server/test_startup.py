@@ -50,6 +50,7 @@ def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> sub
         ("no cluster configuration", ["--cluster"],
          {"KUBECONFIG": "/nonexistent/kubeconfig", "KUBERNETES_SERVICE_HOST": ""}, "no in-cluster configuration"),
         ("broken state file", ["--state", "{state}"], {}, "state.yaml:3: invalid YAML"),
+        ("audit without a cluster", ["--audit"], {}, "--audit needs --cluster"),
     ],
 )
 def test_misconfiguration_fails_fast_with_one_line(tmp_path: Path, case: str, args: list[str],

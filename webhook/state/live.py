@@ -21,8 +21,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kubernetes import client, config
@@ -65,6 +65,11 @@ RESOURCES: tuple[Resource, ...] = (
         "workloadentries", "/apis/networking.istio.io/v1/workloadentries", "networking.istio.io/v1", "WorkloadEntry"
     ),
 )
+
+
+# The continuous audit watches the same resources, Pods whole: a Pod can carry a waypoint key
+# other than use-waypoint (dataplane-mode, a misplaced annotation) and still be wrong.
+AUDIT_RESOURCES: tuple[Resource, ...] = tuple(replace(r, label_selector=None) for r in RESOURCES)
 
 
 class Gone(Exception):
@@ -150,6 +155,8 @@ class Watcher:
             self.view.index.apply(obj, deleted=deleted)
         except Malformed as e:
             log.warning("ignoring malformed %s %s/%s: %s", self.resource.kind, *_key(obj), e)
+        if self.view.observer is not None:
+            self.view.observer(obj, deleted)
 
     # -- watch --
     def watch(self, rv: str) -> str:
@@ -243,8 +250,12 @@ class LiveView(IndexView):
         backoff_cap: float = 30.0,
         missing_retry: float = 30.0,
         healthy_after: float = 10.0,
+        observer: Callable[[Mapping[str, Any], bool], None] | None = None,
     ) -> None:
+        """``observer`` is called with every event after the index has applied it (the continuous
+        audit's tracker)."""
         super().__init__(Index())
+        self.observer = observer
         self.api = api
         self.metrics = metrics or Metrics()
         self.stopped = threading.Event()
