@@ -33,7 +33,9 @@ run: install certs/dev/tls.crt
 
 lint: install
 	$(BIN)/ruff check webhook tests $(wildcard bench)
+	$(BIN)/ruff format --check webhook tests $(wildcard bench)
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 prereqs:
 	@PYTHON=$(PYTHON) tests/prereqs.sh

@@ -8,29 +8,29 @@ from typing import Any
 
 import orjson
 
-from webhook.admission import AdmissionRequest, GroupVersionKind
+from webhook import kinds as kind_table
 from webhook.engine import Engine, Settings, Verdict
 from webhook.findings import Policy
+from webhook.request import AdmissionRequest, GroupVersionKind
 from webhook.state.index import Index, IndexView
 
+# docs/rules.md B0, written out independently of webhook.kinds (which tests/unit/test_kinds.py checks against it).
+B0 = {
+    ("gateway.networking.k8s.io", "gateways"): ({"v1", "v1beta1"}, {"CREATE", "UPDATE", "DELETE"}),
+    ("gateway.networking.k8s.io", "gatewayclasses"): ({"v1", "v1beta1"}, {"CREATE", "UPDATE"}),
+    ("", "namespaces"): ({"v1"}, {"CREATE", "UPDATE"}),
+    ("", "services"): ({"v1"}, {"CREATE", "UPDATE"}),
+    ("", "pods"): ({"v1"}, {"CREATE", "UPDATE"}),
+    ("networking.istio.io", "serviceentries"): ({"v1", "v1beta1", "v1alpha3"}, {"CREATE", "UPDATE"}),
+    ("networking.istio.io", "workloadentries"): ({"v1", "v1beta1", "v1alpha3"}, {"CREATE", "UPDATE"}),
+    **{("apps", r): ({"v1"}, {"CREATE", "UPDATE"}) for r in ("deployments", "statefulsets", "daemonsets",
+                                                             "replicasets")},
+    **{("batch", r): ({"v1"}, {"CREATE", "UPDATE"}) for r in ("jobs", "cronjobs")},
+}
 MESH = {"name": "mesh", "port": 15008, "protocol": "HBONE"}
 _uid = itertools.count()
 
-KINDS = {
-    "Gateway": ("gateway.networking.k8s.io", "v1"),
-    "GatewayClass": ("gateway.networking.k8s.io", "v1"),
-    "Namespace": ("", "v1"),
-    "Service": ("", "v1"),
-    "Pod": ("", "v1"),
-    "ServiceEntry": ("networking.istio.io", "v1"),
-    "WorkloadEntry": ("networking.istio.io", "v1"),
-    "Deployment": ("apps", "v1"),
-    "StatefulSet": ("apps", "v1"),
-    "DaemonSet": ("apps", "v1"),
-    "ReplicaSet": ("apps", "v1"),
-    "Job": ("batch", "v1"),
-    "CronJob": ("batch", "v1"),
-}
+KINDS = {k.kind: (k.group, k.api_version().rpartition("/")[2]) for k in kind_table.KINDS}  # kind -> (group, version)
 
 
 def api_version(kind: str) -> str:

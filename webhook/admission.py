@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from webhook.findings import Judged, Severity
+from webhook.request import AdmissionRequest, GroupVersionKind
 
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
@@ -28,27 +29,6 @@ MAX_STATUS_MESSAGE = 4096  # status.message, every denial joined
 
 class BadRequest(ValueError):
     """The body is not a usable AdmissionReview (HTTP 400)."""
-
-
-@dataclass(frozen=True)
-class GroupVersionKind:
-    group: str
-    version: str
-    kind: str
-
-
-@dataclass(frozen=True)
-class AdmissionRequest:
-    uid: str
-    kind: GroupVersionKind
-    operation: str
-    namespace: str = ""
-    name: str = ""
-    sub_resource: str = ""
-    object: dict[str, Any] | None = None
-    old_object: dict[str, Any] | None = None
-    dry_run: bool = False
-    user: str = ""
 
 
 @dataclass

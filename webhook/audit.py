@@ -14,34 +14,26 @@ by the view, not by the cluster's objects or the output.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from webhook import kubeapi
-from webhook.admission import AdmissionRequest, GroupVersionKind
-from webhook.engine import Engine, Settings
+from webhook.engine import Settings
 from webhook.findings import Severity
+from webhook.kinds import KINDS, WATCHED
 from webhook.model import Malformed
 from webhook.state.files import manifest_files, read_documents
 from webhook.state.index import Index, IndexView
-from webhook.state.live import RESOURCES
-from webhook.state.view import ClusterView
+from webhook.stored import audit_engine, judge_stored, stored_request
 
-CLUSTER_SCOPED = frozenset({"Namespace", "GatewayClass"})
-# What the audit lists from a live cluster: every resource the live view watches (all of them, no
-# label selector: an unlabelled Pod can still inherit its namespace's waypoint), and the workloads
-# whose pod templates are judged as Pods. (path, apiVersion, kind)
-WORKLOADS: tuple[tuple[str, str, str], ...] = (
-    ("/apis/apps/v1/deployments", "apps/v1", "Deployment"),
-    ("/apis/apps/v1/statefulsets", "apps/v1", "StatefulSet"),
-    ("/apis/apps/v1/daemonsets", "apps/v1", "DaemonSet"),
-    ("/apis/apps/v1/replicasets", "apps/v1", "ReplicaSet"),
-    ("/apis/batch/v1/jobs", "batch/v1", "Job"),
-    ("/apis/batch/v1/cronjobs", "batch/v1", "CronJob"),
+# What the audit lists from a live cluster: every handled kind, whole (no label selector: an
+# unlabelled Pod can still inherit its namespace's waypoint), the workloads included, whose pod
+# templates are judged as Pods. (path, apiVersion, kind)
+LIVE: tuple[tuple[str, str, str], ...] = tuple(
+    (k.collection, k.api_version(), k.kind) for k in (*WATCHED, *(k for k in KINDS if not k.watch_version))
 )
-LIVE: tuple[tuple[str, str, str], ...] = (*((r.path, r.api_version, r.kind) for r in RESOURCES), *WORKLOADS)
 
 
 @dataclass
@@ -100,49 +92,6 @@ def live_source(api: Any, progress: Callable[[str], None]) -> Source:
                 pass
             progress(f"{path.rsplit('/', 1)[1]}: {count}")
     return docs
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """One finding of a stored object, as the audit reports it."""
-
-    code: str
-    severity: str
-    field: str
-    message: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"code": self.code, "severity": self.severity, "field": self.field, "message": self.message}
-
-
-def stored_request(obj: Mapping[str, Any]) -> AdmissionRequest | None:
-    """The CREATE request admission would have judged this stored object by; None when it has no
-    apiVersion, kind or metadata to judge it by."""
-    api_version, kind = obj.get("apiVersion"), obj.get("kind")
-    meta = obj.get("metadata")
-    if not isinstance(api_version, str) or not isinstance(kind, str) or not isinstance(meta, dict):
-        return None
-    group, _, version = api_version.rpartition("/")
-    namespace = "" if kind in CLUSTER_SCOPED else str(meta.get("namespace") or "default")
-    return AdmissionRequest("audit", GroupVersionKind(group, version, kind), "CREATE", namespace,
-                            str(meta.get("name") or ""), object=dict(obj))
-
-
-def judge_stored(engine: Engine, req: AdmissionRequest) -> tuple[Result, ...]:
-    """Judge a stored object as a CREATE: own references at their table severity, inherited ones
-    as warnings, controller-owned Pods capped at warnings (SPEC B1). The engine must not exclude
-    namespaces. A malformed object is one MalformedObject denial."""
-    try:
-        judged = engine.validate(req).judged
-    except Malformed as e:
-        return (Result("MalformedObject", "deny", e.field, e.problem),)
-    return tuple(Result(j.code, str(j.severity), j.finding.field, j.finding.message) for j in judged)
-
-
-def audit_engine(view: ClusterView, settings: Settings) -> Engine:
-    """Every namespace is judged, the ones admission excludes included: the exclusion keeps the
-    webhook from locking out system namespaces, and is exactly why problems there go unseen."""
-    return Engine(view, replace(settings, excluded_namespaces=frozenset()))
 
 
 def run(source: Source, settings: Settings, filters: Filters) -> list[Entry]:

@@ -28,8 +28,8 @@ from types import FrameType
 from typing import Any
 
 from webhook import kubeapi, reports
-from webhook.audit import CLUSTER_SCOPED
 from webhook.engine import Settings
+from webhook.kinds import CLUSTER_SCOPED
 from webhook.kubeapi import Query
 from webhook.lease import LeaseElector
 from webhook.state.live import AUDIT_RESOURCES, LiveView, client_configuration

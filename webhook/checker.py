@@ -14,15 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from webhook.admission import AdmissionRequest, GroupVersionKind
 from webhook.engine import Engine, Settings
 from webhook.findings import Severity
+from webhook.kinds import CLUSTER_SCOPED
 from webhook.model import Malformed
+from webhook.request import AdmissionRequest, GroupVersionKind
 from webhook.rules.defaults import apply_patch
 from webhook.state.files import SUFFIXES, Document, StateError, load_index, read_documents
 from webhook.state.index import Index, IndexView
-
-CLUSTER_SCOPED = frozenset({"Namespace", "GatewayClass"})
 
 
 @dataclass

@@ -12,17 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook.admission import AdmissionRequest
 from webhook.findings import Finding, Judged, Policy, Severity
+from webhook.kinds import BY_GROUP_KIND, KindSpec, Role
 from webhook.model import (
-    CONSUMER_KINDS,
-    TEMPLATE_PATHS,
     Malformed,
     has_controller,
     parse_consumer,
     parse_gateway,
     parse_gateway_class,
 )
+from webhook.request import AdmissionRequest
 from webhook.rules.context import DEFAULT_WAYPOINT_CLASSES, Context
 from webhook.rules.defaults import PatchOp, gateway_defaults
 from webhook.rules.gateways import judge_gateway, judge_gateway_class
@@ -30,20 +29,7 @@ from webhook.rules.impact import consumers_would_break, waypoint_in_use
 from webhook.rules.references import judge_consumer
 from webhook.state.view import ClusterView
 
-GATEWAY_GROUP = "gateway.networking.k8s.io"
-ISTIO_GROUP = "networking.istio.io"
 DEFAULT_EXCLUDED = frozenset({"kube-system", "kube-node-lease"})
-
-# (group, kind) handled, and which judge applies
-_GATEWAY = (GATEWAY_GROUP, "Gateway")
-_CLASS = (GATEWAY_GROUP, "GatewayClass")
-_CONSUMERS = {("", k) for k in ("Namespace", "Service", "Pod")} | {
-    (ISTIO_GROUP, k) for k in ("ServiceEntry", "WorkloadEntry")
-}
-_WORKLOADS = {("apps", k) for k in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet")} | {
-    ("batch", k) for k in ("Job", "CronJob")
-}
-SUPPORTED = frozenset({_GATEWAY, _CLASS} | _CONSUMERS | _WORKLOADS)
 
 
 @dataclass(frozen=True)
@@ -86,30 +72,27 @@ class Engine:
         self.ctx = Context(view, self.settings.waypoint_classes, self.settings.pin_waypoint_for)
 
     # -- helpers --
-    def _excluded(self, req: AdmissionRequest, kind: tuple[str, str]) -> bool:
-        if kind == ("", "Namespace"):
+    def _excluded(self, req: AdmissionRequest, spec: KindSpec) -> bool:
+        if spec.role is Role.NAMESPACE:
             obj = req.object or req.old_object or {}
             name = value_at(obj, ("metadata", "name"))
             # A name that is not a string is the object's problem: parsing reports it as a 400.
             return (name if isinstance(name, str) and name else req.name) in self.settings.excluded_namespaces
         return req.namespace in self.settings.excluded_namespaces
 
-    def _judge(self, kind: tuple[str, str], obj: Mapping[str, Any], namespace: str) -> list[Finding]:
+    def _judge(self, spec: KindSpec, obj: Mapping[str, Any], namespace: str) -> list[Finding]:
         """Findings for one object version. Raises Malformed."""
-        if kind == _GATEWAY:
+        if spec.role is Role.GATEWAY:
             return judge_gateway(parse_gateway(obj, namespace), self.ctx)
-        if kind == _CLASS:
+        if spec.role is Role.CLASS:
             return judge_gateway_class(parse_gateway_class(obj), self.ctx)
-        k = kind[1]
-        if k in CONSUMER_KINDS or k in TEMPLATE_PATHS:
-            return judge_consumer(parse_consumer(k, obj, namespace), self.ctx)
-        return []
+        return judge_consumer(parse_consumer(spec.kind, obj, namespace), self.ctx)
 
-    def _relevant(self, req: AdmissionRequest) -> tuple[str, str] | None:
-        kind = (req.kind.group, req.kind.kind)
-        if kind not in SUPPORTED or req.sub_resource or self._excluded(req, kind):
+    def _relevant(self, req: AdmissionRequest) -> KindSpec | None:
+        spec = BY_GROUP_KIND.get((req.kind.group, req.kind.kind))
+        if spec is None or req.sub_resource or self._excluded(req, spec):
             return None
-        return kind
+        return spec
 
     # -- validating webhook --
     def validate(self, req: AdmissionRequest) -> Verdict:
@@ -118,7 +101,7 @@ class Engine:
         if kind is None:
             return EMPTY
         if req.operation == "DELETE":
-            if kind != _GATEWAY or req.old_object is None:
+            if kind.role is not Role.GATEWAY or req.old_object is None:
                 return EMPTY
             return Verdict(
                 self.settings.policy.judge(waypoint_in_use(parse_gateway(req.old_object, req.namespace), self.ctx)), []
@@ -131,11 +114,11 @@ class Engine:
         cap = Severity.DENY
         if req.operation == "UPDATE" and req.old_object is not None:
             findings = self._downgrade_preexisting(kind, findings, req.object, req.old_object, req.namespace)
-            if kind == _GATEWAY:
+            if kind.role is Role.GATEWAY:
                 findings += self._gateway_impact(req.object, req.old_object, req.namespace)
         elif (
             req.operation == "CREATE"
-            and (kind[1] == "Pod" or kind in _WORKLOADS)
+            and (kind.kind == "Pod" or kind.role is Role.WORKLOAD)
             and has_controller(value_at(req.object, ("metadata", "ownerReferences")))
         ):
             # B1: a controller creating replicas (or a ReplicaSet/Job) is never blocked; the template
@@ -145,7 +128,7 @@ class Engine:
 
     def _downgrade_preexisting(
         self,
-        kind: tuple[str, str],
+        kind: KindSpec,
         findings: list[Finding],
         new: Mapping[str, Any],
         old: Mapping[str, Any],
@@ -173,6 +156,7 @@ class Engine:
     def mutate(self, req: AdmissionRequest) -> list[PatchOp]:
         """M1/M2 for waypoint Gateways on CREATE and UPDATE; nothing else is ever patched."""
         kind = self._relevant(req)
-        if kind != _GATEWAY or req.operation not in ("CREATE", "UPDATE") or req.object is None:
+        if kind is None or kind.role is not Role.GATEWAY or req.operation not in ("CREATE", "UPDATE") \
+                or req.object is None:
             return []
         return gateway_defaults(req.object, parse_gateway(req.object, req.namespace), self.ctx)

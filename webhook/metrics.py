@@ -25,12 +25,12 @@ from prometheus_client import (
 from prometheus_client import multiprocess as mp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from webhook.engine import SUPPORTED
 from webhook.findings import CODES
+from webhook.kinds import KIND_NAMES
 
 # Label values come from fixed sets: anything a client can make up is counted as "other", so a
 # stream of invented kinds cannot grow the series (and the multiprocess files) without bound.
-KINDS = frozenset(kind for _, kind in SUPPORTED)
+KINDS = KIND_NAMES
 OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
 CLOSE_REASONS = frozenset(
     {"handshake_timeout", "header_timeout", "body_timeout", "response_timeout", "handshake_failed", "error"}

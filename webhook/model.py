@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.kinds import CONSUMER_KINDS, TEMPLATE_PATHS
+
 # docs/rules.md A1 label keys.
 USE_WAYPOINT = "istio.io/use-waypoint"
 USE_WAYPOINT_NAMESPACE = "istio.io/use-waypoint-namespace"
@@ -442,16 +444,7 @@ class Consumer:
         return self.meta.display(self.kind)
 
 
-TEMPLATE_PATHS: Mapping[str, tuple[str, ...]] = {
-    "Deployment": ("spec", "template"),
-    "StatefulSet": ("spec", "template"),
-    "DaemonSet": ("spec", "template"),
-    "ReplicaSet": ("spec", "template"),
-    "Job": ("spec", "template"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template"),
-}
-
-CONSUMER_KINDS = frozenset({"Namespace", "Service", "Pod", "ServiceEntry", "WorkloadEntry"})
+CANARY_KINDS = frozenset({"Namespace", "Service", "ServiceEntry"})  # R6: the kinds a canary label counts on
 
 
 def parse_consumer(kind: str, raw: Mapping[str, Json], namespace: str = "") -> Consumer:

@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from webhook.audit import Result
+from webhook.stored import Result
 
 GROUP = "wgpolicyk8s.io"
 VERSION = "v1alpha2"

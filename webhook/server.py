@@ -19,7 +19,6 @@ from werkzeug.exceptions import HTTPException
 
 from webhook.admission import (
     MAX_BODY,
-    AdmissionRequest,
     AdmissionResponse,
     BadRequest,
     allowed,
@@ -35,6 +34,7 @@ from webhook.findings import Judged, Severity
 from webhook.logs import escape
 from webhook.metrics import Metrics
 from webhook.model import Malformed
+from webhook.request import AdmissionRequest
 
 log = logging.getLogger("webhook.server")
 

@@ -32,23 +32,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from webhook.audit import CLUSTER_SCOPED, Result, audit_engine, judge_stored, stored_request
 from webhook.engine import Settings
+from webhook.kinds import CLUSTER_SCOPED, KINDS, Role, group_of
 from webhook.model import DATAPLANE_MODE, GATEWAY_NAME_LABEL, INGRESS_USE_WAYPOINT, USE_WAYPOINT
-from webhook.state.index import Index, IndexView, group_of
+from webhook.state.index import Index, IndexView
+from webhook.stored import Result, audit_engine, judge_stored, stored_request
 
 ObjKey = tuple[str, str, str]  # (kind, namespace, name); namespace "" for cluster-scoped kinds
 CountKey = tuple[str, str, str, str]  # (code, severity, kind, namespace)
 
-GATEWAY_GROUP = "gateway.networking.k8s.io"
-AUDITED: Mapping[tuple[str, str], bool] = {  # (group, kind) -> audited whatever its labels
-    (GATEWAY_GROUP, "Gateway"): True,
-    (GATEWAY_GROUP, "GatewayClass"): True,
-    ("", "Namespace"): True,
-    ("", "Service"): False,
-    ("", "Pod"): False,
-    ("networking.istio.io", "ServiceEntry"): False,
-    ("networking.istio.io", "WorkloadEntry"): False,
+# (group, kind) -> audited whatever its labels; the watched kinds (workloads' pods are audited as Pods)
+AUDITED: Mapping[tuple[str, str], bool] = {
+    k.group_kind: k.role is not Role.CONSUMER for k in KINDS if k.watch_version
 }
 # Annotations the rules read all live under these suffixes (istio.io/, sidecar.istio.io/,
 # gateway.istio.io/, ambient.istio.io/); the rest (last-applied configurations…) is dropped.

@@ -15,25 +15,12 @@ import pytest
 import yaml
 from cryptography import x509
 
+from tests.builders import B0
 from tests.e2e.conftest import ROOT, Kubectl, Webhook
 from tests.harness import rendered_manifests
 from webhook.install import WEBHOOK_KINDS
 
 pytestmark = pytest.mark.e2e
-
-B0 = {
-    ("gateway.networking.k8s.io", "gateways"): ({"v1", "v1beta1"}, {"CREATE", "UPDATE", "DELETE"}),
-    ("gateway.networking.k8s.io", "gatewayclasses"): ({"v1", "v1beta1"}, {"CREATE", "UPDATE"}),
-    ("", "namespaces"): ({"v1"}, {"CREATE", "UPDATE"}),
-    ("", "services"): ({"v1"}, {"CREATE", "UPDATE"}),
-    ("", "pods"): ({"v1"}, {"CREATE", "UPDATE"}),
-    ("networking.istio.io", "serviceentries"): ({"v1", "v1beta1", "v1alpha3"}, {"CREATE", "UPDATE"}),
-    ("networking.istio.io", "workloadentries"): ({"v1", "v1beta1", "v1alpha3"}, {"CREATE", "UPDATE"}),
-    **{("apps", r): ({"v1"}, {"CREATE", "UPDATE"}) for r in ("deployments", "statefulsets", "daemonsets",
-                                                             "replicasets")},
-    **{("batch", r): ({"v1"}, {"CREATE", "UPDATE"}) for r in ("jobs", "cronjobs")},
-}
-
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return next(d for d in docs if d["kind"] == kind)

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from tests.builders import KINDS, consumer, engine, request, state
 from tests.robustness.strategies import SEEDS, UW, UWN, YAML, mutated, paths
-from webhook.admission import AdmissionRequest, GroupVersionKind
 from webhook.model import Malformed
+from webhook.request import AdmissionRequest, GroupVersionKind
 from webhook.state.index import Index
 
 WORLD = [s for s in SEEDS if s["kind"] in ("Gateway", "GatewayClass", "Namespace")]

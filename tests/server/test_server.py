@@ -15,23 +15,16 @@ import pytest
 import requests
 import yaml
 
+from tests.builders import review_body
 from tests.server.conftest import ROOT, Server, start_server, stop_server
 from webhook import tls
 
 pytestmark = pytest.mark.server
 UW = "istio.io/use-waypoint"
-KINDS = {
-    "Gateway": ("gateway.networking.k8s.io", "v1"), "Namespace": ("", "v1"), "Service": ("", "v1"),
-    "Pod": ("", "v1"), "ServiceEntry": ("networking.istio.io", "v1"),
-}
 
 
 def review(obj: dict[str, Any], uid: str = "u-1", op: str = "CREATE", old: dict[str, Any] | None = None) -> bytes:
-    group, version = KINDS[obj["kind"]]
-    ns = obj["metadata"].get("namespace", "default") if obj["kind"] != "Namespace" else ""
-    return orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": uid, "kind": {"group": group, "version": version, "kind": obj["kind"]}, "namespace": ns,
-        "name": obj["metadata"].get("name", ""), "operation": op, "object": obj, "oldObject": old}})
+    return review_body(obj, uid, op, old)
 
 
 def service(labels: dict[str, str], name: str = "s") -> dict[str, Any]:

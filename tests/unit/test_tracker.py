@@ -12,9 +12,9 @@ import pytest
 from tests.builders import consumer, gateway, gateway_class, ns_labels
 from tests.crds import report_schema
 from webhook import reports
-from webhook.audit import audit_engine, judge_stored, stored_request
 from webhook.engine import Settings
 from webhook.state.index import Index, IndexView
+from webhook.stored import audit_engine, judge_stored, stored_request
 from webhook.tracker import Audited, Tracker, carries_waypoint_keys, trim
 
 UW, UWNS = "istio.io/use-waypoint", "istio.io/use-waypoint-namespace"

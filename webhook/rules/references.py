@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from webhook.findings import Finding, Severity
 from webhook.model import (
+    CANARY_KINDS,
     CANARY_WEIGHT,
     DATAPLANE_MODE,
     GATEWAY_NAME_LABEL,
@@ -117,7 +118,6 @@ def judge_consumer(c: Consumer, ctx: Context) -> list[Finding]:
 
 # --- R6: canary waypoints (1.31; Services and ServiceEntries, and Namespaces as their Services see them)
 
-CANARY_KINDS = frozenset({"Namespace", "Service", "ServiceEntry"})
 _WEIGHT = re.compile(r"[+-]?[0-9]+")
 
 

@@ -13,7 +13,9 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from webhook.kinds import Role, group_of, spec_of
 from webhook.model import (
+    CANARY_KINDS,
     CANARY_WEIGHT,
     DATAPLANE_MODE,
     SERVICE_TRAFFIC,
@@ -37,19 +39,6 @@ ConsumerKey = tuple[str, str, str]  # (kind, namespace, name)
 _EMPTY: Mapping[str, str] = {}
 NAMESPACE_ANNOTATIONS = frozenset({CANARY_WEIGHT})
 
-GATEWAY_GROUP = "gateway.networking.k8s.io"
-ISTIO_GROUP = "networking.istio.io"
-
-# (group, kind) -> how the index stores it
-TRACKED: Mapping[tuple[str, str], str] = {
-    (GATEWAY_GROUP, "Gateway"): "gateway",
-    (GATEWAY_GROUP, "GatewayClass"): "class",
-    ("", "Namespace"): "namespace",
-    ("", "Service"): "consumer",
-    ("", "Pod"): "consumer",
-    (ISTIO_GROUP, "ServiceEntry"): "consumer",
-    (ISTIO_GROUP, "WorkloadEntry"): "consumer",
-}
 
 
 def settle_heap() -> None:
@@ -59,13 +48,6 @@ def settle_heap() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
-
-
-def group_of(api_version: str) -> str:
-    return api_version.rpartition("/")[0] if "/" in api_version else ""
-
-
-CANARY_KINDS = frozenset({"Namespace", "Service", "ServiceEntry"})  # R6
 
 
 def references(consumer: Consumer) -> list[tuple[Key, ConsumerRef]]:
@@ -163,26 +145,27 @@ class Index:
         kind = raw.get("kind") or ""
         if not isinstance(api_version, str) or not isinstance(kind, str):
             return False
-        what = TRACKED.get((group_of(api_version), kind))
-        if what is None:
+        spec = spec_of(group_of(api_version), kind)
+        if spec is None or spec.role is Role.WORKLOAD:
             return False
+        what = spec.role
         meta = raw.get("metadata") or {}
         if not isinstance(meta, dict):
             raise Malformed("metadata", "must be an object")
         name, namespace = meta.get("name") or "", meta.get("namespace") or ""
-        if what == "gateway":
+        if what is Role.GATEWAY:
             if deleted:
                 self.delete_gateway(namespace, name)
             else:
                 self.put_gateway(waypoint_info(raw))
-        elif what == "class":
+        elif what is Role.CLASS:
             with self._lock:
                 if deleted:
                     self.classes.pop(name, None)
                 else:
                     gc = parse_gateway_class(raw)
                     self.classes[name] = ClassInfo(gc.waypoint_for, gc.controller, gc.inbound_binding)
-        elif what == "namespace":
+        elif what is Role.NAMESPACE:
             if deleted:
                 with self._lock:
                     self.namespaces.pop(name, None)

@@ -28,8 +28,9 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.watch.watch import iter_resp_lines
 
+from webhook.kinds import WATCHED
 from webhook.metrics import Metrics
-from webhook.model import USE_WAYPOINT, Malformed
+from webhook.model import Malformed
 from webhook.state.index import Index, IndexView
 
 log = logging.getLogger(__name__)
@@ -49,21 +50,8 @@ class Resource:
 # only a canary label (R6) while its primary is inherited, and a label selector cannot say "this
 # key or that one"; the index keeps only the Services that reference a waypoint. ServiceEntries and
 # WorkloadEntries are watched whole because endpoint and spec labels can reference waypoints (R4).
-RESOURCES: tuple[Resource, ...] = (
-    Resource(
-        "gatewayclasses",
-        "/apis/gateway.networking.k8s.io/v1/gatewayclasses",
-        "gateway.networking.k8s.io/v1",
-        "GatewayClass",
-    ),
-    Resource("gateways", "/apis/gateway.networking.k8s.io/v1/gateways", "gateway.networking.k8s.io/v1", "Gateway"),
-    Resource("namespaces", "/api/v1/namespaces", "v1", "Namespace"),
-    Resource("services", "/api/v1/services", "v1", "Service"),
-    Resource("pods", "/api/v1/pods", "v1", "Pod", USE_WAYPOINT),
-    Resource("serviceentries", "/apis/networking.istio.io/v1/serviceentries", "networking.istio.io/v1", "ServiceEntry"),
-    Resource(
-        "workloadentries", "/apis/networking.istio.io/v1/workloadentries", "networking.istio.io/v1", "WorkloadEntry"
-    ),
+RESOURCES: tuple[Resource, ...] = tuple(
+    Resource(k.resource, k.collection, k.api_version(), k.kind, k.watch_selector) for k in WATCHED
 )
 
 
