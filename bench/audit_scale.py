@@ -70,9 +70,15 @@ def child_tracker(state: Path) -> dict[str, Any]:
     judged = tracker.pending()
     tracker.recompute()
     full = time.perf_counter() - started
-    out: dict[str, Any] = {"objects": tracker.size(), "feed_s": fed, "full_pass_s": full, "full_pass_judged": judged,
-                           "with_findings": len(tracker.with_findings()), "rss_mb": _rss_mb(),
-                           "rss_over_base_mb": _rss_mb() - base}
+    out: dict[str, Any] = {
+        "objects": tracker.size(),
+        "feed_s": fed,
+        "full_pass_s": full,
+        "full_pass_judged": judged,
+        "with_findings": len(tracker.with_findings()),
+        "rss_mb": _rss_mb(),
+        "rss_over_base_mb": _rss_mb() - base,
+    }
 
     def incremental(label: str, obj: dict[str, Any], deleted: bool) -> None:
         index.apply(obj, deleted=deleted)
@@ -99,15 +105,20 @@ def child_tracker(state: Path) -> dict[str, Any]:
 
 def measure_child(args: list[str]) -> tuple[Any, float, float]:
     """Peak RSS of exactly this child: run it under a fresh Python that reports its own rusage."""
-    wrapper = [sys.executable, "-c", (
-        "import json, os, resource, subprocess, sys, time\n"
-        "t = time.perf_counter()\n"
-        "p = subprocess.run(sys.argv[1:], capture_output=True)\n"
-        "wall = time.perf_counter() - t\n"
-        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-        "print(json.dumps({'rc': p.returncode, 'wall': wall, 'peak': peak, 'out': p.stdout.decode()[-2000:],"
-        " 'bytes': len(p.stdout)}))\n"
-    ), *args]
+    wrapper = [
+        sys.executable,
+        "-c",
+        (
+            "import json, os, resource, subprocess, sys, time\n"
+            "t = time.perf_counter()\n"
+            "p = subprocess.run(sys.argv[1:], capture_output=True)\n"
+            "wall = time.perf_counter() - t\n"
+            "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+            "print(json.dumps({'rc': p.returncode, 'wall': wall, 'peak': peak, 'out': p.stdout.decode()[-2000:],"
+            " 'bytes': len(p.stdout)}))\n"
+        ),
+        *args,
+    ]
     p = subprocess.run(wrapper, capture_output=True, text=True, check=True)
     r = json.loads(p.stdout)
     return r, r["wall"], r["peak"]
@@ -120,10 +131,18 @@ def main() -> int:
             state = write_state(Path(tmp) / size, namespaces, waypoints, consumers, seed=7, hot_waypoint_consumers=HOT)
             cli, wall, peak = measure_child([EXE, "audit", "--state", str(state), "-o", "json"])
             entries = json.loads(cli["out"]) if cli["bytes"] < 2000 else None
-            res: dict[str, Any] = {"namespaces": namespaces, "waypoints": waypoints, "consumers": consumers + HOT,
-                                   "cli": {"rc": cli["rc"], "wall_s": wall, "peak_rss_mb": peak,
-                                           "output_bytes": cli["bytes"],
-                                           "entries": len(entries) if entries is not None else None}}
+            res: dict[str, Any] = {
+                "namespaces": namespaces,
+                "waypoints": waypoints,
+                "consumers": consumers + HOT,
+                "cli": {
+                    "rc": cli["rc"],
+                    "wall_s": wall,
+                    "peak_rss_mb": peak,
+                    "output_bytes": cli["bytes"],
+                    "entries": len(entries) if entries is not None else None,
+                },
+            }
             r, wall, peak = measure_child([sys.executable, __file__, "tracker", str(state)])
             res["tracker"] = {**json.loads(r["out"]), "wall_s": wall, "peak_rss_mb": peak}
             out[size] = res
@@ -137,9 +156,11 @@ def main() -> int:
 
 
 def table(out: dict[str, Any]) -> str:
-    lines = ["| cluster | one-off `audit` (time, peak RSS) | continuous: objects, full pass, peak RSS | "
-             "ordinary waypoint deleted | hot waypoint (500) deleted | namespace relabelled |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| cluster | one-off `audit` (time, peak RSS) | continuous: objects, full pass, peak RSS | "
+        "ordinary waypoint deleted | hot waypoint (500) deleted | namespace relabelled |",
+        "|---|---|---|---|---|---|",
+    ]
     for size in SIZES:
         r = out[size]
         t = r["tracker"]
@@ -152,7 +173,8 @@ def table(out: dict[str, Any]) -> str:
             f"| {r['cli']['wall_s']:.1f} s, {r['cli']['peak_rss_mb']:.0f} MB "
             f"| {t['objects']:,}, {t['full_pass_s']:.1f} s, {t['peak_rss_mb']:.0f} MB "
             f"| {inc('ordinary_waypoint_deleted')} ({t['ordinary_waypoint_deleted']['consumers']} consumers) "
-            f"| {inc('hot_waypoint_deleted')} | {inc('namespace_relabelled')} |")
+            f"| {inc('hot_waypoint_deleted')} | {inc('namespace_relabelled')} |"
+        )
     return "\n".join(lines) + "\n"
 
 

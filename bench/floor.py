@@ -24,8 +24,11 @@ def build_app(_: CertReloader | None) -> Flask:
     @app.post("/mutate")
     def review() -> Response:
         req = orjson.loads(request.get_data())["request"]
-        out = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-               "response": {"uid": req["uid"], "allowed": True}}
+        out = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {"uid": req["uid"], "allowed": True},
+        }
         return Response(orjson.dumps(out), mimetype="application/json")
 
     @app.get("/readyz")
@@ -37,5 +40,15 @@ def build_app(_: CertReloader | None) -> Flask:
 
 if __name__ == "__main__":
     port, cert, key, workers, threads = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
-    serving.run(serving.ServeOptions(host="127.0.0.1", port=int(port), tls_cert=cert, tls_key=key,
-                                     workers=int(workers), threads=int(threads), log_level="warning"), build_app)
+    serving.run(
+        serving.ServeOptions(
+            host="127.0.0.1",
+            port=int(port),
+            tls_cert=cert,
+            tls_key=key,
+            workers=int(workers),
+            threads=int(threads),
+            log_level="warning",
+        ),
+        build_app,
+    )

@@ -53,8 +53,13 @@ RESULTS = ROOT / "bench" / "results"
 KINDS = ("truncated-hello", "idle-tcp", "idle-tls", "slowloris", "stalled-body")
 D = Deadlines()
 KEEPALIVE = 120.0
-DEADLINE = {"truncated-hello": D.handshake, "idle-tcp": D.handshake, "idle-tls": KEEPALIVE,
-            "slowloris": D.header, "stalled-body": D.body}
+DEADLINE = {
+    "truncated-hello": D.handshake,
+    "idle-tcp": D.handshake,
+    "idle-tls": KEEPALIVE,
+    "slowloris": D.header,
+    "stalled-body": D.body,
+}
 
 
 @dataclass
@@ -91,8 +96,10 @@ class HostileCrowd:
             if kind == "slowloris":
                 sock.sendall(b"POST /validate HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             elif kind == "stalled-body":
-                sock.sendall(b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: 100000\r\n\r\n{\"apiVersion\":\"adm")
+                sock.sendall(
+                    b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b'Content-Length: 100000\r\n\r\n{"apiVersion":"adm'
+                )
         sock.setblocking(False)
         h = Hostile(kind, sock, time.monotonic())
         self.live[sock.fileno()] = h
@@ -201,9 +208,26 @@ def main() -> int:
     certs = work / "certs"
     tls.write(tls.issue(["localhost"], ["127.0.0.1"]), certs)
     port = free_port()
-    cmd = [EXE, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--threads", "4",
-           "--tls-cert", str(certs / "tls.crt"), "--tls-key", str(certs / "tls.key"),
-           "--state", str(ROOT / "examples" / "state"), "--log-level", "warning"]
+    cmd = [
+        EXE,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        "--tls-cert",
+        str(certs / "tls.crt"),
+        "--tls-key",
+        str(certs / "tls.key"),
+        "--state",
+        str(ROOT / "examples" / "state"),
+        "--log-level",
+        "warning",
+    ]
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", "0", *cmd]
         os.sched_setaffinity(0, {1})
@@ -233,9 +257,12 @@ def main() -> int:
         runner.join()
         crowd.close_all()
         metrics = requests.get(f"https://127.0.0.1:{port}/metrics", verify=ca, timeout=5).text
-        rss = sum(int(line.split()[1]) for pid in
-                  Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-                  for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS:"))
+        rss = sum(
+            int(line.split()[1])
+            for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
     finally:
         proc.terminate()
         proc.wait(30)
@@ -245,28 +272,47 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, CPython {platform.python_version()}",
         "server": "2 workers x 4 threads, TLS, deadlines handshake 5 s, header 10 s, body 10 s, keep-alive 120 s",
         "hostile_open": {"at_start": held, "at_end": held_end, "target": args.per_kind * len(KINDS)},
-        "reviews": {"sent": len(latencies) + len([f for f in failures if "HTTP" not in f]),
-                    "failed": len(failures), "rate": args.rate, "seconds": args.seconds,
-                    "p50_ms": round(pct(latencies, 50), 2), "p99_ms": round(pct(latencies, 99), 2),
-                    "max_ms": round(max(latencies) * 1000, 2) if latencies else None,
-                    "mean_ms": round(statistics.mean(latencies) * 1000, 2) if latencies else None},
-        "hostile": {k: {"opened": crowd.stats.opened[k], "closed_by_server": crowd.stats.closed[k],
-                        "longest_s": round(crowd.stats.longest[k], 1), "deadline_s": DEADLINE[k]} for k in KINDS},
-        "closed_by_reason": {line.split('reason="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
-                             for line in metrics.splitlines()
-                             if line.startswith("waypoint_webhook_connections_closed_total{")},
+        "reviews": {
+            "sent": len(latencies) + len([f for f in failures if "HTTP" not in f]),
+            "failed": len(failures),
+            "rate": args.rate,
+            "seconds": args.seconds,
+            "p50_ms": round(pct(latencies, 50), 2),
+            "p99_ms": round(pct(latencies, 99), 2),
+            "max_ms": round(max(latencies) * 1000, 2) if latencies else None,
+            "mean_ms": round(statistics.mean(latencies) * 1000, 2) if latencies else None,
+        },
+        "hostile": {
+            k: {
+                "opened": crowd.stats.opened[k],
+                "closed_by_server": crowd.stats.closed[k],
+                "longest_s": round(crowd.stats.longest[k], 1),
+                "deadline_s": DEADLINE[k],
+            }
+            for k in KINDS
+        },
+        "closed_by_reason": {
+            line.split('reason="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("waypoint_webhook_connections_closed_total{")
+        },
         "worker_rss_mb": round(rss / 1024, 1),
         "failures": failures[:10],
     }
-    ok = (not failures and result["reviews"]["p99_ms"] < 100
-          and all(crowd.stats.longest[k] <= DEADLINE[k] + 1.5 for k in KINDS if crowd.stats.closed[k]))
+    ok = (
+        not failures
+        and result["reviews"]["p99_ms"] < 100
+        and all(crowd.stats.longest[k] <= DEADLINE[k] + 1.5 for k in KINDS if crowd.stats.closed[k])
+    )
     result["target_met"] = ok
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "hostile.json").write_text(json.dumps(result, indent=2) + "\n")
     r = result["reviews"]
     print(f"hostile connections held: {held} at start, {held_end} at end (target {args.per_kind * len(KINDS)})")
-    print(f"real reviews: {r['sent']} at {args.rate:g}/s, {r['failed']} failed, "
-          f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms")
+    print(
+        f"real reviews: {r['sent']} at {args.rate:g}/s, {r['failed']} failed, "
+        f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms"
+    )
     print("| hostile kind | opened | closed by the server | longest life (s) | deadline (s) |")
     print("|---|---|---|---|---|")
     for k, v in result["hostile"].items():

@@ -47,14 +47,19 @@ RESULTS = ROOT / "bench" / "results"
 
 def build_loadgen(out: Path) -> Path:
     exe = out / "loadgen"
-    subprocess.run(["go", "build", "-o", str(exe), "."], cwd=ROOT / "bench" / "loadgen", check=True,
-                   env={**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"})
+    subprocess.run(
+        ["go", "build", "-o", str(exe), "."],
+        cwd=ROOT / "bench" / "loadgen",
+        check=True,
+        env={**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"},
+    )
     return exe
 
 
 @contextmanager
-def server(kind: str, work: Path, certs: Path, state: Path | None = None, extra: list[str] | None = None,
-           cpu: str = "0") -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def server(
+    kind: str, work: Path, certs: Path, state: Path | None = None, extra: list[str] | None = None, cpu: str = "0"
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     cert, key = str(certs / "tls.crt"), str(certs / "tls.key")
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
@@ -62,8 +67,25 @@ def server(kind: str, work: Path, certs: Path, state: Path | None = None, extra:
         cmd = [sys.executable, str(ROOT / "bench" / "floor.py"), str(port), cert, key, "1", "4"]
         env["PYTHONPATH"] = str(ROOT)
     else:
-        cmd = [EXE, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--threads", "4",
-               "--tls-cert", cert, "--tls-key", key, "--log-level", "warning", *(extra or [])]
+        cmd = [
+            EXE,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--threads",
+            "4",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--log-level",
+            "warning",
+            *(extra or []),
+        ]
         if state is not None:
             cmd += ["--state", str(state)]
     if shutil.which("taskset"):
@@ -103,10 +125,33 @@ class Load:
         self.exe, self.ca = exe, ca
         self.duration = "2s" if quick else "4s"
 
-    def run(self, url: str, body: Path, rate: float = 0, conns: int = 8, new_conn: bool = False,
-            duration: str | None = None, **extra: str) -> dict[str, Any]:
-        cmd = [str(self.exe), "-url", url, "-body", str(body), "-ca", str(self.ca), "-rate", str(rate),
-               "-conns", str(conns), "-duration", duration or self.duration, "-warmup", "1s"]
+    def run(
+        self,
+        url: str,
+        body: Path,
+        rate: float = 0,
+        conns: int = 8,
+        new_conn: bool = False,
+        duration: str | None = None,
+        **extra: str,
+    ) -> dict[str, Any]:
+        cmd = [
+            str(self.exe),
+            "-url",
+            url,
+            "-body",
+            str(body),
+            "-ca",
+            str(self.ca),
+            "-rate",
+            str(rate),
+            "-conns",
+            str(conns),
+            "-duration",
+            duration or self.duration,
+            "-warmup",
+            "1s",
+        ]
         if new_conn:
             cmd.append("-new-conn")
         for k, v in extra.items():
@@ -127,8 +172,9 @@ def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return max(runs, key=lambda r: r["rps"])
 
 
-def bench_payloads(load: Load, work: Path, certs: Path, state: Path, files: dict[str, tuple[str, Path]],
-                   out: dict[str, Any]) -> None:
+def bench_payloads(
+    load: Load, work: Path, certs: Path, state: Path, files: dict[str, tuple[str, Path]], out: dict[str, Any]
+) -> None:
     results: dict[str, Any] = {}
     long = "15s" if load.duration == "4s" else "5s"
     with server("floor", work, certs) as (floor_url, _), server("webhook", work, certs, state) as (url, proc):
@@ -141,16 +187,21 @@ def bench_payloads(load: Load, work: Path, certs: Path, state: Path, files: dict
             r["ratio"] = round(r["saturation"]["rps"] / r["floor"]["rps"], 3)
             for rate in (100, 500):
                 r[f"open_{rate}"] = load.run(url + path, body, rate=rate)
-            print(f"  {name:<18} {r['saturation']['rps']:7.0f} req/s = {r['ratio']:.0%} of floor; "
-                  f"service p99 at 500/s {r['open_500']['svc_p99_ms']:.2f} ms", file=sys.stderr)
+            print(
+                f"  {name:<18} {r['saturation']['rps']:7.0f} req/s = {r['ratio']:.0%} of floor; "
+                f"service p99 at 500/s {r['open_500']['svc_p99_ms']:.2f} ms",
+                file=sys.stderr,
+            )
         for name in ("pod-4k", "gateway-validate"):
             results[name]["open_200"] = load.run(url + files[name][0], files[name][1], rate=200, duration=long)
-            results[name]["floor_open_200"] = load.run(floor_url + files[name][0], files[name][1], rate=200,
-                                                       duration=long)
+            results[name]["floor_open_200"] = load.run(
+                floor_url + files[name][0], files[name][1], rate=200, duration=long
+            )
         body = files["pod-4k"][1]
         results["pod-4k"]["new_conn"] = best([load.run(url + "/validate", body, new_conn=True) for _ in range(2)])
-        results["pod-4k"]["floor_new_conn"] = best([load.run(floor_url + "/validate", body, new_conn=True)
-                                                   for _ in range(2)])
+        results["pod-4k"]["floor_new_conn"] = best(
+            [load.run(floor_url + "/validate", body, new_conn=True) for _ in range(2)]
+        )
         out["rss_mb_realistic"] = round(worker_rss_mb(proc), 1)
     out["payloads"] = results
 
@@ -158,7 +209,15 @@ def bench_payloads(load: Load, work: Path, certs: Path, state: Path, files: dict
 def bench_calibration(load: Load, work: Path, certs: Path, body: Path, out: dict[str, Any]) -> None:
     """The same client against the fastest server this machine runs (Go, TLS, trivial handler)."""
     port = free_port()
-    cmd = [str(load.exe), "-serve", f"127.0.0.1:{port}", "-cert", str(certs / "tls.crt"), "-key", str(certs / "tls.key")]
+    cmd = [
+        str(load.exe),
+        "-serve",
+        f"127.0.0.1:{port}",
+        "-cert",
+        str(certs / "tls.crt"),
+        "-key",
+        str(certs / "tls.key"),
+    ]
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", "0", *cmd]
     proc = subprocess.Popen(cmd)
@@ -186,8 +245,9 @@ def bench_scaling(load: Load, work: Path, certs: Path, out: dict[str, Any]) -> N
                 "saturation": load.run(url + "/validate", body),
             }
     for n_cons in (10, 1000, 10_000):
-        state = write_state(work / f"del-{n_cons}", namespaces=100, waypoints=20, consumers=0, seed=3,
-                            hot_waypoint_consumers=n_cons)
+        state = write_state(
+            work / f"del-{n_cons}", namespaces=100, waypoints=20, consumers=0, seed=3, hot_waypoint_consumers=n_cons
+        )
         body = payloads.write(work / f"del-{n_cons}.json", payloads.gateway_delete("ns-0", "hot-waypoint"))
         with server("webhook", work, certs, state) as (url, _):
             scaling[f"delete_consumers_{n_cons}"] = {"saturation": load.run(url + "/validate", body)}
@@ -202,15 +262,24 @@ def bench_memory(work: Path, certs: Path, out: dict[str, Any]) -> None:
         with server("webhook", work, certs, state) as (url, proc):
             body = payloads.write(work / "mem-pod.json", payloads.pod_4k(max(n_ns, 1)))
             for _ in range(50):
-                requests.post(url + "/validate", data=body.read_bytes(), verify=str(certs / "ca.crt"),
-                              headers={"Content-Type": "application/json"}, timeout=10)
-            rows.append({"namespaces": n_ns, "waypoints": n_wp, "consumers": n_cons,
-                         "rss_mb": round(worker_rss_mb(proc), 1)})
+                requests.post(
+                    url + "/validate",
+                    data=body.read_bytes(),
+                    verify=str(certs / "ca.crt"),
+                    headers={"Content-Type": "application/json"},
+                    timeout=10,
+                )
+            rows.append(
+                {"namespaces": n_ns, "waypoints": n_wp, "consumers": n_cons, "rss_mb": round(worker_rss_mb(proc), 1)}
+            )
         print(f"  memory {rows[-1]}", file=sys.stderr)
     base, full = rows[0]["rss_mb"], rows[-1]
-    out["memory"] = {"rows": rows, "per_10k_objects_mb": round((full["rss_mb"] - base) /
-                                                               ((full["namespaces"] + full["waypoints"] +
-                                                                 full["consumers"]) / 10_000), 2)}
+    out["memory"] = {
+        "rows": rows,
+        "per_10k_objects_mb": round(
+            (full["rss_mb"] - base) / ((full["namespaces"] + full["waypoints"] + full["consumers"]) / 10_000), 2
+        ),
+    }
 
 
 def bench_apiserver(load: Load, work: Path, out: dict[str, Any]) -> None:
@@ -222,20 +291,35 @@ def bench_apiserver(load: Load, work: Path, out: dict[str, Any]) -> None:
     cp.start()
     k = Kubectl(cp.kubeconfig)
     try:
-        docs = [d for d in rendered_manifests(k) if d["kind"] in ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+        docs = [
+            d
+            for d in rendered_manifests(k)
+            if d["kind"] in ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+        ]
         k.apply(docs)
         k("create", "namespace", "bench")
         k("label", "namespace", "bench", "istio.io/dataplane-mode=ambient")
         wh = start_webhook(cp, k, work / "apiserver-webhook")
         pki = cp.workdir / "pki"
+
         def measure(tag: str, rate: float = 0) -> dict[str, Any]:
             res = {}
-            bodies = {"services": payloads.write(work / f"api-svc-{tag}.json", payloads.api_service(tag)),
-                      "pods": payloads.write(work / f"api-pod-{tag}.json", payloads.api_pod(tag))}
+            bodies = {
+                "services": payloads.write(work / f"api-svc-{tag}.json", payloads.api_service(tag)),
+                "pods": payloads.write(work / f"api-pod-{tag}.json", payloads.api_pod(tag)),
+            }
             for resource, body in bodies.items():
-                res[resource] = load.run(f"{cp.url}/api/v1/namespaces/bench/{resource}", body, conns=20,
-                                         duration="6s", rate=rate, ca=str(pki / "ca.crt"), cert=str(pki / "admin.crt"),
-                                         key=str(pki / "admin.key"), expect="201")
+                res[resource] = load.run(
+                    f"{cp.url}/api/v1/namespaces/bench/{resource}",
+                    body,
+                    conns=20,
+                    duration="6s",
+                    rate=rate,
+                    ca=str(pki / "ca.crt"),
+                    cert=str(pki / "admin.crt"),
+                    key=str(pki / "admin.key"),
+                    expect="201",
+                )
             return res
 
         without, without_100 = measure("without"), measure("without100", 100)
@@ -249,11 +333,17 @@ def bench_apiserver(load: Load, work: Path, out: dict[str, Any]) -> None:
         with_webhook, with_100 = measure("with"), measure("with100", 100)
         wh.proc.terminate()
         out["apiserver"] = {
-            r: {"without": without[r], "with": with_webhook[r],
+            r: {
+                "without": without[r],
+                "with": with_webhook[r],
                 "p99_ratio": round(with_webhook[r]["p99_ms"] / max(without[r]["p99_ms"], 1e-6), 3),
                 "p50_ratio": round(with_webhook[r]["p50_ms"] / max(without[r]["p50_ms"], 1e-6), 3),
-                "open_100": {"without": without_100[r], "with": with_100[r],
-                             "p99_ratio": round(with_100[r]["p99_ms"] / max(without_100[r]["p99_ms"], 1e-6), 3)}}
+                "open_100": {
+                    "without": without_100[r],
+                    "with": with_100[r],
+                    "p99_ratio": round(with_100[r]["p99_ms"] / max(without_100[r]["p99_ms"], 1e-6), 3),
+                },
+            }
             for r in ("services", "pods")
         }
     finally:
@@ -265,41 +355,62 @@ def _lat(r: dict[str, Any]) -> str:
 
 
 def table(out: dict[str, Any]) -> str:
-    lines = ["| payload | floor req/s | webhook req/s | ratio | service p50 / p99 / p99.9 ms at 100/s | at 500/s |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| payload | floor req/s | webhook req/s | ratio | service p50 / p99 / p99.9 ms at 100/s | at 500/s |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in out["payloads"].items():
-        lines.append(f"| {name} | {r['floor']['rps']:.0f} | {r['saturation']['rps']:.0f} | {r['ratio']:.0%} | "
-                     f"{_lat(r['open_100'])} | {_lat(r['open_500'])} |")
+        lines.append(
+            f"| {name} | {r['floor']['rps']:.0f} | {r['saturation']['rps']:.0f} | {r['ratio']:.0%} | "
+            f"{_lat(r['open_100'])} | {_lat(r['open_500'])} |"
+        )
     p, g = out["payloads"]["pod-4k"], out["payloads"]["gateway-validate"]
     cal = out["calibration_go_server"]
-    lines += ["",
-              f"- 200 req/s, service p50 / p99 / p99.9 ms: 4 KB Pod {_lat(p['open_200'])} (floor {_lat(p['floor_open_200'])}); "
-              f"Gateway {_lat(g['open_200'])} (floor {_lat(g['floor_open_200'])}); a trivial Go server on the same "
-              f"machine: {_lat(cal['open_200'])}, {cal['saturation']['rps']:.0f} req/s at saturation",
-              f"- Open loop, measured from each request's due time (includes client scheduling): 4 KB Pod at 200/s "
-              f"p99 {p['open_200']['p99_ms']:.2f} ms, p99.9 {p['open_200']['p999_ms']:.2f} ms",
-              f"- New TLS connection per request (4 KB Pod): {p['new_conn']['rps']:.0f} req/s vs "
-              f"{p['saturation']['rps']:.0f} with keep-alive ({p['new_conn']['rps'] / p['saturation']['rps']:.0%}); "
-              f"floor {p['floor_new_conn']['rps']:.0f} vs {p['floor']['rps']:.0f}"]
+    lines += [
+        "",
+        f"- 200 req/s, service p50 / p99 / p99.9 ms: 4 KB Pod {_lat(p['open_200'])} (floor {_lat(p['floor_open_200'])}); "
+        f"Gateway {_lat(g['open_200'])} (floor {_lat(g['floor_open_200'])}); a trivial Go server on the same "
+        f"machine: {_lat(cal['open_200'])}, {cal['saturation']['rps']:.0f} req/s at saturation",
+        f"- Open loop, measured from each request's due time (includes client scheduling): 4 KB Pod at 200/s "
+        f"p99 {p['open_200']['p99_ms']:.2f} ms, p99.9 {p['open_200']['p999_ms']:.2f} ms",
+        f"- New TLS connection per request (4 KB Pod): {p['new_conn']['rps']:.0f} req/s vs "
+        f"{p['saturation']['rps']:.0f} with keep-alive ({p['new_conn']['rps'] / p['saturation']['rps']:.0%}); "
+        f"floor {p['floor_new_conn']['rps']:.0f} vs {p['floor']['rps']:.0f}",
+    ]
     if "scaling" in out:
         s = out["scaling"]
-        lines.append(f"- Cluster size, 4 KB Pod: service p99 at 200/s {s['namespaces_100']['open_200']['svc_p99_ms']:.2f} ms "
-                     f"with 100 namespaces, {s['namespaces_10000']['open_200']['svc_p99_ms']:.2f} ms with 10,000; saturation "
-                     f"{s['namespaces_100']['saturation']['rps']:.0f} vs {s['namespaces_10000']['saturation']['rps']:.0f} req/s")
-        lines.append("- Gateway DELETE, by consumers of that waypoint: " + ", ".join(
-            f"{k.rsplit('_', 1)[1]}: {v['saturation']['rps']:.0f} req/s" for k, v in s.items() if k.startswith("delete")))
+        lines.append(
+            f"- Cluster size, 4 KB Pod: service p99 at 200/s {s['namespaces_100']['open_200']['svc_p99_ms']:.2f} ms "
+            f"with 100 namespaces, {s['namespaces_10000']['open_200']['svc_p99_ms']:.2f} ms with 10,000; saturation "
+            f"{s['namespaces_100']['saturation']['rps']:.0f} vs {s['namespaces_10000']['saturation']['rps']:.0f} req/s"
+        )
+        lines.append(
+            "- Gateway DELETE, by consumers of that waypoint: "
+            + ", ".join(
+                f"{k.rsplit('_', 1)[1]}: {v['saturation']['rps']:.0f} req/s"
+                for k, v in s.items()
+                if k.startswith("delete")
+            )
+        )
     if "memory" in out:
         m = out["memory"]
-        lines.append("- Worker RSS: " + ", ".join(
-            f"{r['namespaces']} ns / {r['waypoints']} wp / {r['consumers']} consumers: {r['rss_mb']} MB" for r in m["rows"])
-            + f" (about {m['per_10k_objects_mb']} MB per 10,000 objects)")
+        lines.append(
+            "- Worker RSS: "
+            + ", ".join(
+                f"{r['namespaces']} ns / {r['waypoints']} wp / {r['consumers']} consumers: {r['rss_mb']} MB"
+                for r in m["rows"]
+            )
+            + f" (about {m['per_10k_objects_mb']} MB per 10,000 objects)"
+        )
     if "apiserver" in out:
         for r, v in out["apiserver"].items():
-            lines.append(f"- API server, 20 clients creating {r}: p50 {v['without']['p50_ms']:.1f} → "
-                         f"{v['with']['p50_ms']:.1f} ms, p99 {v['without']['p99_ms']:.1f} → {v['with']['p99_ms']:.1f} ms "
-                         f"(x{v['p99_ratio']:.2f}); {v['without']['rps']:.0f} → {v['with']['rps']:.0f} creates/s; "
-                         f"open loop 100/s: p99 {v['open_100']['without']['p99_ms']:.1f} → "
-                         f"{v['open_100']['with']['p99_ms']:.1f} ms (x{v['open_100']['p99_ratio']:.2f})")
+            lines.append(
+                f"- API server, 20 clients creating {r}: p50 {v['without']['p50_ms']:.1f} → "
+                f"{v['with']['p50_ms']:.1f} ms, p99 {v['without']['p99_ms']:.1f} → {v['with']['p99_ms']:.1f} ms "
+                f"(x{v['p99_ratio']:.2f}); {v['without']['rps']:.0f} → {v['with']['rps']:.0f} creates/s; "
+                f"open loop 100/s: p99 {v['open_100']['without']['p99_ms']:.1f} → "
+                f"{v['open_100']['with']['p99_ms']:.1f} ms (x{v['open_100']['p99_ratio']:.2f})"
+            )
     return "\n".join(lines)
 
 
@@ -321,7 +432,7 @@ def main() -> int:
         out: dict[str, Any] = {
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} "
-                       f"{platform.python_version()}; server on CPU 0 (1 worker, 4 threads), load on CPU 1",
+            f"{platform.python_version()}; server on CPU 0 (1 worker, 4 threads), load on CPU 1",
             "state": {"namespaces": 1000, "waypoints": 200, "consumers": 5000},
         }
         print("calibration (Go server)…", file=sys.stderr)

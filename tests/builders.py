@@ -23,8 +23,10 @@ B0 = {
     ("", "pods"): ({"v1"}, {"CREATE", "UPDATE"}),
     ("networking.istio.io", "serviceentries"): ({"v1", "v1beta1", "v1alpha3"}, {"CREATE", "UPDATE"}),
     ("networking.istio.io", "workloadentries"): ({"v1", "v1beta1", "v1alpha3"}, {"CREATE", "UPDATE"}),
-    **{("apps", r): ({"v1"}, {"CREATE", "UPDATE"}) for r in ("deployments", "statefulsets", "daemonsets",
-                                                             "replicasets")},
+    **{
+        ("apps", r): ({"v1"}, {"CREATE", "UPDATE"})
+        for r in ("deployments", "statefulsets", "daemonsets", "replicasets")
+    },
     **{("batch", r): ({"v1"}, {"CREATE", "UPDATE"}) for r in ("jobs", "cronjobs")},
 }
 MESH = {"name": "mesh", "port": 15008, "protocol": "HBONE"}
@@ -38,8 +40,13 @@ def api_version(kind: str) -> str:
     return f"{group}/{version}" if group else version
 
 
-def meta(name: str, namespace: str | None, labels: dict[str, str] | None, annotations: dict[str, str] | None = None,
-         owner: bool = False) -> dict[str, Any]:
+def meta(
+    name: str,
+    namespace: str | None,
+    labels: dict[str, str] | None,
+    annotations: dict[str, str] | None = None,
+    owner: bool = False,
+) -> dict[str, Any]:
     m: dict[str, Any] = {"name": name}
     if namespace is not None:
         m["namespace"] = namespace
@@ -48,8 +55,9 @@ def meta(name: str, namespace: str | None, labels: dict[str, str] | None, annota
     if annotations is not None:
         m["annotations"] = dict(annotations)
     if owner:
-        m["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u1",
-                                 "controller": True}]
+        m["ownerReferences"] = [
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u1", "controller": True}
+        ]
     return m
 
 
@@ -61,16 +69,23 @@ def ns_labels(name: str, labels: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta(name, None, labels)}
 
 
-def gateway(name: str = "waypoint", ns: str = "default", cls: str = "istio-waypoint",
-            labels: dict[str, str] | None = None, listeners: list[dict[str, Any]] | None = None,
-            ready: bool = True, routes: dict[str, Any] | None = None) -> dict[str, Any]:
+def gateway(
+    name: str = "waypoint",
+    ns: str = "default",
+    cls: str = "istio-waypoint",
+    labels: dict[str, str] | None = None,
+    listeners: list[dict[str, Any]] | None = None,
+    ready: bool = True,
+    routes: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     if listeners is None:
         listener = dict(MESH)
         if routes is not None:
             listener["allowedRoutes"] = {"namespaces": routes}
         listeners = [listener]
     obj: dict[str, Any] = {
-        "apiVersion": api_version("Gateway"), "kind": "Gateway",
+        "apiVersion": api_version("Gateway"),
+        "kind": "Gateway",
         "metadata": meta(name, ns, labels),
         "spec": {"gatewayClassName": cls, "listeners": listeners},
     }
@@ -79,17 +94,34 @@ def gateway(name: str = "waypoint", ns: str = "default", cls: str = "istio-waypo
     return obj
 
 
-def gateway_class(name: str, labels: dict[str, str] | None = None, controller: str = "istio.io/mesh-controller",
-                  annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"apiVersion": api_version("GatewayClass"), "kind": "GatewayClass",
-            "metadata": meta(name, None, labels, annotations), "spec": {"controllerName": controller}}
+def gateway_class(
+    name: str,
+    labels: dict[str, str] | None = None,
+    controller: str = "istio.io/mesh-controller",
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": api_version("GatewayClass"),
+        "kind": "GatewayClass",
+        "metadata": meta(name, None, labels, annotations),
+        "spec": {"controllerName": controller},
+    }
 
 
-def consumer(kind: str, name: str = "obj", ns: str = "default", labels: dict[str, str] | None = None,
-             annotations: dict[str, str] | None = None, spec: dict[str, Any] | None = None,
-             owner: bool = False) -> dict[str, Any]:
-    obj: dict[str, Any] = {"apiVersion": api_version(kind), "kind": kind,
-                           "metadata": meta(name, ns, labels, annotations, owner)}
+def consumer(
+    kind: str,
+    name: str = "obj",
+    ns: str = "default",
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    spec: dict[str, Any] | None = None,
+    owner: bool = False,
+) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "apiVersion": api_version(kind),
+        "kind": kind,
+        "metadata": meta(name, ns, labels, annotations, owner),
+    }
     if spec is not None:
         obj["spec"] = spec
     elif kind == "Pod":
@@ -97,11 +129,13 @@ def consumer(kind: str, name: str = "obj", ns: str = "default", labels: dict[str
     return obj
 
 
-def workload(kind: str, name: str = "app", ns: str = "default", labels: dict[str, str] | None = None,
-             owner: bool = False) -> dict[str, Any]:
+def workload(
+    kind: str, name: str = "app", ns: str = "default", labels: dict[str, str] | None = None, owner: bool = False
+) -> dict[str, Any]:
     template = {"metadata": {"labels": dict(labels or {})}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
     spec: dict[str, Any] = (
-        {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template}}} if kind == "CronJob"
+        {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template}}}
+        if kind == "CronJob"
         else {"selector": {"matchLabels": {"app": name}}, "template": template}
     )
     return {"apiVersion": api_version(kind), "kind": kind, "metadata": meta(name, ns, None, owner=owner), "spec": spec}
@@ -114,27 +148,55 @@ def state(*objects: dict[str, Any]) -> Index:
     return index
 
 
-def request(obj: dict[str, Any] | None, operation: str = "CREATE", old: dict[str, Any] | None = None,
-            kind: str | None = None, dry_run: bool = False) -> AdmissionRequest:
+def request(
+    obj: dict[str, Any] | None,
+    operation: str = "CREATE",
+    old: dict[str, Any] | None = None,
+    kind: str | None = None,
+    dry_run: bool = False,
+) -> AdmissionRequest:
     src = obj if obj is not None else old
     assert src is not None
     kind = kind or src["kind"]
     group, version = KINDS[kind]
     ns = src["metadata"].get("namespace", "") if kind not in ("Namespace", "GatewayClass") else ""
     return AdmissionRequest(
-        uid=f"uid-{next(_uid)}", kind=GroupVersionKind(group, version, kind), operation=operation,
-        namespace=ns, name=src["metadata"].get("name", ""), object=obj, old_object=old, dry_run=dry_run,
+        uid=f"uid-{next(_uid)}",
+        kind=GroupVersionKind(group, version, kind),
+        operation=operation,
+        namespace=ns,
+        name=src["metadata"].get("name", ""),
+        object=obj,
+        old_object=old,
+        dry_run=dry_run,
     )
 
 
-def review_body(obj: dict[str, Any] | None, uid: str = "u-1", operation: str = "CREATE",
-                old: dict[str, Any] | None = None, kind: str | None = None) -> bytes:
+def review_body(
+    obj: dict[str, Any] | None,
+    uid: str = "u-1",
+    operation: str = "CREATE",
+    old: dict[str, Any] | None = None,
+    kind: str | None = None,
+) -> bytes:
     """An AdmissionReview v1 request on the wire, as kube-apiserver sends it."""
     req = request(obj, operation, old, kind)
-    return orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": uid, "kind": {"group": req.kind.group, "version": req.kind.version, "kind": req.kind.kind},
-        "namespace": req.namespace, "name": req.name, "operation": operation, "object": obj, "oldObject": old,
-        "userInfo": {"username": "tester"}}})
+    return orjson.dumps(
+        {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": uid,
+                "kind": {"group": req.kind.group, "version": req.kind.version, "kind": req.kind.kind},
+                "namespace": req.namespace,
+                "name": req.name,
+                "operation": operation,
+                "object": obj,
+                "oldObject": old,
+                "userInfo": {"username": "tester"},
+            },
+        }
+    )
 
 
 class UnsyncedView(IndexView):
@@ -142,8 +204,9 @@ class UnsyncedView(IndexView):
         return False
 
 
-def engine(index: Index | None = None, preset: str = "default", synced: bool = True, pin: bool = False,
-           **overrides: Any) -> Engine:
+def engine(
+    index: Index | None = None, preset: str = "default", synced: bool = True, pin: bool = False, **overrides: Any
+) -> Engine:
     view = IndexView(index or Index()) if synced else UnsyncedView(index or Index())
     return Engine(view, Settings(policy=Policy(preset, overrides), pin_waypoint_for=pin))
 
@@ -157,5 +220,7 @@ def verdict_codes(v: Verdict) -> dict[str, str]:
     return out
 
 
-def judge(e: Engine, obj: dict[str, Any], operation: str = "CREATE", old: dict[str, Any] | None = None) -> dict[str, str]:
+def judge(
+    e: Engine, obj: dict[str, Any], operation: str = "CREATE", old: dict[str, Any] | None = None
+) -> dict[str, str]:
     return verdict_codes(e.validate(request(obj, operation, old)))

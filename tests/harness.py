@@ -40,8 +40,13 @@ class Kubectl:
     kubeconfig: Path
 
     def __call__(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), *args], input=input,
-                           capture_output=True, text=True, timeout=60)
+        p = subprocess.run(
+            ["kubectl", "--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         if check and p.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
         return p
@@ -56,8 +61,14 @@ def install_crds(kubectl: Kubectl) -> None:
     for f in gateway_api_files():  # server-side: HTTPRoute's CRD is too large for client-side apply
         kubectl("apply", "--server-side", "-f", str(f))
     kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(istio_crds(ISTIO_CRDS)))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/gateways.gateway.networking.k8s.io",
-            "crd/gatewayclasses.gateway.networking.k8s.io", *(f"crd/{c}" for c in ISTIO_CRDS))
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/gateways.gateway.networking.k8s.io",
+        "crd/gatewayclasses.gateway.networking.k8s.io",
+        *(f"crd/{c}" for c in ISTIO_CRDS),
+    )
 
     def discoverable() -> bool:
         istio = kubectl("api-resources", "--api-group=networking.istio.io", check=False).stdout
@@ -75,16 +86,21 @@ def install_report_crds(kubectl: Kubectl) -> None:
     for f in policy_report_files():
         kubectl("apply", "--server-side", "-f", str(f))
     kubectl("wait", "--for=condition=Established", "--timeout=60s", *REPORT_CRDS)
-    wait_until(lambda: "policyreports" in kubectl("api-resources", "--api-group=wgpolicyk8s.io", check=False).stdout,
-               60, "the report CRDs to be discoverable", 0.5)
+    wait_until(
+        lambda: "policyreports" in kubectl("api-resources", "--api-group=wgpolicyk8s.io", check=False).stdout,
+        60,
+        "the report CRDs to be discoverable",
+        0.5,
+    )
 
 
 def policy_reports(kubectl: Kubectl) -> dict[tuple[str, str, str], dict[str, Any]]:
     """(kind, namespace, name) of the object reported on -> the audit's report, of both report kinds."""
     out = {}
     for kind in ("policyreports", "clusterpolicyreports"):
-        items = json.loads(kubectl("get", kind, "-A", "-l", "app.kubernetes.io/managed-by=waypoint-webhook",
-                                   "-o", "json").stdout)["items"]
+        items = json.loads(
+            kubectl("get", kind, "-A", "-l", "app.kubernetes.io/managed-by=waypoint-webhook", "-o", "json").stdout
+        )["items"]
         for r in items:
             s = r["scope"]
             out[(s["kind"], s.get("namespace", ""), s["name"])] = r
@@ -92,8 +108,9 @@ def policy_reports(kubectl: Kubectl) -> dict[tuple[str, str, str], dict[str, Any
 
 
 @contextmanager
-def running_cluster(workdir: Path, setup: Callable[[Kubectl], None] = install_crds,
-                    apiserver_args: list[str] | None = None) -> Iterator[ControlPlane]:
+def running_cluster(
+    workdir: Path, setup: Callable[[Kubectl], None] = install_crds, apiserver_args: list[str] | None = None
+) -> Iterator[ControlPlane]:
     """kube-apiserver and etcd with ``setup`` applied; both are stopped however this ends,
     including when start-up or ``setup`` fails part way."""
     cp = ControlPlane(workdir, apiserver_args=list(apiserver_args or []))
@@ -137,8 +154,15 @@ def webhook_configs(kubectl: Kubectl, port: int, ca_pem: bytes) -> list[dict[str
 
 def probe_denial(kubectl: Kubectl, timeout: float = 60) -> None:
     """Webhook configurations take effect asynchronously: wait until a dry run is denied."""
-    probe = {"apiVersion": "v1", "kind": "Service", "metadata": {
-        "name": "probe", "namespace": "default", "labels": {"istio.io/use-waypoint": "None"}},
-        "spec": {"ports": [{"port": 80}]}}
-    wait_until(lambda: "InvalidUseWaypoint" in kubectl.apply(probe, "--dry-run=server", check=False).stderr,
-               timeout, "the webhook configuration to take effect", 0.5)
+    probe = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "probe", "namespace": "default", "labels": {"istio.io/use-waypoint": "None"}},
+        "spec": {"ports": [{"port": 80}]},
+    }
+    wait_until(
+        lambda: "InvalidUseWaypoint" in kubectl.apply(probe, "--dry-run=server", check=False).stderr,
+        timeout,
+        "the webhook configuration to take effect",
+        0.5,
+    )

@@ -114,7 +114,6 @@ def elide(text: str, limit: int) -> str:
     return text[: max(0, limit - len(tail))] + tail
 
 
-
 def bound_warnings(lines: Sequence[str]) -> list[str]:
     """docs/rules.md C: each ≤120 characters where possible (the API server truncates at 256), and never
     more than 4,096 in total; what does not fit is summarised in a last line."""

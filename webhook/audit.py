@@ -52,8 +52,16 @@ class Entry:
         return all(f["severity"] != "deny" for f in self.findings)
 
     def to_json(self) -> dict[str, Any]:
-        return {"apiVersion": self.api_version, "kind": self.kind, "namespace": self.namespace, "name": self.name,
-                "allowed": self.allowed, "findings": self.findings, "patch": [], "source": self.source}
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "allowed": self.allowed,
+            "findings": self.findings,
+            "patch": [],
+            "source": self.source,
+        }
 
 
 @dataclass(frozen=True)
@@ -68,17 +76,20 @@ Source = Callable[[], Iterator[tuple[dict[str, Any], str]]]  # (object, where it
 
 def state_source(paths: Sequence[str]) -> Source:
     """Objects from YAML files (a file or a directory each), as ``--state`` reads them."""
+
     def docs() -> Iterator[tuple[dict[str, Any], str]]:
         for p in paths:
             for f in manifest_files(Path(p)):
                 for doc in read_documents(f):
                     yield doc.obj, doc.source
+
     return docs
 
 
 def live_source(api: Any, progress: Callable[[str], None]) -> Source:
     """Objects from the API server, listed page by page (500 at a time); a resource the cluster
     does not serve (a CRD not installed) is skipped."""
+
     def docs() -> Iterator[tuple[dict[str, Any], str]]:
         for path, api_version, kind in LIVE:
             count = 0
@@ -91,6 +102,7 @@ def live_source(api: Any, progress: Callable[[str], None]) -> Source:
             except kubeapi.NotServed:
                 pass
             progress(f"{path.rsplit('/', 1)[1]}: {count}")
+
     return docs
 
 
@@ -106,11 +118,15 @@ def run(source: Source, settings: Settings, filters: Filters) -> list[Entry]:
     entries = []
     for obj, where in source():
         req = stored_request(obj)
-        if req is None or (filters.namespace and req.namespace != filters.namespace
-                           and not (req.kind.kind == "Namespace" and req.name == filters.namespace)):
+        if req is None or (
+            filters.namespace
+            and req.namespace != filters.namespace
+            and not (req.kind.kind == "Namespace" and req.name == filters.namespace)
+        ):
             continue
         findings = [
-            r.to_json() for r in judge_stored(engine, req)
+            r.to_json()
+            for r in judge_stored(engine, req)
             if Severity.parse(r.severity) >= filters.min_severity and (not filters.codes or r.code in filters.codes)
         ]
         if findings:

@@ -80,8 +80,9 @@ class ReportWriter:
     what differs and deletes what no object needs: a failover rewrites nothing that is already
     right. Writes are paced to ``qps``."""
 
-    def __init__(self, api: Any, tracker: Tracker, qps: float, retry: float,
-                 on_progress: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, api: Any, tracker: Tracker, qps: float, retry: float, on_progress: Callable[[], None] = lambda: None
+    ) -> None:
         self.api, self.tracker, self.retry = api, tracker, retry
         self.on_progress = on_progress  # after a batch: the status file shows the new counts
         self.interval = 1.0 / qps if qps > 0 else 0.0
@@ -164,8 +165,11 @@ class ReportWriter:
                 self.on_progress()
             except Unavailable:
                 if self.available is not False:
-                    log.info("PolicyReport CRD (%s) not installed: reports are not written; looking again "
-                             "every %.0fs", reports.API_VERSION, self.retry)
+                    log.info(
+                        "PolicyReport CRD (%s) not installed: reports are not written; looking again every %.0fs",
+                        reports.API_VERSION,
+                        self.retry,
+                    )
                 self.available = False
                 self.on_progress()
                 self.enqueue(pending)
@@ -184,15 +188,22 @@ class ReportWriter:
         for namespaced in (True, False):
             path = f"/apis/{reports.API_VERSION}/{'policyreports' if namespaced else 'clusterpolicyreports'}"
             try:
-                items = list(kubeapi.list_items(self.api, path, [("labelSelector", f"{reports.MANAGED_BY}={reports.MANAGER}")]))
+                items = list(
+                    kubeapi.list_items(self.api, path, [("labelSelector", f"{reports.MANAGED_BY}={reports.MANAGER}")])
+                )
             except kubeapi.NotServed:
                 raise Unavailable() from None
             for item in items:
                 meta, scope = item.get("metadata") or {}, item.get("scope") or {}
                 kind = scope.get("kind") or ""
                 key = (kind, "" if kind in CLUSTER_SCOPED else scope.get("namespace") or "", scope.get("name") or "")
-                w = Written(meta.get("namespace") or "", meta.get("name") or "",
-                            meta.get("resourceVersion") or "", reports.content(item), reports.since_of(item))
+                w = Written(
+                    meta.get("namespace") or "",
+                    meta.get("name") or "",
+                    meta.get("resourceVersion") or "",
+                    reports.content(item),
+                    reports.since_of(item),
+                )
                 if key in listed:
                     extra.append((w.namespace, w.name))  # a second report for one object
                 else:
@@ -248,8 +259,9 @@ class ReportWriter:
             raise RuntimeError(f"writing report {ns}/{name}: HTTP {status}: {str(body)[:200]}")
         self.writes[op] += 1
         meta = body.get("metadata") or {}
-        self.written[key] = Written(ns, name, meta.get("resourceVersion") or "", reports.content(body),
-                                    reports.since_of(body))
+        self.written[key] = Written(
+            ns, name, meta.get("resourceVersion") or "", reports.content(body), reports.since_of(body)
+        )
 
     def _replace(self, path: str, name: str, desired: dict[str, Any]) -> tuple[int, Any]:
         status, current = self._call("GET", f"{path}/{name}")
@@ -263,8 +275,16 @@ class ReportWriter:
 
     def _render(self, key: ObjKey, audited: Audited, have: Written | None) -> dict[str, Any]:
         kind, ns, name = key
-        return reports.render(audited.api_version, kind, ns, name, audited.uid, audited.results,
-                              have.since if have else {}, int(time.time()))
+        return reports.render(
+            audited.api_version,
+            kind,
+            ns,
+            name,
+            audited.uid,
+            audited.results,
+            have.since if have else {},
+            int(time.time()),
+        )
 
 
 class StatusFile:
@@ -306,8 +326,15 @@ class Auditor:
             self.status_due.set()
 
         self.elector = LeaseElector(
-            api, opts.lease_namespace, opts.lease_name, identity, started, stopped,
-            opts.lease_duration, opts.renew_deadline, opts.lease_retry,
+            api,
+            opts.lease_namespace,
+            opts.lease_name,
+            identity,
+            started,
+            stopped,
+            opts.lease_duration,
+            opts.renew_deadline,
+            opts.lease_retry,
         )
         self.status = StatusFile(opts.status_file)
         self.last_full_pass = 0.0
@@ -337,8 +364,12 @@ class Auditor:
         self.writer.enqueue(self.tracker.recompute())
         self.full_pass_seconds = time.monotonic() - started
         self.last_full_pass = time.time()
-        log.info("audit: full pass over %d objects in %.2fs; %d with findings", self.tracker.size(),
-                 self.full_pass_seconds, len(self.tracker.with_findings()))
+        log.info(
+            "audit: full pass over %d objects in %.2fs; %d with findings",
+            self.tracker.size(),
+            self.full_pass_seconds,
+            len(self.tracker.with_findings()),
+        )
 
     def run(self) -> None:
         o = self.opts
@@ -377,7 +408,9 @@ class Auditor:
     def _wait(self, o: AuditorOptions) -> bool:
         """Until something is dirty (True), or the heartbeat, the next full pass or a status change
         is due (False). Polls the status flag twice a second: cheaper than a second condition."""
-        deadline = time.monotonic() + max(0.0, min(o.heartbeat, self.last_full_pass + o.full_pass_interval - time.time()))
+        deadline = time.monotonic() + max(
+            0.0, min(o.heartbeat, self.last_full_pass + o.full_pass_interval - time.time())
+        )
         while not self.stop_event.is_set():
             left = deadline - time.monotonic()
             if self.tracker.wait_dirty(max(0.0, min(0.5, left))):

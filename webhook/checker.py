@@ -144,9 +144,12 @@ def sarif(results: Sequence[Result]) -> dict[str, Any]:
     from webhook.findings import CODES
 
     rules = [
-        {"id": code, "shortDescription": {"text": info.summary},
-         "helpUri": f"docs/rules.md#{code.lower()}",
-         "defaultConfiguration": {"level": "error" if info.default is Severity.DENY else "warning"}}
+        {
+            "id": code,
+            "shortDescription": {"text": info.summary},
+            "helpUri": f"docs/rules.md#{code.lower()}",
+            "defaultConfiguration": {"level": "error" if info.default is Severity.DENY else "warning"},
+        }
         for code, info in CODES.items()
     ]
     out = []
@@ -155,15 +158,22 @@ def sarif(results: Sequence[Result]) -> dict[str, Any]:
         region = {"region": {"startLine": line}} if line else {}
         for f in r.findings:
             who = f"{r.kind} {r.namespace}/{r.name}" if r.namespace else f"{r.kind} {r.name}"
-            out.append({
-                "ruleId": f["code"],
-                "level": "error" if f["severity"] == "deny" else "warning",
-                "message": {"text": f"{f['message']} [{f['field']}]" if who in f["message"] else
-                            f"{who}: {f['message']} [{f['field']}]"},
-                "locations": [{"physicalLocation": {"artifactLocation": {"uri": path}, **region}}],
-            })
-    return {"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "waypoint-webhook", "rules": rules}},
-                                           "results": out}]}
+            out.append(
+                {
+                    "ruleId": f["code"],
+                    "level": "error" if f["severity"] == "deny" else "warning",
+                    "message": {
+                        "text": f"{f['message']} [{f['field']}]"
+                        if who in f["message"]
+                        else f"{who}: {f['message']} [{f['field']}]"
+                    },
+                    "locations": [{"physicalLocation": {"artifactLocation": {"uri": path}, **region}}],
+                }
+            )
+    return {
+        "version": "2.1.0",
+        "runs": [{"tool": {"driver": {"name": "waypoint-webhook", "rules": rules}}, "results": out}],
+    }
 
 
 def render_text(results: Sequence[Result]) -> str:

@@ -127,16 +127,39 @@ def parser() -> argparse.ArgumentParser:
         "Prometheus when --client-ca makes the main port require client certificates)",
     )
     d = Deadlines()
-    s.add_argument("--handshake-timeout", type=_seconds, default=d.handshake, metavar="SECONDS",
-                   help=f"accept to TLS established (default {d.handshake:g})")
-    s.add_argument("--header-timeout", type=_seconds, default=d.header, metavar="SECONDS",
-                   help=f"first byte of a request to the end of its headers (default {d.header:g})")
-    s.add_argument("--body-timeout", type=_seconds, default=d.body, metavar="SECONDS",
-                   help=f"end of the headers to the end of the body (default {d.body:g})")
-    s.add_argument("--response-timeout", type=_seconds, default=d.response, metavar="SECONDS",
-                   help=f"a request's turn in a thread, writing the answer included (default {d.response:g})")
-    s.add_argument("--log-format", choices=("text", "json"),
-                   help="text (default) or JSON lines (also $WAYPOINT_WEBHOOK_LOG_FORMAT)")
+    s.add_argument(
+        "--handshake-timeout",
+        type=_seconds,
+        default=d.handshake,
+        metavar="SECONDS",
+        help=f"accept to TLS established (default {d.handshake:g})",
+    )
+    s.add_argument(
+        "--header-timeout",
+        type=_seconds,
+        default=d.header,
+        metavar="SECONDS",
+        help=f"first byte of a request to the end of its headers (default {d.header:g})",
+    )
+    s.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        default=d.body,
+        metavar="SECONDS",
+        help=f"end of the headers to the end of the body (default {d.body:g})",
+    )
+    s.add_argument(
+        "--response-timeout",
+        type=_seconds,
+        default=d.response,
+        metavar="SECONDS",
+        help=f"a request's turn in a thread, writing the answer included (default {d.response:g})",
+    )
+    s.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="text (default) or JSON lines (also $WAYPOINT_WEBHOOK_LOG_FORMAT)",
+    )
     src = s.add_mutually_exclusive_group()
     src.add_argument("--state", help="cluster state from YAML: a file or a directory (reloaded on change)")
     src.add_argument(
@@ -170,21 +193,39 @@ def parser() -> argparse.ArgumentParser:
         "PolicyReports while holding the Lease. Stops on SIGTERM, releasing the Lease.",
     )
     au.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, else $KUBECONFIG)")
-    au.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE") or "waypoint-webhook",
-                    help="namespace of the Lease (default $POD_NAMESPACE, else waypoint-webhook)")
+    au.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE") or "waypoint-webhook",
+        help="namespace of the Lease (default $POD_NAMESPACE, else waypoint-webhook)",
+    )
     au.add_argument("--lease-name", default="waypoint-webhook-audit")
     au.add_argument("--identity", default="", help="holder identity (default hostname_pid)")
     au.add_argument("--status-file", help="where to publish results for /metrics")
     au.add_argument("--no-reports", dest="reports", action="store_false", help="audit, but never write reports")
-    au.add_argument("--debounce", type=_seconds, default=1.0, metavar="SECONDS",
-                    help="wait this long after an event for the rest of a burst (default 1)")
-    au.add_argument("--full-pass-interval", type=_seconds, default=600.0, metavar="SECONDS",
-                    help="re-judge everything this often (default 600)")
+    au.add_argument(
+        "--debounce",
+        type=_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="wait this long after an event for the rest of a burst (default 1)",
+    )
+    au.add_argument(
+        "--full-pass-interval",
+        type=_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="re-judge everything this often (default 600)",
+    )
     au.add_argument("--lease-duration", type=_seconds, default=15.0, metavar="SECONDS")
     au.add_argument("--renew-deadline", type=_seconds, default=10.0, metavar="SECONDS")
     au.add_argument("--lease-retry", type=_seconds, default=2.0, metavar="SECONDS")
-    au.add_argument("--report-retry", type=_seconds, default=60.0, metavar="SECONDS",
-                    help="how often to look again for a missing PolicyReport CRD (default 60)")
+    au.add_argument(
+        "--report-retry",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="how often to look again for a missing PolicyReport CRD (default 60)",
+    )
     au.add_argument("--write-qps", type=float, default=20.0, help="report writes per second at most (default 20)")
     au.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     au.add_argument("--log-format", choices=("text", "json"))
@@ -230,7 +271,9 @@ def parser() -> argparse.ArgumentParser:
         "unusable source.",
     )
     src_a = a.add_mutually_exclusive_group()
-    src_a.add_argument("--state", action="append", metavar="PATH", help="YAML files or directories instead of a cluster")
+    src_a.add_argument(
+        "--state", action="append", metavar="PATH", help="YAML files or directories instead of a cluster"
+    )
     src_a.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, else $KUBECONFIG)")
     a.add_argument("-o", "--output", choices=("text", "json"), default="text")
     a.add_argument("-n", "--namespace", help="only this namespace (and the Namespace object itself)")
@@ -408,8 +451,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         deadlines=Deadlines(args.handshake_timeout, args.header_timeout, args.body_timeout, args.response_timeout),
         log_level=level,
         sidecar=(
-            (sys.executable, "-m", "webhook", "auditor", "--log-format", fmt, *_policy_argv(args),
-             *(["--kubeconfig", args.kubeconfig] if args.kubeconfig else []))
+            (
+                sys.executable,
+                "-m",
+                "webhook",
+                "auditor",
+                "--log-format",
+                fmt,
+                *_policy_argv(args),
+                *(["--kubeconfig", args.kubeconfig] if args.kubeconfig else []),
+            )
             if args.audit
             else ()
         ),

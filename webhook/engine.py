@@ -156,7 +156,11 @@ class Engine:
     def mutate(self, req: AdmissionRequest) -> list[PatchOp]:
         """M1/M2 for waypoint Gateways on CREATE and UPDATE; nothing else is ever patched."""
         kind = self._relevant(req)
-        if kind is None or kind.role is not Role.GATEWAY or req.operation not in ("CREATE", "UPDATE") \
-                or req.object is None:
+        if (
+            kind is None
+            or kind.role is not Role.GATEWAY
+            or req.operation not in ("CREATE", "UPDATE")
+            or req.object is None
+        ):
             return []
         return gateway_defaults(req.object, parse_gateway(req.object, req.namespace), self.ctx)

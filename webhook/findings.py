@@ -46,7 +46,9 @@ CODES: Mapping[str, CodeInfo] = {
         Severity.DENY, False, "waypoint-for on a Gateway or GatewayClass is not service, workload, all or none"
     ),
     "InvalidWaypointName": CodeInfo(
-        Severity.DENY, False, "waypoint-class Gateway's deployed name (name-override, else its name) is no DNS-1035 label, or 'none'"
+        Severity.DENY,
+        False,
+        "waypoint-class Gateway's deployed name (name-override, else its name) is no DNS-1035 label, or 'none'",
     ),
     "MissingMeshListener": CodeInfo(Severity.DENY, False, "waypoint-class Gateway has no 15008/HBONE listener"),
     "UnexpectedListener": CodeInfo(Severity.WARN, False, "waypoint-class Gateway has a non-15008/HBONE listener"),
@@ -78,8 +80,12 @@ CODES: Mapping[str, CodeInfo] = {
         Severity.WARN, False, "use-waypoint-namespace without use-waypoint on the same object"
     ),
     "WaypointNotFound": CodeInfo(Severity.WARN, True, "the referenced waypoint Gateway does not exist (yet)"),
-    "WaypointNotReady": CodeInfo(Severity.WARN, False, "the waypoint has no status.addresses yet, or none the data plane can use"),
-    "NotAWaypoint": CodeInfo(Severity.WARN, True, "the referenced Gateway's class is not a waypoint class, and it is no sandwich"),
+    "WaypointNotReady": CodeInfo(
+        Severity.WARN, False, "the waypoint has no status.addresses yet, or none the data plane can use"
+    ),
+    "NotAWaypoint": CodeInfo(
+        Severity.WARN, True, "the referenced Gateway's class is not a waypoint class, and it is no sandwich"
+    ),
     "AttachmentDenied": CodeInfo(
         Severity.DENY, False, "the waypoint's allowedRoutes do not admit the consumer's namespace"
     ),

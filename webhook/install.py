@@ -70,8 +70,14 @@ def webhook_patches(manifests: Path, namespace: str, ca_bundle: str) -> list[dic
                     expr["values"] = [namespace if v == base else v for v in expr.get("values", [])]
                 entry["namespaceSelector"] = selector
             webhooks.append(entry)
-        patches.append({"apiVersion": doc["apiVersion"], "kind": doc["kind"],
-                        "metadata": {"name": doc["metadata"]["name"]}, "webhooks": webhooks})
+        patches.append(
+            {
+                "apiVersion": doc["apiVersion"],
+                "kind": doc["kind"],
+                "metadata": {"name": doc["metadata"]["name"]},
+                "webhooks": webhooks,
+            }
+        )
     return patches
 
 

@@ -21,8 +21,14 @@ def _json(data: bytes | None) -> Any:
         return None
 
 
-def call(api: Any, method: str, path: str, body: Any = None, query: Query | None = None,
-         timeout: tuple[float, float] = (5, 30)) -> tuple[int, Any]:
+def call(
+    api: Any,
+    method: str,
+    path: str,
+    body: Any = None,
+    query: Query | None = None,
+    timeout: tuple[float, float] = (5, 30),
+) -> tuple[int, Any]:
     """One request; returns (HTTP status, JSON body or None). Never raises for an HTTP status."""
     m, url, headers, data, post = api.param_serialize(
         method,
@@ -43,8 +49,9 @@ class NotServed(Exception):
     """HTTP 404 on a collection: its CRD is not installed."""
 
 
-def list_items(api: Any, path: str, query: Query | None = None, limit: int = 500,
-               timeout: tuple[float, float] = (10, 120)) -> Iterator[dict[str, Any]]:
+def list_items(
+    api: Any, path: str, query: Query | None = None, limit: int = 500, timeout: tuple[float, float] = (10, 120)
+) -> Iterator[dict[str, Any]]:
     """Every item of a collection, ``limit`` per page. Raises :class:`NotServed` on 404 and
     RuntimeError on any other failure."""
     cont = None

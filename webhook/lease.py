@@ -66,10 +66,19 @@ class LeaseElector:
         now = _now()
         duration = max(1, round(self.duration))
         if status == 404:
-            first: dict[str, Any] = {"holderIdentity": self.identity, "leaseDurationSeconds": duration,
-                                     "acquireTime": now, "renewTime": now, "leaseTransitions": 0}
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": self.name, "namespace": self.namespace}, "spec": first}
+            first: dict[str, Any] = {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": duration,
+                "acquireTime": now,
+                "renewTime": now,
+                "leaseTransitions": 0,
+            }
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": first,
+            }
             status, _ = self._call("POST", self._path, body)
             if status == 409:
                 return False
@@ -86,9 +95,7 @@ class LeaseElector:
             self._observe_record(record)
         holder = spec.get("holderIdentity") or ""
         held_by_other = holder and holder != self.identity
-        if held_by_other and time.monotonic() - self._observed_at < float(
-            spec.get("leaseDurationSeconds") or duration
-        ):
+        if held_by_other and time.monotonic() - self._observed_at < float(spec.get("leaseDurationSeconds") or duration):
             return False
         transitions = int(spec.get("leaseTransitions") or 0)
         new_spec = {

@@ -77,27 +77,41 @@ class AuditCollector:
             if not (isinstance(row, list) and len(row) == 5 and isinstance(row[4], (int, float))):
                 continue  # the auditor writes only well-formed rows; a torn one is skipped, not a 500
             code, severity, kind, namespace, n = row
-            findings.add_metric([code if code in AUDIT_CODES else OTHER, severity, kind if kind in KINDS else OTHER,
-                                 str(namespace)], n)
+            findings.add_metric(
+                [code if code in AUDIT_CODES else OTHER, severity, kind if kind in KINDS else OTHER, str(namespace)], n
+            )
         yield findings
         for name, key, text in (
-            ("waypoint_webhook_audit_last_full_pass_timestamp_seconds", "last_full_pass",
-             "When the last full audit pass ended, as a Unix time."),
-            ("waypoint_webhook_audit_full_pass_duration_seconds", "full_pass_seconds",
-             "How long the last full audit pass took."),
-            ("waypoint_webhook_audit_incremental_pass_duration_seconds", "incremental_seconds",
-             "How long the last incremental audit pass (after watch events) took."),
+            (
+                "waypoint_webhook_audit_last_full_pass_timestamp_seconds",
+                "last_full_pass",
+                "When the last full audit pass ended, as a Unix time.",
+            ),
+            (
+                "waypoint_webhook_audit_full_pass_duration_seconds",
+                "full_pass_seconds",
+                "How long the last full audit pass took.",
+            ),
+            (
+                "waypoint_webhook_audit_incremental_pass_duration_seconds",
+                "incremental_seconds",
+                "How long the last incremental audit pass (after watch events) took.",
+            ),
             ("waypoint_webhook_audit_objects", "objects", "Objects the continuous audit judges."),
             ("waypoint_webhook_audit_leader", "leader", "1 when this replica holds the Lease and writes reports."),
-            ("waypoint_webhook_audit_reports_available", "reports_available",
-             "1 when the PolicyReport CRD is installed (only the leader knows)."),
+            (
+                "waypoint_webhook_audit_reports_available",
+                "reports_available",
+                "1 when the PolicyReport CRD is installed (only the leader knows).",
+            ),
         ):
             g = GaugeMetricFamily(name, text)
             value = status.get(key)
             g.add_metric([], float(value) if isinstance(value, (int, float)) else 0.0)
             yield g
         writes = CounterMetricFamily(
-            "waypoint_webhook_audit_report_writes", "Report writes by the leader since its audit started, by operation.",
+            "waypoint_webhook_audit_report_writes",
+            "Report writes by the leader since its audit started, by operation.",
             labels=["operation"],
         )
         for op, n in sorted((status.get("writes") or {}).items()):

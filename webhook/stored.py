@@ -40,8 +40,14 @@ def stored_request(obj: Mapping[str, Any]) -> AdmissionRequest | None:
         return None
     group, _, version = api_version.rpartition("/")
     namespace = "" if kind in CLUSTER_SCOPED else str(meta.get("namespace") or "default")
-    return AdmissionRequest("audit", GroupVersionKind(group, version, kind), "CREATE", namespace,
-                            str(meta.get("name") or ""), object=dict(obj))
+    return AdmissionRequest(
+        "audit",
+        GroupVersionKind(group, version, kind),
+        "CREATE",
+        namespace,
+        str(meta.get("name") or ""),
+        object=dict(obj),
+    )
 
 
 def judge_stored(engine: Engine, req: AdmissionRequest) -> tuple[Result, ...]:

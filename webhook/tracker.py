@@ -42,9 +42,7 @@ ObjKey = tuple[str, str, str]  # (kind, namespace, name); namespace "" for clust
 CountKey = tuple[str, str, str, str]  # (code, severity, kind, namespace)
 
 # (group, kind) -> audited whatever its labels; the watched kinds (workloads' pods are audited as Pods)
-AUDITED: Mapping[tuple[str, str], bool] = {
-    k.group_kind: k.role is not Role.CONSUMER for k in KINDS if k.watch_version
-}
+AUDITED: Mapping[tuple[str, str], bool] = {k.group_kind: k.role is not Role.CONSUMER for k in KINDS if k.watch_version}
 # Annotations the rules read all live under these suffixes (istio.io/, sidecar.istio.io/,
 # gateway.istio.io/, ambient.istio.io/); the rest (last-applied configurations…) is dropped.
 _KEPT_ANNOTATION = "istio.io/"

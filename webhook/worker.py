@@ -326,8 +326,9 @@ class PreReadWorker(gthread.ThreadWorker):  # type: ignore[misc]
             for c in late:
                 self.busy[c] = float("inf")  # cut off once
         for conn in late:
-            self.log.warning("closing %s: the response was not written within %.0fs", conn.client,
-                             self.deadlines.response)
+            self.log.warning(
+                "closing %s: the response was not written within %.0fs", conn.client, self.deadlines.response
+            )
             self._closed("response_timeout")
             with contextlib.suppress(OSError):
                 conn.sock.shutdown(socket.SHUT_RDWR)  # the thread's blocked call returns

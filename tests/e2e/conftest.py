@@ -57,19 +57,42 @@ def kubectl(cluster: ControlPlane) -> Kubectl:
     return Kubectl(cluster.kubeconfig)
 
 
-def start_webhook(cluster: ControlPlane, kubectl: Kubectl, workdir: Path, extra: list[str] | None = None,
-                  probe_port: int | None = None) -> Webhook:
+def start_webhook(
+    cluster: ControlPlane,
+    kubectl: Kubectl,
+    workdir: Path,
+    extra: list[str] | None = None,
+    probe_port: int | None = None,
+) -> Webhook:
     """``probe_port``: serve the probes there (plain HTTP) and wait for readiness on it."""
     certs = workdir / "certs"
-    subprocess.run([EXE, "certs", "--out", str(certs), "--ip", "127.0.0.1", "--dns", "localhost"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [EXE, "certs", "--out", str(certs), "--ip", "127.0.0.1", "--dns", "localhost"], check=True, capture_output=True
+    )
     token = kubectl("create", "token", "waypoint-webhook", "-n", "waypoint-webhook", "--duration=6h").stdout.strip()
     kubeconfig = cluster.kubeconfig_for_token(token, workdir / "sa.kubeconfig")
     port = free_port()
     log = workdir / "webhook.log"
-    args = [EXE, "serve", "--kubeconfig", str(kubeconfig), "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "2", "--tls-cert", str(certs / "tls.crt"), "--tls-key", str(certs / "tls.key"),
-            "--log-level", "info", *(extra or []), *(["--probe-port", str(probe_port)] if probe_port else [])]
+    args = [
+        EXE,
+        "serve",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--tls-cert",
+        str(certs / "tls.crt"),
+        "--tls-key",
+        str(certs / "tls.key"),
+        "--log-level",
+        "info",
+        *(extra or []),
+        *(["--probe-port", str(probe_port)] if probe_port else []),
+    ]
     # As the Deployment does: a metrics directory that does not exist yet (serve creates it).
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     env["PROMETHEUS_MULTIPROC_DIR"] = str(workdir / "metrics")

@@ -78,18 +78,31 @@ def pem(obj: x509.Certificate) -> bytes:
 
 
 def key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
-def make_cert(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
-          issuer_key: ec.EllipticCurvePrivateKey, ca: bool, eku: list[x509.ObjectIdentifier] | None = None,
-          sans: list[x509.GeneralName] | None = None) -> x509.Certificate:
+def make_cert(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    ca: bool,
+    eku: list[x509.ObjectIdentifier] | None = None,
+    sans: list[x509.GeneralName] | None = None,
+) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
-    b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
-         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-         .not_valid_after(now + dt.timedelta(days=2))
-         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if eku:
         b = b.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
     if sans:
@@ -129,38 +142,80 @@ class ControlPlane:
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca = make_cert(dn("e2e-ca"), ca_key, dn("e2e-ca"), ca_key, ca=True)
         srv_key = ec.generate_private_key(ec.SECP256R1())
-        srv = make_cert(dn("kube-apiserver"), srv_key, ca.subject, ca_key, False, [ExtendedKeyUsageOID.SERVER_AUTH],
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                     x509.IPAddress(ipaddress.ip_address("10.0.0.1"))])
+        srv = make_cert(
+            dn("kube-apiserver"),
+            srv_key,
+            ca.subject,
+            ca_key,
+            False,
+            [ExtendedKeyUsageOID.SERVER_AUTH],
+            [
+                x509.DNSName("localhost"),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+            ],
+        )
         adm_key = ec.generate_private_key(ec.SECP256R1())
-        adm = make_cert(dn("admin", "system:masters"), adm_key, ca.subject, ca_key, False,
-                    [ExtendedKeyUsageOID.CLIENT_AUTH])
+        adm = make_cert(
+            dn("admin", "system:masters"), adm_key, ca.subject, ca_key, False, [ExtendedKeyUsageOID.CLIENT_AUTH]
+        )
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         files = {
-            "ca.crt": pem(ca), "apiserver.crt": pem(srv), "apiserver.key": key_pem(srv_key),
-            "admin.crt": pem(adm), "admin.key": key_pem(adm_key), "sa.key": key_pem(sa_key),
-            "sa.pub": sa_key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                       serialization.PublicFormat.SubjectPublicKeyInfo),
+            "ca.crt": pem(ca),
+            "apiserver.crt": pem(srv),
+            "apiserver.key": key_pem(srv_key),
+            "admin.crt": pem(adm),
+            "admin.key": key_pem(adm_key),
+            "sa.key": key_pem(sa_key),
+            "sa.pub": sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
         }
         for name, data in files.items():
             (d / name).write_bytes(data)
         b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
-        self.kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "e2e",
-            "clusters": [{"name": "e2e", "cluster": {"server": self.url, "certificate-authority-data": b64(files["ca.crt"])}}],
-            "users": [{"name": "admin", "user": {"client-certificate-data": b64(files["admin.crt"]),
-                                                 "client-key-data": b64(files["admin.key"])}}],
-            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin", "namespace": "default"}}],
-        }))
+        self.kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "e2e",
+                    "clusters": [
+                        {
+                            "name": "e2e",
+                            "cluster": {"server": self.url, "certificate-authority-data": b64(files["ca.crt"])},
+                        }
+                    ],
+                    "users": [
+                        {
+                            "name": "admin",
+                            "user": {
+                                "client-certificate-data": b64(files["admin.crt"]),
+                                "client-key-data": b64(files["admin.key"]),
+                            },
+                        }
+                    ],
+                    "contexts": [
+                        {"name": "e2e", "context": {"cluster": "e2e", "user": "admin", "namespace": "default"}}
+                    ],
+                }
+            )
+        )
 
     def kubeconfig_for_token(self, token: str, path: Path) -> Path:
         ca = base64.b64encode((self.workdir / "pki" / "ca.crt").read_bytes()).decode()
-        path.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "sa",
-            "clusters": [{"name": "e2e", "cluster": {"server": self.url, "certificate-authority-data": ca}}],
-            "users": [{"name": "sa", "user": {"token": token}}],
-            "contexts": [{"name": "sa", "context": {"cluster": "e2e", "user": "sa"}}],
-        }))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "sa",
+                    "clusters": [{"name": "e2e", "cluster": {"server": self.url, "certificate-authority-data": ca}}],
+                    "users": [{"name": "sa", "user": {"token": token}}],
+                    "contexts": [{"name": "sa", "context": {"cluster": "e2e", "user": "sa"}}],
+                }
+            )
+        )
         return path
 
     # -- processes --
@@ -181,32 +236,48 @@ class ControlPlane:
 
     def start_etcd(self) -> None:
         data = self.workdir / "etcd"
-        self._spawn("etcd", [
-            str(self.bin_dir / "etcd"), f"--data-dir={data}", "--unsafe-no-fsync",
-            f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
-            f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
-            f"--listen-peer-urls=http://127.0.0.1:{free_port()}", "--log-level=warn",
-        ])
+        self._spawn(
+            "etcd",
+            [
+                str(self.bin_dir / "etcd"),
+                f"--data-dir={data}",
+                "--unsafe-no-fsync",
+                f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{free_port()}",
+                "--log-level=warn",
+            ],
+        )
         self._wait(lambda: self._http_ok(f"http://127.0.0.1:{self.etcd_port}/health"), 60, "etcd")
 
     def start_apiserver(self) -> None:
         pki = self.workdir / "pki"
-        self._spawn("apiserver", [
-            str(self.bin_dir / "kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.port}",
-            f"--cert-dir={self.workdir / 'apiserver-certs'}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            f"--service-account-issuer=https://127.0.0.1:{self.port}",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-cluster-ip-range=10.0.0.0/24", "--authorization-mode=RBAC", "--allow-privileged=true",
-            "--disable-admission-plugins=ServiceAccount",
-            "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
-            "--endpoint-reconciler-type=none", "--profiling=false", "--v=0",
-            *self.apiserver_args,
-        ])
+        self._spawn(
+            "apiserver",
+            [
+                str(self.bin_dir / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.port}",
+                f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--service-account-issuer=https://127.0.0.1:{self.port}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=RBAC",
+                "--allow-privileged=true",
+                "--disable-admission-plugins=ServiceAccount",
+                "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+                "--v=0",
+                *self.apiserver_args,
+            ],
+        )
         self._wait(self.ready, 180, "kube-apiserver")
 
     def _stop(self, name: str, timeout: float) -> None:

@@ -39,19 +39,34 @@ def _client_pki(d: Path) -> tuple[Path, Path, Path]:
 def _admission_config(d: Path, cert: Path, key: Path) -> Path:
     b64 = lambda p: base64.b64encode(p.read_bytes()).decode()  # noqa: E731
     kubeconfig = d / "webhook-clients.kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        # "*" matches every webhook host; a real install can name waypoint-webhook.<ns>.svc:443
-        "users": [{"name": "*", "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}],
-    }))
-    webhook_admission = {"apiVersion": "apiserver.config.k8s.io/v1", "kind": "WebhookAdmissionConfiguration",
-                         "kubeConfigFile": str(kubeconfig)}
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                # "*" matches every webhook host; a real install can name waypoint-webhook.<ns>.svc:443
+                "users": [{"name": "*", "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}],
+            }
+        )
+    )
+    webhook_admission = {
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "WebhookAdmissionConfiguration",
+        "kubeConfigFile": str(kubeconfig),
+    }
     config = d / "admission.yaml"
-    config.write_text(yaml.safe_dump({
-        "apiVersion": "apiserver.config.k8s.io/v1", "kind": "AdmissionConfiguration",
-        "plugins": [{"name": n, "configuration": webhook_admission}
-                    for n in ("ValidatingAdmissionWebhook", "MutatingAdmissionWebhook")],
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "apiserver.config.k8s.io/v1",
+                "kind": "AdmissionConfiguration",
+                "plugins": [
+                    {"name": n, "configuration": webhook_admission}
+                    for n in ("ValidatingAdmissionWebhook", "MutatingAdmissionWebhook")
+                ],
+            }
+        )
+    )
     return config
 
 
@@ -82,14 +97,16 @@ def test_the_api_server_admits_through_its_client_certificate(mtls: tuple[Contro
 
 
 def test_a_client_without_a_certificate_is_refused_at_the_handshake(
-        mtls: tuple[ControlPlane, Kubectl, Webhook]) -> None:
+    mtls: tuple[ControlPlane, Kubectl, Webhook],
+) -> None:
     _, _, wh = mtls
     port = int(wh.url.rsplit(":", 1)[1])
     ctx = ssl.create_default_context(cafile=str(wh.ca))
 
     def talk() -> bytes:
-        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
-                             server_hostname="127.0.0.1") as s:
+        with ctx.wrap_socket(
+            socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="127.0.0.1"
+        ) as s:
             # TLS 1.3 completes the client side first; the server's refusal arrives with the first read
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             return s.recv(100)

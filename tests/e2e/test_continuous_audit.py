@@ -54,7 +54,7 @@ def k(audit_cluster: ControlPlane) -> Kubectl:
 
 def finding_count(metrics: str, code: str, kind: str, namespace: str) -> float:
     total = 0.0
-    for m in re.finditer(r'^waypoint_webhook_audit_findings\{([^}]*)\} (\S+)$', metrics, re.M):
+    for m in re.finditer(r"^waypoint_webhook_audit_findings\{([^}]*)\} (\S+)$", metrics, re.M):
         labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
         if (labels["code"], labels["kind"], labels["namespace"]) == (code, kind, namespace):
             total += float(m.group(2))
@@ -71,41 +71,79 @@ def reports(k: Kubectl) -> dict[tuple[str, str, str], dict[str, Any]]:
 
 
 def holder(k: Kubectl) -> str:
-    p = k("get", "lease", "waypoint-webhook-audit", "-n", "waypoint-webhook", "-o",
-          "jsonpath={.spec.holderIdentity}", check=False)
+    p = k(
+        "get",
+        "lease",
+        "waypoint-webhook-audit",
+        "-n",
+        "waypoint-webhook",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+        check=False,
+    )
     return p.stdout if p.returncode == 0 else ""
 
 
 def make_ready(k: Kubectl, ns: str, name: str) -> None:
     """What Istio's controller would do: give the waypoint an address (W1)."""
-    k("patch", "gateway", name, "-n", ns, "--subresource=status", "--type=merge",
-      "-p", json.dumps({"status": {"addresses": [{"type": "IPAddress", "value": "10.0.0.9"}]}}))
+    k(
+        "patch",
+        "gateway",
+        name,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"addresses": [{"type": "IPAddress", "value": "10.0.0.9"}]}}),
+    )
 
 
 @pytest.fixture(scope="module")
 def broken(k: Kubectl) -> str:
     """Objects admission would deny or warn about, created while no webhook is registered."""
     ns = "shop"
-    k.apply([
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": AMBIENT}},
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "stale", "labels": {**AMBIENT, UW: "gone"}}},
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {
-            "name": "wp", "namespace": ns}, "spec": {"gatewayClassName": "istio-waypoint", "listeners": [
-                {"name": "mesh", "port": 15008, "protocol": "HBONE"}]}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "typo", "namespace": ns, "labels": {UW: "None"}},
-         "spec": {"ports": [{"port": 80}]}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews", "namespace": ns, "labels": {UW: "wp"}},
-         "spec": {"ports": [{"port": 80}]}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "plain", "namespace": ns},
-         "spec": {"ports": [{"port": 80}]}},
-    ])
+    k.apply(
+        [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": AMBIENT}},
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "stale", "labels": {**AMBIENT, UW: "gone"}}},
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "Gateway",
+                "metadata": {"name": "wp", "namespace": ns},
+                "spec": {
+                    "gatewayClassName": "istio-waypoint",
+                    "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}],
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "typo", "namespace": ns, "labels": {UW: "None"}},
+                "spec": {"ports": [{"port": 80}]},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "reviews", "namespace": ns, "labels": {UW: "wp"}},
+                "spec": {"ports": [{"port": 80}]},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "plain", "namespace": ns},
+                "spec": {"ports": [{"port": 80}]},
+            },
+        ]
+    )
     make_ready(k, ns, "wp")
     return ns
 
 
 @pytest.fixture(scope="module")
-def server_a(audit_cluster: ControlPlane, k: Kubectl, broken: str,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
+def server_a(
+    audit_cluster: ControlPlane, k: Kubectl, broken: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Webhook]:
     install_report_crds(k)
     wh = start_webhook(audit_cluster, k, tmp_path_factory.mktemp("audit-a"), ["--audit"])
     yield wh
@@ -130,10 +168,13 @@ def test_objects_created_before_the_webhook_are_reported(k: Kubectl, server_a: W
     assert table[0].split()[:5] == ["NAMESPACE", "NAME", "KIND", "NAME", "PASS"], table[0]
     row = next(line.split() for line in table if " typo " in f" {line} ")
     assert row[0] == broken and row[2:4] == ["Service", "typo"] and row[4:7] == ["0", "1", "0"], row
-    assert any(line.split()[1:3] == ["Namespace", "stale"] for line in k("get", "clusterpolicyreports").stdout.splitlines())
+    assert any(
+        line.split()[1:3] == ["Namespace", "stale"] for line in k("get", "clusterpolicyreports").stdout.splitlines()
+    )
 
-    metrics = wait_until(lambda: (m := server_a.metrics()) and gauge(m, "waypoint_webhook_audit_up") == 1 and m,
-                         30, "audit metrics")
+    metrics = wait_until(
+        lambda: (m := server_a.metrics()) and gauge(m, "waypoint_webhook_audit_up") == 1 and m, 30, "audit metrics"
+    )
     assert finding_count(metrics, "InvalidUseWaypoint", "Service", broken) == 1
     assert finding_count(metrics, "WaypointNotFound", "Namespace", "") == 1
     assert gauge(metrics, "waypoint_webhook_audit_leader") == 1
@@ -141,7 +182,8 @@ def test_objects_created_before_the_webhook_are_reported(k: Kubectl, server_a: W
 
 
 def test_deleting_a_waypoint_reports_its_consumers_within_seconds_and_fixing_it_clears_them(
-        k: Kubectl, server_a: Webhook, broken: str) -> None:
+    k: Kubectl, server_a: Webhook, broken: str
+) -> None:
     key = ("Service", broken, "reviews")
     wait_until(lambda: ("Service", broken, "typo") in reports(k), 60, "the first reports")
     gw = json.loads(k("get", "gateway", "wp", "-n", broken, "-o", "json").stdout)
@@ -150,8 +192,11 @@ def test_deleting_a_waypoint_reports_its_consumers_within_seconds_and_fixing_it_
     report = wait_until(lambda: reports(k).get(key), 15, "a report on the consumer of the deleted waypoint")
     appeared = time.monotonic() - started
     assert [r["rule"] for r in report["results"]] == ["WaypointNotFound"] and report["summary"]["warn"] == 1
-    wait_until(lambda: finding_count(server_a.metrics(), "WaypointNotFound", "Service", broken) == 1, 15,
-               "the finding in /metrics")
+    wait_until(
+        lambda: finding_count(server_a.metrics(), "WaypointNotFound", "Service", broken) == 1,
+        15,
+        "the finding in /metrics",
+    )
     for drop in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
         gw["metadata"].pop(drop, None)
     gw.pop("status", None)
@@ -160,14 +205,17 @@ def test_deleting_a_waypoint_reports_its_consumers_within_seconds_and_fixing_it_
     make_ready(k, broken, "wp")
     wait_until(lambda: key not in reports(k), 15, "the consumer's report to be deleted")
     cleared = time.monotonic() - started
-    wait_until(lambda: finding_count(server_a.metrics(), "WaypointNotFound", "Service", broken) == 0, 15,
-               "the finding to leave /metrics")
+    wait_until(
+        lambda: finding_count(server_a.metrics(), "WaypointNotFound", "Service", broken) == 0,
+        15,
+        "the finding to leave /metrics",
+    )
     print(f"report appeared {appeared:.1f}s after the delete, cleared {cleared:.1f}s after the fix")
 
 
-def test_two_servers_do_not_fight_and_the_second_takes_over(audit_cluster: ControlPlane, k: Kubectl,
-                                                            server_a: Webhook, broken: str,
-                                                            tmp_path: Path) -> None:
+def test_two_servers_do_not_fight_and_the_second_takes_over(
+    audit_cluster: ControlPlane, k: Kubectl, server_a: Webhook, broken: str, tmp_path: Path
+) -> None:
     wait_until(lambda: ("Service", broken, "typo") in reports(k), 60, "the first reports")
     leader = wait_until(lambda: holder(k), 30, "a Lease holder")
     b = start_webhook(audit_cluster, k, tmp_path / "b", ["--audit"])
@@ -191,8 +239,9 @@ def test_two_servers_do_not_fight_and_the_second_takes_over(audit_cluster: Contr
         b.stop()
 
 
-def test_report_crd_installed_after_the_audit_started(audit_cluster: ControlPlane, k: Kubectl, broken: str,
-                                                      tmp_path: Path) -> None:
+def test_report_crd_installed_after_the_audit_started(
+    audit_cluster: ControlPlane, k: Kubectl, broken: str, tmp_path: Path
+) -> None:
     """The audit runs without the CRD (metrics only), then writes reports once it appears."""
     k("delete", *REPORT_CRDS, "--wait=true")
     token = k("create", "token", "waypoint-webhook", "-n", "waypoint-webhook", "--duration=1h").stdout.strip()
@@ -200,9 +249,24 @@ def test_report_crd_installed_after_the_audit_started(audit_cluster: ControlPlan
     status = tmp_path / "status.json"
     env = {k_: v for k_, v in os.environ.items() if k_ != "KUBECONFIG"}
     log = tmp_path / "auditor.log"
-    proc = spawn([EXE, "auditor", "--kubeconfig", str(kubeconfig), "--status-file", str(status),
-                  "--report-retry", "1", "--lease-retry", "0.5"], log.open("wb"), env=env)
+    proc = spawn(
+        [
+            EXE,
+            "auditor",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--status-file",
+            str(status),
+            "--report-retry",
+            "1",
+            "--lease-retry",
+            "0.5",
+        ],
+        log.open("wb"),
+        env=env,
+    )
     try:
+
         def current() -> dict[str, Any] | None:
             try:
                 got: dict[str, Any] = json.loads(status.read_text())
@@ -210,8 +274,11 @@ def test_report_crd_installed_after_the_audit_started(audit_cluster: ControlPlan
             except (OSError, ValueError):
                 return None
 
-        s = wait_until(lambda: (c := current()) and c["last_full_pass"] and c["leader"] and c, 60,
-                       f"the auditor's first pass\n{log}")
+        s = wait_until(
+            lambda: (c := current()) and c["last_full_pass"] and c["leader"] and c,
+            60,
+            f"the auditor's first pass\n{log}",
+        )
         assert any(row[:3] == ["WaypointNotFound", "warn", "Namespace"] for row in s["findings"]), s
         time.sleep(2)
         assert (current() or {}).get("reports_available") is False, log.read_text()

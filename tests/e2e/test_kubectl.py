@@ -40,8 +40,17 @@ def waypoint(name: str, ns: str, for_: str = "service") -> str:
 
 def make_ready(kubectl: Kubectl, name: str, ns: str, ip: str = "10.0.0.50") -> None:
     """Play istiod: publish the waypoint's address in status (W1)."""
-    kubectl("patch", "gateway", name, "-n", ns, "--subresource=status", "--type=merge",
-            "-p", json.dumps({"status": {"addresses": [{"type": "IPAddress", "value": ip}]}}))
+    kubectl(
+        "patch",
+        "gateway",
+        name,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"addresses": [{"type": "IPAddress", "value": ip}]}}),
+    )
 
 
 def eventually(fn: Callable[[], Any], timeout: float = 10.0) -> Any:
@@ -55,8 +64,12 @@ def eventually(fn: Callable[[], Any], timeout: float = 10.0) -> Any:
 
 
 def service(name: str, ns: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
-            "spec": {"ports": [{"port": 9080, "name": "http"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
+        "spec": {"ports": [{"port": 9080, "name": "http"}]},
+    }
 
 
 def test_seed_workflows_command_for_command(kubectl: Kubectl, webhook: Webhook) -> None:
@@ -71,8 +84,13 @@ def test_seed_workflows_command_for_command(kubectl: Kubectl, webhook: Webhook) 
     make_ready(kubectl, "waypoint", "default")
 
     # kubectl label ns default istio.io/use-waypoint=waypoint
-    out = eventually(lambda: (p := kubectl("label", "ns", "default", f"{UW}=waypoint", "--overwrite"))
-                     and "WaypointNotReady" not in p.stderr and p)
+    out = eventually(
+        lambda: (
+            (p := kubectl("label", "ns", "default", f"{UW}=waypoint", "--overwrite"))
+            and "WaypointNotReady" not in p.stderr
+            and p
+        )
+    )
     assert "namespace/default labeled" in out.stdout and "Warning" not in out.stderr, out.stderr
 
     # Service waypoint for reviews
@@ -86,9 +104,20 @@ def test_seed_workflows_command_for_command(kubectl: Kubectl, webhook: Webhook) 
     # Pod waypoint for reviews-v2 (--for workload)
     kubectl.apply(waypoint("reviews-v2-pod-waypoint", "default", "workload"))
     make_ready(kubectl, "reviews-v2-pod-waypoint", "default", "10.0.0.52")
-    kubectl.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {
-        "name": "reviews-v2-5b667bcbf8-spnnh", "namespace": "default", "labels": {"app": "reviews", "version": "v2"}},
-        "spec": {"containers": [{"name": "reviews", "image": "docker.io/istio/examples-bookinfo-reviews-v2:1.20.2"}]}})
+    kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "reviews-v2-5b667bcbf8-spnnh",
+                "namespace": "default",
+                "labels": {"app": "reviews", "version": "v2"},
+            },
+            "spec": {
+                "containers": [{"name": "reviews", "image": "docker.io/istio/examples-bookinfo-reviews-v2:1.20.2"}]
+            },
+        }
+    )
     out = kubectl("label", "pod", "-l", "version=v2,app=reviews", f"{UW}=reviews-v2-pod-waypoint")
     assert "pod/reviews-v2-5b667bcbf8-spnnh labeled" in out.stdout
 
@@ -96,35 +125,70 @@ def test_seed_workflows_command_for_command(kubectl: Kubectl, webhook: Webhook) 
     for n in ("common-infrastructure", "cross-namespace-waypoint-consumer"):
         kubectl("create", "namespace", n)
         kubectl("label", "namespace", n, "istio.io/dataplane-mode=ambient")
-    kubectl.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {
-        "name": "egress-gateway", "namespace": "common-infrastructure"}, "spec": {
-        "gatewayClassName": "istio-waypoint", "listeners": [{
-            "name": "mesh", "port": 15008, "protocol": "HBONE", "allowedRoutes": {"namespaces": {
-                "from": "Selector", "selector": {"matchLabels": {
-                    "kubernetes.io/metadata.name": "cross-namespace-waypoint-consumer"}}}}}]}})
+    kubectl.apply(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "egress-gateway", "namespace": "common-infrastructure"},
+            "spec": {
+                "gatewayClassName": "istio-waypoint",
+                "listeners": [
+                    {
+                        "name": "mesh",
+                        "port": 15008,
+                        "protocol": "HBONE",
+                        "allowedRoutes": {
+                            "namespaces": {
+                                "from": "Selector",
+                                "selector": {
+                                    "matchLabels": {"kubernetes.io/metadata.name": "cross-namespace-waypoint-consumer"}
+                                },
+                            }
+                        },
+                    }
+                ],
+            },
+        }
+    )
     make_ready(kubectl, "egress-gateway", "common-infrastructure", "10.0.0.60")
-    kubectl.apply({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {
-        "name": "istio-site", "namespace": "cross-namespace-waypoint-consumer"}, "spec": {
-        "hosts": ["istio.io"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}], "resolution": "DNS"}})
+    kubectl.apply(
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "ServiceEntry",
+            "metadata": {"name": "istio-site", "namespace": "cross-namespace-waypoint-consumer"},
+            "spec": {
+                "hosts": ["istio.io"],
+                "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+                "resolution": "DNS",
+            },
+        }
+    )
     se = ("-n", "cross-namespace-waypoint-consumer")
     out = kubectl("label", "serviceentries.networking.istio.io", "istio-site", f"{UW}=egress-gateway", *se)
     assert "serviceentry.networking.istio.io/istio-site labeled" in out.stdout
     # Between the two commands the reference points at the consumer's own namespace: a warning, not a
     # denial, which is exactly why WaypointNotFound is a warning by default (B1).
     assert "Warning: WaypointNotFound:" in out.stderr
-    out = kubectl("label", "serviceentries.networking.istio.io", "istio-site",
-                  "istio.io/use-waypoint-namespace=common-infrastructure", *se)
+    out = kubectl(
+        "label",
+        "serviceentries.networking.istio.io",
+        "istio-site",
+        "istio.io/use-waypoint-namespace=common-infrastructure",
+        *se,
+    )
     assert "labeled" in out.stdout and "Warning" not in out.stderr, out.stderr
 
     # M2 is off by default: the egress-gateway keeps no waypoint-for label (istiod reads the
     # GatewayClass's default at run time, as `istioctl waypoint generate` intends)
-    meta = json.loads(kubectl("get", "gateway", "egress-gateway", "-n", "common-infrastructure",
-                              "-o", "json").stdout)["metadata"]
+    meta = json.loads(kubectl("get", "gateway", "egress-gateway", "-n", "common-infrastructure", "-o", "json").stdout)[
+        "metadata"
+    ]
     assert "istio.io/waypoint-for" not in (meta.get("labels") or {})
 
     # Cleanup: istioctl waypoint delete --all -n default; kubectl label ns default istio.io/use-waypoint-
-    out = eventually(lambda: (p := kubectl("delete", "gateways.gateway.networking.k8s.io", "--all", "-n", "default"))
-                     and p)
+    out = eventually(
+        lambda: (p := kubectl("delete", "gateways.gateway.networking.k8s.io", "--all", "-n", "default")) and p
+    )
     assert "deleted" in out.stdout
     assert "Warning: WaypointInUse:" in out.stderr  # the namespace, Service and Pod still point at them
     out = kubectl("label", "ns", "default", f"{UW}-")
@@ -156,11 +220,18 @@ def test_warning_is_printed_by_kubectl(kubectl: Kubectl, ns: str) -> None:
 def test_minimal_gateway_is_stored_with_the_mesh_listener(kubectl: Kubectl, ns: str) -> None:
     """M1: the CRD requires listeners, so only the mutation makes this Gateway admissible; M2 is
     off by default, so no waypoint-for label is pinned."""
-    kubectl.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-                   "metadata": {"name": "minimal", "namespace": ns}, "spec": {"gatewayClassName": "istio-waypoint"}})
+    kubectl.apply(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "minimal", "namespace": ns},
+            "spec": {"gatewayClassName": "istio-waypoint"},
+        }
+    )
     gw = json.loads(kubectl("get", "gateway", "minimal", "-n", ns, "-o", "json").stdout)
-    assert gw["spec"]["listeners"] == [{"name": "mesh", "port": 15008, "protocol": "HBONE",
-                                        "allowedRoutes": {"namespaces": {"from": "Same"}}}]
+    assert gw["spec"]["listeners"] == [
+        {"name": "mesh", "port": 15008, "protocol": "HBONE", "allowedRoutes": {"namespaces": {"from": "Same"}}}
+    ]
     assert "istio.io/waypoint-for" not in (gw["metadata"].get("labels") or {})
 
 
@@ -174,10 +245,18 @@ def test_invalid_gateways_are_denied(kubectl: Kubectl, ns: str) -> None:
 
 def test_deployment_with_bad_template_label_is_denied(kubectl: Kubectl, ns: str) -> None:
     def deploy(label: str) -> dict[str, Any]:
-        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "reviews-v3", "namespace": ns},
-                "spec": {"selector": {"matchLabels": {"app": "reviews"}}, "template": {
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "reviews-v3", "namespace": ns},
+            "spec": {
+                "selector": {"matchLabels": {"app": "reviews"}},
+                "template": {
                     "metadata": {"labels": {"app": "reviews", UW: label}},
-                    "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+                },
+            },
+        }
 
     p = kubectl.apply(deploy("Reviews_Waypoint"), check=False)
     assert p.returncode != 0 and 'admission webhook "workloads.validate.waypoint-webhook.io" denied' in p.stderr
@@ -201,17 +280,33 @@ def test_view_follows_the_cluster(kubectl: Kubectl, ns: str) -> None:
 
 def test_cross_namespace_attachment_denied_and_allowed(kubectl: Kubectl, ns: str) -> None:
     """P3/P4 through the live view: the consumer namespace's labels decide."""
-    kubectl.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-                   "metadata": {"name": "shared", "namespace": ns, "labels": {"istio.io/waypoint-for": "all"}},
-                   "spec": {"gatewayClassName": "istio-waypoint", "listeners": [{
-                       "name": "mesh", "port": 15008, "protocol": "HBONE", "allowedRoutes": {"namespaces": {
-                           "from": "Selector", "selector": {"matchLabels": {"team": "blue"}}}}}]}})
+    kubectl.apply(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "shared", "namespace": ns, "labels": {"istio.io/waypoint-for": "all"}},
+            "spec": {
+                "gatewayClassName": "istio-waypoint",
+                "listeners": [
+                    {
+                        "name": "mesh",
+                        "port": 15008,
+                        "protocol": "HBONE",
+                        "allowedRoutes": {
+                            "namespaces": {"from": "Selector", "selector": {"matchLabels": {"team": "blue"}}}
+                        },
+                    }
+                ],
+            },
+        }
+    )
     make_ready(kubectl, "shared", ns)
     other = f"{ns}-c"
     kubectl("create", "namespace", other)
     labels = {UW: "shared", "istio.io/use-waypoint-namespace": ns}
-    p = eventually(lambda: (q := kubectl.apply(service("a", other, labels), check=False))
-                   and "AttachmentDenied" in q.stderr and q)
+    p = eventually(
+        lambda: (q := kubectl.apply(service("a", other, labels), check=False)) and "AttachmentDenied" in q.stderr and q
+    )
     assert p.returncode != 0 and "AttachmentDenied:" in p.stderr
     kubectl("label", "namespace", other, "team=blue")
     assert eventually(lambda: kubectl.apply(service("a", other, labels), check=False).returncode == 0)
@@ -222,19 +317,30 @@ def test_service_account_rbac_is_least_privilege(kubectl: Kubectl, webhook: Webh
         p = kubectl("auth", "can-i", f"--as={SA}", verb, resource, "--all-namespaces", check=False)
         return p.stdout.strip() == "yes"
 
-    for resource in ("gateways.gateway.networking.k8s.io", "gatewayclasses.gateway.networking.k8s.io",
-                     "namespaces", "services", "pods", "serviceentries.networking.istio.io",
-                     "workloadentries.networking.istio.io"):
+    for resource in (
+        "gateways.gateway.networking.k8s.io",
+        "gatewayclasses.gateway.networking.k8s.io",
+        "namespaces",
+        "services",
+        "pods",
+        "serviceentries.networking.istio.io",
+        "workloadentries.networking.istio.io",
+    ):
         assert can("list", resource) and can("watch", resource) and can("get", resource), resource
         assert not can("create", resource) and not can("delete", resource) and not can("patch", resource)
-    for verb, resource in (("get", "secrets"), ("list", "configmaps"),
-                           ("update", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
-                           ("create", "pods"), ("list", "deployments.apps")):
+    for verb, resource in (
+        ("get", "secrets"),
+        ("list", "configmaps"),
+        ("update", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
+        ("create", "pods"),
+        ("list", "deployments.apps"),
+    ):
         assert not can(verb, resource), (verb, resource)
 
 
-def test_view_resyncs_after_apiserver_restart(cluster: ControlPlane, kubectl: Kubectl, webhook: Webhook,
-                                              ns: str) -> None:
+def test_view_resyncs_after_apiserver_restart(
+    cluster: ControlPlane, kubectl: Kubectl, webhook: Webhook, ns: str
+) -> None:
     cluster.stop_apiserver()
     time.sleep(2)
     cluster.start_apiserver()
@@ -242,11 +348,19 @@ def test_view_resyncs_after_apiserver_restart(cluster: ControlPlane, kubectl: Ku
     make_ready(kubectl, "after-restart", ns)
     kubectl.apply(service("svc", ns))
     # Judged on fresh state: the waypoint created after the restart is known to the view.
-    assert eventually(lambda: "WaypointNotFound" not in kubectl(
-        "label", "service", "svc", "-n", ns, f"{UW}=after-restart", "--overwrite").stderr, 30)
+    assert eventually(
+        lambda: (
+            "WaypointNotFound"
+            not in kubectl("label", "service", "svc", "-n", ns, f"{UW}=after-restart", "--overwrite").stderr
+        ),
+        30,
+    )
     assert webhook.proc.poll() is None
-    relists = [line for line in webhook.metrics().splitlines()
-               if line.startswith("waypoint_webhook_state_relists_total") and 'reason="reconnect"' in line]
+    relists = [
+        line
+        for line in webhook.metrics().splitlines()
+        if line.startswith("waypoint_webhook_state_relists_total") and 'reason="reconnect"' in line
+    ]
     assert relists and sum(float(line.rsplit(" ", 1)[1]) for line in relists) > 0
 
 
@@ -255,10 +369,20 @@ def test_a_class_with_istios_mesh_controller_is_a_waypoint_class(kubectl: Kubect
     minimal Gateway a waypoint (M1 adds the mesh listener), once the webhook's watch has seen the class;
     the API server sends every Gateway, whatever its class."""
     cls = f"platform-{ns}"
-    kubectl.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": cls},
-                   "spec": {"controllerName": "istio.io/mesh-controller"}})
-    gw = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-          "metadata": {"name": "wp", "namespace": ns}, "spec": {"gatewayClassName": cls}}
+    kubectl.apply(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": cls},
+            "spec": {"controllerName": "istio.io/mesh-controller"},
+        }
+    )
+    gw = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": "wp", "namespace": ns},
+        "spec": {"gatewayClassName": cls},
+    }
     # Without a listener the CRD refuses it, unless the mutating webhook filled one in.
     assert eventually(lambda: kubectl.apply(gw, "--dry-run=server", check=False).returncode == 0)
     kubectl.apply(gw)

@@ -65,10 +65,28 @@ def test_unsynced_server_is_not_ready_and_reports_state_unavailable(tmp_path: Pa
     kubeconfig.write_text(text)
     subprocess.run([EXE, "certs", "--out", str(tmp_path), "--ip", "127.0.0.1"], check=True, capture_output=True)
     port = free_port()
-    proc = subprocess.Popen([EXE, "serve", "--kubeconfig", str(kubeconfig), "--host", "127.0.0.1", "--port",
-                             str(port), "--workers", "1", "--sync-timeout", "1", "--tls-cert", str(tmp_path / "tls.crt"),
-                             "--tls-key", str(tmp_path / "tls.key")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            EXE,
+            "serve",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--sync-timeout",
+            "1",
+            "--tls-cert",
+            str(tmp_path / "tls.crt"),
+            "--tls-key",
+            str(tmp_path / "tls.key"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url, ca = f"https://127.0.0.1:{port}", str(tmp_path / "ca.crt")
     try:
         deadline = time.monotonic() + 30
@@ -82,12 +100,26 @@ def test_unsynced_server_is_not_ready_and_reports_state_unavailable(tmp_path: Pa
         assert r.status_code == 503 and "cluster view not synced yet" in r.json()["reasons"]
 
         def review(label: str) -> dict:  # type: ignore[type-arg]
-            body = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-                "uid": "x", "kind": {"group": "", "version": "v1", "kind": "Service"}, "namespace": "default",
-                "operation": "CREATE", "object": {"metadata": {"name": "s", "namespace": "default",
-                                                                "labels": {"istio.io/use-waypoint": label}}}}}
-            return requests.post(url + "/validate", data=orjson.dumps(body), verify=ca, timeout=5,
-                                 headers={"Content-Type": "application/json"}).json()["response"]
+            body = {
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "request": {
+                    "uid": "x",
+                    "kind": {"group": "", "version": "v1", "kind": "Service"},
+                    "namespace": "default",
+                    "operation": "CREATE",
+                    "object": {
+                        "metadata": {"name": "s", "namespace": "default", "labels": {"istio.io/use-waypoint": label}}
+                    },
+                },
+            }
+            return requests.post(
+                url + "/validate",
+                data=orjson.dumps(body),
+                verify=ca,
+                timeout=5,
+                headers={"Content-Type": "application/json"},
+            ).json()["response"]
 
         assert review("waypoint")["warnings"][0].startswith("StateUnavailable: ")
         assert review("None")["status"]["details"]["causes"][0]["reason"] == "InvalidUseWaypoint"
@@ -96,8 +128,9 @@ def test_unsynced_server_is_not_ready_and_reports_state_unavailable(tmp_path: Pa
         proc.wait(15)
 
 
-def test_a_service_with_only_a_canary_label_is_a_consumer(cluster: ControlPlane, kubectl: Kubectl,
-                                                           webhook: Webhook) -> None:
+def test_a_service_with_only_a_canary_label_is_a_consumer(
+    cluster: ControlPlane, kubectl: Kubectl, webhook: Webhook
+) -> None:
     """R6: a Service inheriting its primary waypoint can still name a canary with its own label; the live
     view sees it, so deleting that canary waypoint counts it (WaypointInUse)."""
     with _synced_view_and_service(cluster, kubectl, "lvc") as (view, ns):

@@ -22,6 +22,7 @@ from webhook.install import WEBHOOK_KINDS
 
 pytestmark = pytest.mark.e2e
 
+
 def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return next(d for d in docs if d["kind"] == kind)
 
@@ -57,8 +58,11 @@ def test_deployment_is_ha_and_locked_down(kubectl: Kubectl) -> None:
     assert dep["replicas"] == 3 and pod["priorityClassName"] == "system-cluster-critical"
     assert pod["topologySpreadConstraints"] and pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                    "capabilities": {"drop": ["ALL"]}}
+    assert c["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz" and c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["resources"]["requests"] and c["resources"]["limits"]
     assert by_kind(docs, "PodDisruptionBudget")["spec"]["minAvailable"] >= 1
@@ -69,11 +73,13 @@ def test_deployment_is_ha_and_locked_down(kubectl: Kubectl) -> None:
     # The view reads; the audit writes only its reports, and its Lease only by name.
     assert all(set(r["verbs"]) == {"get", "list", "watch"} for r in roles["waypoint-webhook-view"]["rules"])
     assert [(r["apiGroups"], r["resources"]) for r in roles["waypoint-webhook-audit"]["rules"]] == [
-        (["wgpolicyk8s.io"], ["policyreports", "clusterpolicyreports"])]
+        (["wgpolicyk8s.io"], ["policyreports", "clusterpolicyreports"])
+    ]
     lease = roles["waypoint-webhook-audit-lease"]
     assert lease["metadata"]["namespace"] == "waypoint-webhook"
-    assert all(r["resources"] == ["leases"] and (r.get("resourceNames") or r["verbs"] == ["create"])
-               for r in lease["rules"])
+    assert all(
+        r["resources"] == ["leases"] and (r.get("resourceNames") or r["verbs"] == ["create"]) for r in lease["rules"]
+    )
     assert "--audit" in c["args"]
 
 
@@ -88,16 +94,28 @@ def test_cert_manager_overlay_injects_ca(kubectl: Kubectl) -> None:
 
 def _install_tree(tmp_path: Path) -> Path:
     """certs/ and manifests/ as a clone has them (the run-make-certs-first link included)."""
-    shutil.copytree(ROOT / "certs", tmp_path / "certs", symlinks=True,
-                    ignore=shutil.ignore_patterns("dev", "generated"))
+    shutil.copytree(
+        ROOT / "certs", tmp_path / "certs", symlinks=True, ignore=shutil.ignore_patterns("dev", "generated")
+    )
     shutil.copytree(ROOT / "manifests", tmp_path / "manifests")
     return tmp_path
 
 
 def _make_certs(tree: Path, namespace: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "-C", str(ROOT), "certs", f"NAMESPACE={namespace}",
-                           f"CERTS_OUT={tree / 'certs' / 'generated'}", f"MANIFESTS={tree / 'manifests'}"],
-                          capture_output=True, text=True, check=True)
+    return subprocess.run(
+        [
+            "make",
+            "-C",
+            str(ROOT),
+            "certs",
+            f"NAMESPACE={namespace}",
+            f"CERTS_OUT={tree / 'certs' / 'generated'}",
+            f"MANIFESTS={tree / 'manifests'}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
 
 
 def test_kustomize_before_make_certs_says_what_to_run(kubectl: Kubectl, tmp_path: Path) -> None:
@@ -106,8 +124,9 @@ def test_kustomize_before_make_certs_says_what_to_run(kubectl: Kubectl, tmp_path
     assert p.returncode != 0 and "run-make-certs-first" in p.stderr, p.stderr
 
 
-def test_make_certs_in_another_namespace_is_consistent_and_installs(kubectl: Kubectl, webhook: Webhook,
-                                                                    tmp_path: Path) -> None:
+def test_make_certs_in_another_namespace_is_consistent_and_installs(
+    kubectl: Kubectl, webhook: Webhook, tmp_path: Path
+) -> None:
     """The README's install path for a namespace of the user's choice: `make certs NAMESPACE=x`,
     then `kubectl apply -k certs/` (here a server-side dry run against the real API server)."""
     ns = "mesh-policy"
@@ -143,13 +162,16 @@ def test_make_certs_in_another_namespace_is_consistent_and_installs(kubectl: Kub
     assert "validatingwebhookconfiguration.admissionregistration.k8s.io/waypoint-webhook" in p.stdout
 
 
-def test_hardening_network_policy_is_valid_and_cannot_shut_out_non_pod_sources(kubectl: Kubectl,
-                                                                                 webhook: Webhook) -> None:
+def test_hardening_network_policy_is_valid_and_cannot_shut_out_non_pod_sources(
+    kubectl: Kubectl, webhook: Webhook
+) -> None:
     path = ROOT / "manifests" / "hardening" / "networkpolicy.yaml"
     policy = yaml.safe_load(path.read_text())
     deployment = by_kind(rendered_manifests(kubectl), "Deployment")
-    assert policy["spec"]["podSelector"]["matchLabels"].items() <= \
-        deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"].items()
+        <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
     first = policy["spec"]["ingress"][0]
     assert first["from"][0]["ipBlock"]["cidr"] == "0.0.0.0/0"  # only the pod network is excepted
     port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]

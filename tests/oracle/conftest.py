@@ -54,19 +54,35 @@ def start_istiod(kubeconfig: Path, workdir: Path) -> Istiod:
     mesh.write_text("{}\n")
     ports = {n: free_port() for n in ("http", "grpc", "sgrpc", "mon", "https", "ctrlz")}
     args = [
-        str(istiod_binary()), "discovery", f"--kubeconfig={kubeconfig}", f"--meshConfig={mesh}",
-        "--domain=cluster.local", "--clusterID=Kubernetes", "--namespace=istio-system",
-        f"--httpAddr=127.0.0.1:{ports['http']}", f"--grpcAddr=127.0.0.1:{ports['grpc']}",
-        f"--secureGRPCAddr=127.0.0.1:{ports['sgrpc']}", f"--monitoringAddr=127.0.0.1:{ports['mon']}",
-        f"--httpsAddr=127.0.0.1:{ports['https']}", "--ctrlz_address=127.0.0.1", f"--ctrlz_port={ports['ctrlz']}",
+        str(istiod_binary()),
+        "discovery",
+        f"--kubeconfig={kubeconfig}",
+        f"--meshConfig={mesh}",
+        "--domain=cluster.local",
+        "--clusterID=Kubernetes",
+        "--namespace=istio-system",
+        f"--httpAddr=127.0.0.1:{ports['http']}",
+        f"--grpcAddr=127.0.0.1:{ports['grpc']}",
+        f"--secureGRPCAddr=127.0.0.1:{ports['sgrpc']}",
+        f"--monitoringAddr=127.0.0.1:{ports['mon']}",
+        f"--httpsAddr=127.0.0.1:{ports['https']}",
+        "--ctrlz_address=127.0.0.1",
+        f"--ctrlz_port={ports['ctrlz']}",
     ]
     env = {
-        **os.environ, "PILOT_ENABLE_AMBIENT": "true", "POD_NAMESPACE": "istio-system", "POD_NAME": "istiod-oracle",
-        "REVISION": "default", "CLUSTER_ID": "Kubernetes", "VALIDATION_WEBHOOK_CONFIG_NAME": "",
+        **os.environ,
+        "PILOT_ENABLE_AMBIENT": "true",
+        "POD_NAMESPACE": "istio-system",
+        "POD_NAME": "istiod-oracle",
+        "REVISION": "default",
+        "CLUSTER_ID": "Kubernetes",
+        "VALIDATION_WEBHOOK_CONFIG_NAME": "",
         "INJECTION_WEBHOOK_CONFIG_NAME": "",
         # replay mode: statuses come from the tests, not from Deployments istiod would create
-        "PILOT_ENABLE_GATEWAY_API_STATUS": "false", "PILOT_ENABLE_GATEWAY_API_DEPLOYMENT_CONTROLLER": "false",
-        "PILOT_ENABLE_GATEWAY_API_GATEWAYCLASS_CONTROLLER": "false", "INJECT_ENABLED": "false",
+        "PILOT_ENABLE_GATEWAY_API_STATUS": "false",
+        "PILOT_ENABLE_GATEWAY_API_DEPLOYMENT_CONTROLLER": "false",
+        "PILOT_ENABLE_GATEWAY_API_GATEWAYCLASS_CONTROLLER": "false",
+        "INJECT_ENABLED": "false",
     }
     log = workdir / "istiod.log"
     istiod = Istiod(spawn(args, log.open("wb"), env=env), ports["http"], log)
@@ -118,10 +134,10 @@ def istiod(oracle_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="session")
-def unregistered_webhook(oracle_cluster: ControlPlane, oracle_kubectl: Kubectl,
-                         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
+def unregistered_webhook(
+    oracle_cluster: ControlPlane, oracle_kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Webhook]:
     apply_identity(oracle_kubectl)
     wh = start_webhook(oracle_cluster, oracle_kubectl, tmp_path_factory.mktemp("oracle-webhook"))
     yield wh
     stop(wh.proc)
-

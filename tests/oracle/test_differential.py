@@ -39,8 +39,15 @@ from tests.oracle.scenarios import Case, cases, gw, ns, svc
 pytestmark = pytest.mark.oracle
 
 CASES = cases()
-FAILURES = {"WaypointNotFound", "WaypointNotReady", "AttachmentDenied", "UnsupportedTrafficType",
-            "UnevaluableAllowedRoutes", "InvalidUseWaypoint", "InvalidUseWaypointNamespace"}
+FAILURES = {
+    "WaypointNotFound",
+    "WaypointNotReady",
+    "AttachmentDenied",
+    "UnsupportedTrafficType",
+    "UnevaluableAllowedRoutes",
+    "InvalidUseWaypoint",
+    "InvalidUseWaypointNamespace",
+}
 AGREES = {
     "WaypointIsNotReady": {"WaypointNotFound", "WaypointNotReady", "InvalidUseWaypoint", "InvalidUseWaypointNamespace"},
     "AttachmentDenied": {"AttachmentDenied"},
@@ -49,8 +56,12 @@ AGREES = {
 NOT_OBSERVABLE = {
     "unusable address": "W1: istiod reports a waypoint with only unusable addresses as bound; ztunnel bypasses it",
 }
-PLURAL = {"Service": "services", "ServiceEntry": "serviceentries.networking.istio.io",
-          "WorkloadEntry": "workloadentries.networking.istio.io", "Pod": "pods"}
+PLURAL = {
+    "Service": "services",
+    "ServiceEntry": "serviceentries.networking.istio.io",
+    "WorkloadEntry": "workloadentries.networking.istio.io",
+    "Pod": "pods",
+}
 ORDER = ("Namespace", "GatewayClass", "Gateway", "Service", "ServiceEntry", "WorkloadEntry", "Pod")
 
 
@@ -63,8 +74,17 @@ def _apply_all(k: Kubectl, all_cases: list[Case]) -> None:
     for o in objects:
         if o["kind"] in ("Gateway", "Pod") and "status" in o:
             m = o["metadata"]
-            k("patch", o["kind"].lower(), m["name"], "-n", m["namespace"], "--subresource=status", "--type=merge",
-              "-p", json.dumps({"status": o["status"]}))
+            k(
+                "patch",
+                o["kind"].lower(),
+                m["name"],
+                "-n",
+                m["namespace"],
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                json.dumps({"status": o["status"]}),
+            )
 
 
 def _stored(k: Kubectl) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -88,15 +108,31 @@ def _verdict(wh: Webhook, kind: str, obj: dict[str, Any]) -> list[tuple[str, str
     """The webhook's findings on the stored object, as (code, field, message)."""
     obj = {k: v for k, v in obj.items() if k != "status"}
     group, version = ("", "v1") if kind in ("Service", "Pod") else ("networking.istio.io", "v1")
-    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": "oracle", "kind": {"group": group, "version": version, "kind": kind}, "operation": "CREATE",
-        "namespace": obj["metadata"]["namespace"], "name": obj["metadata"]["name"], "object": obj,
-        "userInfo": {"username": "oracle"}}}
-    r = requests.post(wh.url + "/validate", data=json.dumps(review), headers={"Content-Type": "application/json"},
-                      verify=str(wh.ca), timeout=10)
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "oracle",
+            "kind": {"group": group, "version": version, "kind": kind},
+            "operation": "CREATE",
+            "namespace": obj["metadata"]["namespace"],
+            "name": obj["metadata"]["name"],
+            "object": obj,
+            "userInfo": {"username": "oracle"},
+        },
+    }
+    r = requests.post(
+        wh.url + "/validate",
+        data=json.dumps(review),
+        headers={"Content-Type": "application/json"},
+        verify=str(wh.ca),
+        timeout=10,
+    )
     resp = r.json()["response"]
-    found = [(c["reason"], c.get("field", ""), c.get("message", ""))
-             for c in (resp.get("status") or {}).get("details", {}).get("causes", [])]
+    found = [
+        (c["reason"], c.get("field", ""), c.get("message", ""))
+        for c in (resp.get("status") or {}).get("details", {}).get("causes", [])
+    ]
     for w in resp.get("warnings", []):
         code, _, message = w.partition(": ")
         found.append((code, "", message))
@@ -115,8 +151,11 @@ def _disagreement(condition: tuple[str, str, str] | None, findings: list[tuple[s
         if not primary & AGREES.get(condition[1], set()):
             return f"istiod {condition[1]} ({condition[2]}), the webhook {sorted(primary) or 'nothing'}"
         return None
-    unexplained = {c for c in primary if not (c == "WaypointNotReady" and any(
-        "no Hostname or IP address" in f[2] for f in findings if f[0] == c))}
+    unexplained = {
+        c
+        for c in primary
+        if not (c == "WaypointNotReady" and any("no Hostname or IP address" in f[2] for f in findings if f[0] == c))
+    }
     if unexplained:
         return f"istiod {condition[1] if condition else 'no condition'}, the webhook {sorted(unexplained)}"
     istiod_canary = condition is not None and "canary" in condition[2].lower()
@@ -156,8 +195,9 @@ def _snapshot(k: Kubectl, wh: Webhook, istiod: Istiod) -> dict[tuple[str, str, s
     return out
 
 
-def test_the_webhook_agrees_with_istiod_on_every_scenario(oracle_kubectl: Kubectl, istiod: Istiod,
-                                                          unregistered_webhook: Webhook) -> None:
+def test_the_webhook_agrees_with_istiod_on_every_scenario(
+    oracle_kubectl: Kubectl, istiod: Istiod, unregistered_webhook: Webhook
+) -> None:
     assert len(CASES) >= 60 and sum(len(c.observe) for c in CASES) >= 60
     _apply_all(oracle_kubectl, CASES)
     expected = {key for c in CASES for key in c.observe}
@@ -170,7 +210,9 @@ def test_the_webhook_agrees_with_istiod_on_every_scenario(oracle_kubectl: Kubect
         time.sleep(1.5)
     assert istiod.alive(), istiod.log.read_text()[-3000:]
     report, bad = [], []
-    objects = {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for c in CASES for o in c.objects}
+    objects = {
+        (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for c in CASES for o in c.objects
+    }
     for c in CASES:
         for key in c.observe:
             state, findings = snap[key]
@@ -181,8 +223,10 @@ def test_the_webhook_agrees_with_istiod_on_every_scenario(oracle_kubectl: Kubect
             else:
                 problem = _disagreement(state, findings)
                 shown = state[1] if state else "-"
-            report.append(f"{'DISAGREE' if problem else 'agree   '} {c.id}: {key[0]} {key[1]}/{key[2]}: "
-                          f"istiod {shown}; webhook {[f[0] for f in findings] or '-'}")
+            report.append(
+                f"{'DISAGREE' if problem else 'agree   '} {c.id}: {key[0]} {key[1]}/{key[2]}: "
+                f"istiod {shown}; webhook {[f[0] for f in findings] or '-'}"
+            )
             if problem:
                 bad.append(f"{c.id} ({key[0]} {key[1]}/{key[2]}): {problem}")
     print("\n".join(report))
@@ -190,18 +234,34 @@ def test_the_webhook_agrees_with_istiod_on_every_scenario(oracle_kubectl: Kubect
 
 
 def test_istiod_crashes_on_an_unevaluable_selector_unless_the_webhook_refuses_it(
-        oracle_kubectl: Kubectl, istiod: Istiod, unregistered_webhook: Webhook) -> None:
+    oracle_kubectl: Kubectl, istiod: Istiod, unregistered_webhook: Webhook
+) -> None:
     """A5, end to end (last: it crashes the session's istiod). A Gateway whose mesh listener has an
     unparsable selector, created before the webhook was installed, is harmless until something
     references it. With the webhook registered the reference is denied and istiod keeps running;
     without it, istiod dies on the reference, and again when restarted."""
     k = oracle_kubectl
-    bad = gw("wp", "crash-i", routes={"from": "Selector", "selector": {
-        "matchExpressions": [{"key": "team", "operator": "Equals", "values": ["a"]}]}})
+    bad = gw(
+        "wp",
+        "crash-i",
+        routes={
+            "from": "Selector",
+            "selector": {"matchExpressions": [{"key": "team", "operator": "Equals", "values": ["a"]}]},
+        },
+    )
     k.apply([ns("crash"), ns("crash-i")])
     k.apply({key: v for key, v in bad.items() if key != "status"})
-    k("patch", "gateway", "wp", "-n", "crash-i", "--subresource=status", "--type=merge",
-      "-p", json.dumps({"status": bad["status"]}))
+    k(
+        "patch",
+        "gateway",
+        "wp",
+        "-n",
+        "crash-i",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": bad["status"]}),
+    )
     reference = svc("s", "crash", {"istio.io/use-waypoint": "wp", "istio.io/use-waypoint-namespace": "crash-i"})
     port = int(unregistered_webhook.url.rsplit(":", 1)[1])
     configs = webhook_configs(k, port, unregistered_webhook.ca.read_bytes())
@@ -212,8 +272,16 @@ def test_istiod_crashes_on_an_unevaluable_selector_unless_the_webhook_refuses_it
     time.sleep(3)
     assert istiod.alive(), "istiod died although the reference was refused"
     # and a new Gateway like it is refused at admission
-    refused = k.apply({key: v for key, v in gw("wp2", "crash-i", routes=bad["spec"]["listeners"][0]["allowedRoutes"][
-        "namespaces"]).items() if key != "status"}, check=False)
+    refused = k.apply(
+        {
+            key: v
+            for key, v in gw(
+                "wp2", "crash-i", routes=bad["spec"]["listeners"][0]["allowedRoutes"]["namespaces"]
+            ).items()
+            if key != "status"
+        },
+        check=False,
+    )
     assert refused.returncode != 0 and "InvalidAllowedRoutes" in refused.stderr, refused.stderr
     for doc in configs:  # without the webhook
         k("delete", doc["kind"].lower(), doc["metadata"]["name"])

@@ -31,7 +31,6 @@ MAX_LIFETIME = 1800  # conmon kills the container after this, even if the test r
 MEASURED: dict[str, str] = {}  # figures for the README, printed at the end of the run
 
 
-
 @dataclass
 class Pod:
     env: dict[str, str]
@@ -103,8 +102,10 @@ def _port_free(port: int) -> bool:
 def _measure_startup(pod: Pod) -> None:
     """Poll the probes' endpoints as kubelet would (its timeout, no certificate check), every
     100 ms, and record when each first answered 200, in seconds after the container started."""
-    budget = sum(p.get("initialDelaySeconds", 0) + p.get("periodSeconds", 10) * p.get("failureThreshold", 3)
-                 for p in pod.run.probes.values())
+    budget = sum(
+        p.get("initialDelaySeconds", 0) + p.get("periodSeconds", 10) * p.get("failureThreshold", 3)
+        for p in pod.run.probes.values()
+    )
     deadline = pod.started + budget + 10
     while len(pod.first_ok) < len(pod.run.probes) and time.monotonic() < deadline:
         for name in pod.run.probes:
@@ -122,8 +123,9 @@ def _measure_startup(pod: Pod) -> None:
 
 
 @pytest.fixture(scope="module")
-def pod(podman_env: dict[str, str], built_image: str, pod_cluster: ControlPlane,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
+def pod(
+    podman_env: dict[str, str], built_image: str, pod_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pod]:
     kubectl = Kubectl(pod_cluster.kubeconfig)
     manifests = apply_identity(kubectl)
     dep = next(d for d in manifests if d["kind"] == "Deployment")
@@ -131,22 +133,37 @@ def pod(podman_env: dict[str, str], built_image: str, pod_cluster: ControlPlane,
     token = kubectl("create", "token", sa, "-n", ns, "--duration=2h").stdout.strip()
     work = tmp_path_factory.mktemp("pod")
     certs = work / "certs"
-    subprocess.run([EXE, "certs", "--out", str(certs), "--ip", "127.0.0.1", "--dns", f"waypoint-webhook.{ns}.svc"],
-                   check=True, capture_output=True)
-    tls = {"tls.crt": (certs / "tls.crt").read_bytes(), "tls.key": (certs / "tls.key").read_bytes(),
-           "ca.crt": (certs / "ca.crt").read_bytes()}
+    subprocess.run(
+        [EXE, "certs", "--out", str(certs), "--ip", "127.0.0.1", "--dns", f"waypoint-webhook.{ns}.svc"],
+        check=True,
+        capture_output=True,
+    )
+    tls = {
+        "tls.crt": (certs / "tls.crt").read_bytes(),
+        "tls.key": (certs / "tls.key").read_bytes(),
+        "ca.crt": (certs / "ca.crt").read_bytes(),
+    }
     secret_name = next(v["secret"]["secretName"] for v in dep["spec"]["template"]["spec"]["volumes"] if "secret" in v)
-    run = pod_run(manifests, built_image, work, {secret_name: tls}, token,
-                  (pod_cluster.workdir / "pki" / "ca.crt").read_bytes(), "127.0.0.1", pod_cluster.port,
-                  name=CONTAINER)
+    run = pod_run(
+        manifests,
+        built_image,
+        work,
+        {secret_name: tls},
+        token,
+        (pod_cluster.workdir / "pki" / "ca.crt").read_bytes(),
+        "127.0.0.1",
+        pod_cluster.port,
+        name=CONTAINER,
+    )
     images.podman(podman_env, "rm", "--force", "--time=0", CONTAINER, check=False)  # a stale one of ours
     assert _port_free(run.port), f"port {run.port} (the Deployment's containerPort) is in use on this machine"
     args = list(run.args)
     args.insert(args.index("--detach") + 1, f"--timeout={MAX_LIFETIME}")
     images.podman(podman_env, *args)
     # Measure from the runtime's own start time, not from when podman returned.
-    started_ns = int(images.podman(podman_env, "inspect", "--format", "{{.State.StartedAt.UnixNano}}",
-                                   CONTAINER).stdout.strip())
+    started_ns = int(
+        images.podman(podman_env, "inspect", "--format", "{{.State.StartedAt.UnixNano}}", CONTAINER).stdout.strip()
+    )
     handle = Pod(podman_env, run, kubectl, certs / "ca.crt", time.monotonic() - (time.time() - started_ns / 1e9))
     try:
         _measure_startup(handle)

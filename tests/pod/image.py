@@ -57,7 +57,9 @@ def podman_env(workdir: Path) -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": str(conf)}
 
 
-def podman(env: dict[str, str], *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def podman(
+    env: dict[str, str], *args: str, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     p = subprocess.run(["podman", *args], env=env, capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
         raise PodmanUnavailable(f"podman {' '.join(args[:3])}… failed ({p.returncode}):\n{p.stderr[-3000:]}")
@@ -84,19 +86,33 @@ def base_image(env: dict[str, str]) -> str:
     if not tar.exists():
         tar.parent.mkdir(parents=True, exist_ok=True)
         part = tar.with_suffix(".part")
-        cmd = ["mmdebstrap", "--variant=minbase", "--format=tar", f"--include={','.join(PACKAGES)}", "--mode=root", "--quiet",
-               *(f"--dpkgopt=path-exclude={x}" for x in EXCLUDES), SUITE, str(part), str(sources)]
+        cmd = [
+            "mmdebstrap",
+            "--variant=minbase",
+            "--format=tar",
+            f"--include={','.join(PACKAGES)}",
+            "--mode=root",
+            "--quiet",
+            *(f"--dpkgopt=path-exclude={x}" for x in EXCLUDES),
+            SUITE,
+            str(part),
+            str(sources),
+        ]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         if p.returncode != 0:
             raise PodmanUnavailable(f"mmdebstrap failed ({p.returncode}):\n{p.stderr[-3000:]}")
         part.rename(tar)  # only a complete tarball is ever cached
-    podman(env, "import", "--change", "CMD=[\"python3\"]", str(tar), tag)
+    podman(env, "import", "--change", 'CMD=["python3"]', str(tar), tag)
     return tag
 
 
 def host_ca_bundle() -> Path | None:
-    for candidate in (os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"),
-                      ssl.get_default_verify_paths().cafile, "/etc/ssl/certs/ca-certificates.crt"):
+    for candidate in (
+        os.environ.get("PIP_CERT"),
+        os.environ.get("SSL_CERT_FILE"),
+        ssl.get_default_verify_paths().cafile,
+        "/etc/ssl/certs/ca-certificates.crt",
+    ):
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     return None

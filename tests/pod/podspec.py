@@ -88,8 +88,17 @@ def _security(pod_sc: dict[str, Any], sc: dict[str, Any]) -> tuple[list[str], in
     seccomp = merged.get("seccompProfile", {}).get("type", "RuntimeDefault")
     if seccomp != "RuntimeDefault":
         raise Unsupported(f"seccompProfile {seccomp}")
-    known = {"runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "seccompProfile", "allowPrivilegeEscalation",
-             "readOnlyRootFilesystem", "capabilities", "privileged"}
+    known = {
+        "runAsUser",
+        "runAsGroup",
+        "runAsNonRoot",
+        "fsGroup",
+        "seccompProfile",
+        "allowPrivilegeEscalation",
+        "readOnlyRootFilesystem",
+        "capabilities",
+        "privileged",
+    }
     if set(merged) - known:
         raise Unsupported(f"securityContext fields {sorted(set(merged) - known)}")
     if merged.get("privileged"):
@@ -120,9 +129,18 @@ def _place(files: dict[str, bytes], into: Path, mode: int, group: int | None) ->
             shutil.chown(p, group=group)
 
 
-def pod_run(manifests: list[dict[str, Any]], image: str, workdir: Path, secrets: dict[str, dict[str, bytes]],
-            sa_token: str, api_ca: bytes, api_host: str, api_port: int, pod_name: str = "waypoint-webhook-0",
-            name: str = "waypoint-webhook-pod") -> PodRun:
+def pod_run(
+    manifests: list[dict[str, Any]],
+    image: str,
+    workdir: Path,
+    secrets: dict[str, dict[str, bytes]],
+    sa_token: str,
+    api_ca: bytes,
+    api_host: str,
+    api_port: int,
+    pod_name: str = "waypoint-webhook-0",
+    name: str = "waypoint-webhook-pod",
+) -> PodRun:
     dep = _deployment(manifests)
     namespace = dep["metadata"].get("namespace", "default")
     spec = dep["spec"]["template"]["spec"]
@@ -171,8 +189,7 @@ def pod_run(manifests: list[dict[str, Any]], image: str, workdir: Path, secrets:
             raise Unsupported(f"volume {vm['name']}: {sorted(vol)}")
     if spec.get("automountServiceAccountToken", True):
         host = workdir / "volumes" / "serviceaccount"
-        _place({"token": sa_token.encode(), "ca.crt": api_ca, "namespace": namespace.encode()}, host, 0o644,
-               fs_group)
+        _place({"token": sa_token.encode(), "ca.crt": api_ca, "namespace": namespace.encode()}, host, 0o644, fs_group)
         run += ["--volume", f"{host}:{SA_DIR}:ro"]
         mounts["serviceaccount"] = host
     if c.get("command"):
@@ -188,6 +205,16 @@ def pod_run(manifests: list[dict[str, Any]], image: str, workdir: Path, secrets:
     pre_stop = c.get("lifecycle", {}).get("preStop", {})
     if set(pre_stop) - {"sleep"}:
         raise Unsupported(f"preStop {sorted(pre_stop)}")
-    return PodRun(run, namespace, int(ports[0]["containerPort"]), schemes.pop(), probes,
-                  int(spec.get("terminationGracePeriodSeconds", 30)), uid, gid, memory,
-                  int(pre_stop.get("sleep", {}).get("seconds", 0)), mounts)
+    return PodRun(
+        run,
+        namespace,
+        int(ports[0]["containerPort"]),
+        schemes.pop(),
+        probes,
+        int(spec.get("terminationGracePeriodSeconds", 30)),
+        uid,
+        gid,
+        memory,
+        int(pre_stop.get("sleep", {}).get("seconds", 0)),
+        mounts,
+    )

@@ -70,8 +70,9 @@ def test_runs_as_the_configured_user_without_capabilities(pod: Pod) -> None:
             assert int(st[cap], 16) == 0, (pid, cap, st[cap])
         assert st["NoNewPrivs"] == "1"
         assert st["Seccomp"] == "2"  # filtered: the runtime's default profile
-    root = next(line.split() for line in Path(f"/proc/{pids[0]}/mounts").read_text().splitlines()
-                if line.split()[1] == "/")
+    root = next(
+        line.split() for line in Path(f"/proc/{pids[0]}/mounts").read_text().splitlines() if line.split()[1] == "/"
+    )
     assert "ro" in root[3].split(","), root
 
 
@@ -85,19 +86,31 @@ def test_kubectl_is_denied_warned_and_mutated_through_the_shipped_configurations
     assert denied.returncode != 0 and "InvalidUseWaypoint" in denied.stderr, denied.stderr
     k("label", "namespace", ns, "istio.io/dataplane-mode=ambient")
     # M1: a Gateway with only its class gets the HBONE listener (the CRD requires one)
-    gw = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-          "metadata": {"name": "waypoint", "namespace": ns}, "spec": {"gatewayClassName": "istio-waypoint"}}
+    gw = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": "waypoint", "namespace": ns},
+        "spec": {"gatewayClassName": "istio-waypoint"},
+    }
     k.apply(gw)
     listeners = json.loads(k("get", "gateway", "waypoint", "-n", ns, "-o", "json").stdout)["spec"]["listeners"]
     assert [(x["name"], x["port"], x["protocol"]) for x in listeners] == [("mesh", 15008, "HBONE")]
+
     # The live view, over the in-cluster configuration and the shipped RBAC, sees the waypoint:
     # a reference to it is "not ready" (no addresses), where a missing one is "not found".
     def service(waypoint: str) -> dict[str, Any]:
-        return {"apiVersion": "v1", "kind": "Service", "spec": {"ports": [{"port": 9080}]},
-                "metadata": {"name": "reviews", "namespace": ns, "labels": {"istio.io/use-waypoint": waypoint}}}
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "spec": {"ports": [{"port": 9080}]},
+            "metadata": {"name": "reviews", "namespace": ns, "labels": {"istio.io/use-waypoint": waypoint}},
+        }
 
-    wait_until(lambda: "WaypointNotReady" in k.apply(service("waypoint"), "--dry-run=server").stderr, 30,
-               "the container's watch to see the Gateway")
+    wait_until(
+        lambda: "WaypointNotReady" in k.apply(service("waypoint"), "--dry-run=server").stderr,
+        30,
+        "the container's watch to see the Gateway",
+    )
     missing = k.apply(service("nowhere"))
     assert "Warning: WaypointNotFound" in missing.stderr, missing.stderr
 
@@ -111,14 +124,25 @@ def test_the_audit_runs_beside_the_workers_and_reports_from_the_container(pod: P
     cmdlines = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in _tree(pod.pid())]
     assert sum(b"auditor" in c for c in cmdlines) == 1, cmdlines
     k = pod.kubectl
-    report = wait_until(lambda: next((r for key, r in policy_reports(k).items() if key[0] == "Service"
-                                      and key[2] == "reviews"), None), 60, "the audit's report on Service reviews")
+    report = wait_until(
+        lambda: next((r for key, r in policy_reports(k).items() if key[0] == "Service" and key[2] == "reviews"), None),
+        60,
+        "the audit's report on Service reviews",
+    )
     assert [r["rule"] for r in report["results"]] == ["WaypointNotFound"]
-    holder = k("get", "lease", "waypoint-webhook-audit", "-n", "waypoint-webhook", "-o",
-               "jsonpath={.spec.holderIdentity}").stdout
+    holder = k(
+        "get", "lease", "waypoint-webhook-audit", "-n", "waypoint-webhook", "-o", "jsonpath={.spec.holderIdentity}"
+    ).stdout
     assert holder, "the container holds the Lease"
-    text = wait_until(lambda: (t := requests.get(pod.url + "/metrics", verify=False, timeout=5).text)
-                      and "waypoint_webhook_audit_up 1.0" in t and t, 30, "the audit in /metrics")
+    text = wait_until(
+        lambda: (
+            (t := requests.get(pod.url + "/metrics", verify=False, timeout=5).text)
+            and "waypoint_webhook_audit_up 1.0" in t
+            and t
+        ),
+        30,
+        "the audit in /metrics",
+    )
     assert 'waypoint_webhook_audit_findings{code="WaypointNotFound"' in text
     assert "waypoint_webhook_audit_leader 1.0" in text
     assert "Traceback" not in pod.logs()
@@ -128,8 +152,11 @@ def test_metrics_answer_with_the_reviews_counted(pod: Pod) -> None:
     import requests
 
     text = requests.get(pod.url + "/metrics", verify=False, timeout=5).text
-    denied = [line for line in text.splitlines() if line.startswith("waypoint_webhook_admission_requests_total")
-              and 'result="denied"' in line]
+    denied = [
+        line
+        for line in text.splitlines()
+        if line.startswith("waypoint_webhook_admission_requests_total") and 'result="denied"' in line
+    ]
     assert denied and sum(float(line.rsplit(" ", 1)[1]) for line in denied) >= 1, text[:2000]
 
 
@@ -142,24 +169,40 @@ def test_idle_memory_is_recorded(pod: Pod) -> None:
         pss += int(next(line.split()[1] for line in rollup.splitlines() if line.startswith("Pss:")))
     MEASURED["idle memory, master + workers + auditor (MB)"] = f"RSS {rss / 1024:.0f}, PSS {pss / 1024:.0f}"
     if pod.run.memory_limit:
-        assert pss * 1024 < pod.run.memory_limit / 2, f"idle PSS {pss} KiB is over half the limit {pod.run.memory_limit}"
+        assert pss * 1024 < pod.run.memory_limit / 2, (
+            f"idle PSS {pss} KiB is over half the limit {pod.run.memory_limit}"
+        )
 
 
 def test_sigterm_drains_an_in_flight_request_and_exits_zero(pod: Pod) -> None:
     """Last: kubelet's stop. A request already being read when SIGTERM arrives is still answered;
     the process exits 0 within terminationGracePeriodSeconds (less the preStop sleep)."""
-    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": "drain-1", "kind": {"group": "", "version": "v1", "kind": "Namespace"},
-        "resource": {"group": "", "version": "v1", "resource": "namespaces"}, "operation": "CREATE",
-        "name": "x", "userInfo": {"username": "u"},
-        "object": {"apiVersion": "v1", "kind": "Namespace",
-                   "metadata": {"name": "x", "labels": {"istio.io/use-waypoint": "None"}}}}}
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "drain-1",
+            "kind": {"group": "", "version": "v1", "kind": "Namespace"},
+            "resource": {"group": "", "version": "v1", "resource": "namespaces"},
+            "operation": "CREATE",
+            "name": "x",
+            "userInfo": {"username": "u"},
+            "object": {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": "x", "labels": {"istio.io/use-waypoint": "None"}},
+            },
+        },
+    }
     body = json.dumps(review).encode()
-    head = (f"POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
     ctx = ssl.create_default_context(cafile=str(pod.ca))
-    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", pod.run.port), timeout=30),
-                         server_hostname="127.0.0.1") as s:
+    with ctx.wrap_socket(
+        socket.create_connection(("127.0.0.1", pod.run.port), timeout=30), server_hostname="127.0.0.1"
+    ) as s:
         s.sendall(head + body[:20])
         time.sleep(0.5)  # a worker thread is now reading the body
         stopped = time.monotonic()
@@ -176,8 +219,9 @@ def test_sigterm_drains_an_in_flight_request_and_exits_zero(pod: Pod) -> None:
     assert status_line.startswith(b"HTTP/1.1 200"), answer[:500]
     response = json.loads(rest.split(b"\r\n\r\n", 1)[1])["response"]
     assert response["uid"] == "drain-1" and response["allowed"] is False
-    code = subprocess.run(["podman", "wait", CONTAINER], env=pod.env, capture_output=True, text=True,
-                          timeout=pod.run.grace_seconds + 10)
+    code = subprocess.run(
+        ["podman", "wait", CONTAINER], env=pod.env, capture_output=True, text=True, timeout=pod.run.grace_seconds + 10
+    )
     elapsed = time.monotonic() - stopped
     assert code.stdout.strip() == "0", f"exit {code.stdout.strip()}:\n{pod.logs()[-3000:]}"
     # kubelet runs the preStop sleep first, inside the same grace period

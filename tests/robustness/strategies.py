@@ -16,27 +16,71 @@ Path = tuple[str | int, ...]
 
 SEEDS: list[dict[str, Any]] = [
     gateway("waypoint", "default", labels={"istio.io/waypoint-for": "all"}, ready=True),
-    gateway("shared", "infra", labels={"istio.io/waypoint-for": "service", "istio.io/dataplane-mode": "x"},
-            listeners=[{**MESH, "allowedRoutes": {"namespaces": {"from": "Selector", "selector": {
-                "matchLabels": {"team": "a"},
-                "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod"]}]}}}},
-                {"name": "http", "port": 80, "protocol": "HTTP"}], ready=True),
+    gateway(
+        "shared",
+        "infra",
+        labels={"istio.io/waypoint-for": "service", "istio.io/dataplane-mode": "x"},
+        listeners=[
+            {
+                **MESH,
+                "allowedRoutes": {
+                    "namespaces": {
+                        "from": "Selector",
+                        "selector": {
+                            "matchLabels": {"team": "a"},
+                            "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod"]}],
+                        },
+                    }
+                },
+            },
+            {"name": "http", "port": 80, "protocol": "HTTP"},
+        ],
+        ready=True,
+    ),
     gateway("ingress", "default", cls="istio", listeners=[{"name": "http", "port": 80, "protocol": "HTTP"}]),
-    {**gateway("sandwich", "default", cls="istio", listeners=[
-        {"name": "proxy", "port": 15088, "protocol": "istio.io/PROXY"}]),
-     "metadata": {"name": "sandwich", "namespace": "default",
-                  "annotations": {"ambient.istio.io/waypoint-inbound-binding": "PROXY/15088"}}},
+    {
+        **gateway(
+            "sandwich",
+            "default",
+            cls="istio",
+            listeners=[{"name": "proxy", "port": 15088, "protocol": "istio.io/PROXY"}],
+        ),
+        "metadata": {
+            "name": "sandwich",
+            "namespace": "default",
+            "annotations": {"ambient.istio.io/waypoint-inbound-binding": "PROXY/15088"},
+        },
+    },
     gateway_class("istio-waypoint", {"istio.io/waypoint-for": "service"}),
     namespace("default", **{"istio.io/dataplane-mode": "ambient", UW: "waypoint"}),
-    consumer("Service", "reviews", labels={UW: "shared", UWN: "infra", "istio.io/ingress-use-waypoint": "true"},
-             annotations={UW: "x"}, spec={"type": "ClusterIP", "ports": [{"port": 9080}]}),
-    consumer("Service", "canaried", labels={UW: "waypoint", "istio.io/use-waypoint-canary": "shared",
-                                            "istio.io/use-waypoint-canary-namespace": "infra"},
-             annotations={"istio.io/use-waypoint-canary-weight": "20"}),
+    consumer(
+        "Service",
+        "reviews",
+        labels={UW: "shared", UWN: "infra", "istio.io/ingress-use-waypoint": "true"},
+        annotations={UW: "x"},
+        spec={"type": "ClusterIP", "ports": [{"port": 9080}]},
+    ),
+    consumer(
+        "Service",
+        "canaried",
+        labels={
+            UW: "waypoint",
+            "istio.io/use-waypoint-canary": "shared",
+            "istio.io/use-waypoint-canary-namespace": "infra",
+        },
+        annotations={"istio.io/use-waypoint-canary-weight": "20"},
+    ),
     consumer("Pod", "app", labels={UW: "waypoint", "istio.io/dataplane-mode": "ambient"}, owner=True),
-    consumer("ServiceEntry", "ext", labels={UW: "waypoint"}, spec={
-        "hosts": ["example.com"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
-        "endpoints": [{"address": "1.2.3.4", "labels": {UW: "waypoint"}}]}),
+    consumer(
+        "ServiceEntry",
+        "ext",
+        labels={UW: "waypoint"},
+        spec={
+            "hosts": ["example.com"],
+            "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+            "endpoints": [{"address": "1.2.3.4", "labels": {UW: "waypoint"}}],
+        },
+    ),
     consumer("WorkloadEntry", "vm", labels={UW: "waypoint"}, spec={"address": "1.2.3.5", "labels": {UWN: "x"}}),
     workload("Deployment", labels={UW: "waypoint"}),
     workload("CronJob", labels={UW: "None"}),
@@ -52,8 +96,10 @@ JSON = st.recursive(
 # What a YAML file can hold besides JSON: keys that are numbers, booleans or null.
 YAML = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.text(max_size=8) | st.integers(-3, 3) | st.booleans() | st.none(), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=8) | st.integers(-3, 3) | st.booleans() | st.none(), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -85,8 +131,9 @@ def _replace(obj: Any, path: Path, value: Any, how: str, key_types: tuple[type, 
 
 
 @st.composite
-def mutated(draw: st.DrawFn, seeds: list[dict[str, Any]] = SEEDS, values: st.SearchStrategy[Any] = JSON
-            ) -> dict[str, Any]:
+def mutated(
+    draw: st.DrawFn, seeds: list[dict[str, Any]] = SEEDS, values: st.SearchStrategy[Any] = JSON
+) -> dict[str, Any]:
     """A seed with one to three values replaced (or keys removed) anywhere in it."""
     obj = copy.deepcopy(draw(st.sampled_from(seeds)))
     for _ in range(draw(st.integers(1, 3))):

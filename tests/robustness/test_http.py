@@ -29,8 +29,9 @@ OPERATIONS = st.sampled_from(["CREATE", "UPDATE", "DELETE", "CONNECT", "", "crea
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(tmp_path_factory.mktemp("fuzz"), ROOT / "examples" / "state", workers=1,
-                       extra=["--log-level", "debug"])
+    srv = start_server(
+        tmp_path_factory.mktemp("fuzz"), ROOT / "examples" / "state", workers=1, extra=["--log-level", "debug"]
+    )
     yield srv
     stop_server(srv)
 
@@ -43,8 +44,9 @@ def session(server: Server) -> Iterator[requests.Session]:
 
 def _post(session: requests.Session, server: Server, body: bytes) -> requests.Response:
     # verify per request: requests lets $REQUESTS_CA_BUNDLE override a Session's own setting
-    return session.post(server.url + "/validate", data=body, headers={"Content-Type": "application/json"},
-                        verify=server.ca, timeout=10)
+    return session.post(
+        server.url + "/validate", data=body, headers={"Content-Type": "application/json"}, verify=server.ca, timeout=10
+    )
 
 
 @st.composite
@@ -57,9 +59,13 @@ def reviews(draw: st.DrawFn) -> tuple[str, dict[str, Any], dict[str, Any] | None
     request = {
         "uid": draw(st.text(min_size=1, max_size=40)),
         "kind": {"group": group, "version": version, "kind": draw(st.sampled_from([kind, kind, "Bogus", ""]))},
-        "operation": operation, "namespace": draw(st.sampled_from(["default", "", "kube-system"])),
-        "name": draw(st.text(max_size=20)), "object": obj if operation != "DELETE" else None, "oldObject": old,
-        "dryRun": draw(st.booleans()), "userInfo": draw(st.none() | JSON),
+        "operation": operation,
+        "namespace": draw(st.sampled_from(["default", "", "kube-system"])),
+        "name": draw(st.text(max_size=20)),
+        "object": obj if operation != "DELETE" else None,
+        "oldObject": old,
+        "dryRun": draw(st.booleans()),
+        "userInfo": draw(st.none() | JSON),
     }
     if draw(st.booleans()):
         request["subResource"] = draw(st.sampled_from(["status", "", "scale"]))
@@ -67,12 +73,14 @@ def reviews(draw: st.DrawFn) -> tuple[str, dict[str, Any], dict[str, Any] | None
 
 
 @given(reviews())
-def test_random_reviews_get_a_well_formed_answer(server: Server, session: requests.Session,
-                                                 case: tuple[str, dict[str, Any], dict[str, Any] | None]) -> None:
+def test_random_reviews_get_a_well_formed_answer(
+    server: Server, session: requests.Session, case: tuple[str, dict[str, Any], dict[str, Any] | None]
+) -> None:
     webhook, request, obj = case
     body = orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
-    r = session.post(f"{server.url}/{webhook}", data=body, headers={"Content-Type": "application/json"},
-                     verify=server.ca, timeout=10)
+    r = session.post(
+        f"{server.url}/{webhook}", data=body, headers={"Content-Type": "application/json"}, verify=server.ca, timeout=10
+    )
     if request["operation"] == "":  # not a usable review: 400 with a JSON error (docs/rules.md C)
         assert r.status_code == 400 and "error" in r.json()
         return
@@ -109,8 +117,9 @@ def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
     srv = start_server(tmp_path, ROOT / "examples" / "state", workers=1, extra=["--log-format", "json"])
     try:
         body = review_body(consumer("Service", "s", labels={"istio.io/use-waypoint": "None"}), uid="a\nb")
-        requests.post(srv.url + "/validate", data=body, headers={"Content-Type": "application/json"},
-                      verify=srv.ca, timeout=10)
+        requests.post(
+            srv.url + "/validate", data=body, headers={"Content-Type": "application/json"}, verify=srv.ca, timeout=10
+        )
     finally:
         stop_server(srv)
     ours = [json.loads(line) for line in Path(srv.log).read_text().splitlines() if line.startswith("{")]
@@ -121,10 +130,17 @@ def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
 
 def test_made_up_kinds_and_operations_do_not_grow_the_metrics(server: Server, session: requests.Session) -> None:
     for i in range(300):
-        req = {"uid": f"k{i}", "kind": {"group": "x", "version": "v1", "kind": f"Kind{i}"},
-               "operation": f"OP{i}", "object": {"metadata": {"name": "a"}}}
-        _post(session, server, orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                                             "request": req}))
+        req = {
+            "uid": f"k{i}",
+            "kind": {"group": "x", "version": "v1", "kind": f"Kind{i}"},
+            "operation": f"OP{i}",
+            "object": {"metadata": {"name": "a"}},
+        }
+        _post(
+            session,
+            server,
+            orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req}),
+        )
     text = session.get(server.url + "/metrics", verify=server.ca, timeout=10).text
     assert "Kind299" not in text and "OP299" not in text
     assert 'kind="other"' in text and 'operation="other"' in text

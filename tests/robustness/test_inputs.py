@@ -20,9 +20,21 @@ from webhook.cli import main
 from webhook.state.files import FileView, StateError, read_documents
 
 # Pieces of YAML syntax, so random text reaches the parser's corners rather than plain scalars.
-PIECES = st.sampled_from([*"ab:- \n\t{}[],&*!|>'\"#%@`?~0123456789\x00\x85\ufeff", "kind: List\n", "items:\n",
-                          "apiVersion: v1\n", "kind: Namespace\n", "metadata:\n  name: ", "---\n", "!!binary ",
-                          "&x ", "*x", "<<: "])
+PIECES = st.sampled_from(
+    [
+        *"ab:- \n\t{}[],&*!|>'\"#%@`?~0123456789\x00\x85\ufeff",
+        "kind: List\n",
+        "items:\n",
+        "apiVersion: v1\n",
+        "kind: Namespace\n",
+        "metadata:\n  name: ",
+        "---\n",
+        "!!binary ",
+        "&x ",
+        "*x",
+        "<<: ",
+    ]
+)
 
 
 def _check(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -35,8 +47,7 @@ def _check(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> tup
 
 
 @given(st.lists(PIECES, max_size=60).map("".join))
-def test_random_text_gives_an_answer_or_a_located_error(tmp_path_factory: pytest.TempPathFactory,
-                                                       text: str) -> None:
+def test_random_text_gives_an_answer_or_a_located_error(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
     tmp = tmp_path_factory.mktemp("check")
     f = tmp / "input.yaml"
     f.write_text(text, encoding="utf-8")
@@ -48,8 +59,9 @@ def test_random_text_gives_an_answer_or_a_located_error(tmp_path_factory: pytest
 
 
 @given(st.lists(mutated(values=YAML) | YAML, min_size=1, max_size=3))
-def test_random_documents_give_an_answer_or_a_located_error(tmp_path_factory: pytest.TempPathFactory,
-                                                            docs: list[object]) -> None:
+def test_random_documents_give_an_answer_or_a_located_error(
+    tmp_path_factory: pytest.TempPathFactory, docs: list[object]
+) -> None:
     tmp = tmp_path_factory.mktemp("check")
     f = tmp / "input.yaml"
     f.write_text(yaml.safe_dump_all(docs), encoding="utf-8")
@@ -63,8 +75,7 @@ def _bomb(levels: int = 8, width: int = 10) -> str:
     return "\n".join([*lines, "kind: List", f"items: [*a{levels}]"]) + "\n"
 
 
-def test_alias_bomb_is_refused_quickly_with_bounded_memory(tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_alias_bomb_is_refused_quickly_with_bounded_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.monotonic()
     code, out = _check(tmp_path, _bomb(), capsys)
@@ -74,26 +85,32 @@ def test_alias_bomb_is_refused_quickly_with_bounded_memory(tmp_path: Path,
 
 
 def test_small_files_may_still_use_anchors() -> None:
-    text = ("apiVersion: v1\nkind: List\nitems:\n"
-            "- {apiVersion: v1, kind: Namespace, metadata: {name: a, labels: &labels {istio.io/dataplane-mode: ambient}}}\n"
-            "- {apiVersion: v1, kind: Namespace, metadata: {name: b, labels: *labels}}\n")
+    text = (
+        "apiVersion: v1\nkind: List\nitems:\n"
+        "- {apiVersion: v1, kind: Namespace, metadata: {name: a, labels: &labels {istio.io/dataplane-mode: ambient}}}\n"
+        "- {apiVersion: v1, kind: Namespace, metadata: {name: b, labels: *labels}}\n"
+    )
     docs = read_documents(Path("x.yaml"), text)
     assert [d.obj["metadata"]["labels"]["istio.io/dataplane-mode"] for d in docs] == ["ambient", "ambient"]
 
 
-@pytest.mark.parametrize(("text", "where"), [
-    ("kind: Namespace\nmetadata:\n  name: a\x00b\n", "x.yaml:3"),
-    ("a: 2001-13-45\n", "x.yaml:1"),
-    ("[" * 5000 + "]" * 5000, "x.yaml:1"),
-    ("a: [1, 2\nb: 3\n", "x.yaml:2"),
-])
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("kind: Namespace\nmetadata:\n  name: a\x00b\n", "x.yaml:3"),
+        ("a: 2001-13-45\n", "x.yaml:1"),
+        ("[" * 5000 + "]" * 5000, "x.yaml:1"),
+        ("a: [1, 2\nb: 3\n", "x.yaml:2"),
+    ],
+)
 def test_unusable_yaml_names_file_and_line(text: str, where: str) -> None:
     with pytest.raises(StateError, match=where):
         read_documents(Path("x.yaml"), text)
 
 
-def test_refused_reload_keeps_state_and_later_edits_still_load(tmp_path: Path,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_refused_reload_keeps_state_and_later_edits_still_load(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     state = tmp_path / "state"
     state.mkdir()
     (state / "a.yaml").write_text(yaml.safe_dump(SEEDS[0]))
@@ -108,8 +125,9 @@ def test_refused_reload_keeps_state_and_later_edits_still_load(tmp_path: Path,
     assert view.last_error is None and view.gateway("infra", "shared") is not None
 
 
-def test_malformed_state_object_is_skipped_with_one_logged_error(tmp_path: Path,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_malformed_state_object_is_skipped_with_one_logged_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     bad = {**SEEDS[1], "spec": {**SEEDS[1]["spec"], "listeners": "not a list"}}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump_all([SEEDS[0], bad]))
     with caplog.at_level(logging.ERROR):

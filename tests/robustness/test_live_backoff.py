@@ -44,8 +44,12 @@ class Handler(BaseHTTPRequestHandler):
             body = b'{"kind":"Status","code":500,"message":"etcd is sad"}'
             self.send_response(500)
         elif watch:  # every watch: the resourceVersion is already gone
-            body = json.dumps({"type": "ERROR", "object": {"kind": "Status", "code": 410,
-                                                           "message": "too old resource version"}}).encode() + b"\n"
+            body = (
+                json.dumps(
+                    {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old resource version"}}
+                ).encode()
+                + b"\n"
+            )
             self.send_response(200)
         else:
             body = b'{"kind":"List","items":[],"metadata":{"resourceVersion":"7"}}'

@@ -27,8 +27,13 @@ def _load(srv: Server, stop: threading.Event, reuse: bool, failures: list[str], 
     while not stop.is_set():
         try:
             post = session.post if session else requests.post
-            r = post(srv.url + "/validate", data=BODY, headers={"Content-Type": "application/json"},
-                     verify=srv.ca, timeout=10)
+            r = post(
+                srv.url + "/validate",
+                data=BODY,
+                headers={"Content-Type": "application/json"},
+                verify=srv.ca,
+                timeout=10,
+            )
             if r.status_code != 200 or r.json()["response"]["allowed"] is not False:
                 failures.append(f"{r.status_code} {r.text[:100]}")
             done.append(1)
@@ -38,8 +43,9 @@ def _load(srv: Server, stop: threading.Event, reuse: bool, failures: list[str], 
 
 def _serial(srv: Server) -> int:
     ctx = ssl.create_default_context(cafile=srv.ca)
-    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(srv.url.rsplit(":", 1)[1]))),
-                         server_hostname="127.0.0.1") as s:
+    with ctx.wrap_socket(
+        socket.create_connection(("127.0.0.1", int(srv.url.rsplit(":", 1)[1]))), server_hostname="127.0.0.1"
+    ) as s:
         der = s.getpeercert(binary_form=True)
     from cryptography import x509
 
@@ -73,8 +79,10 @@ def test_rotations_under_load_fail_no_request(tmp_path: Path) -> None:
     try:
         _with_ca_key(srv)
         stop, failures, done = threading.Event(), [], []
-        clients = [threading.Thread(target=_load, args=(srv, stop, reuse, failures, done))
-                   for reuse in (True, True, False, False)]
+        clients = [
+            threading.Thread(target=_load, args=(srv, stop, reuse, failures, done))
+            for reuse in (True, True, False, False)
+        ]
         for c in clients:
             c.start()
         serials = []
@@ -126,8 +134,9 @@ def test_short_soak_memory_stays_flat(tmp_path: Path) -> None:
     srv = start_server(tmp_path, ROOT / "examples" / "state")
     try:
         stop, failures, done = threading.Event(), [], []
-        clients = [threading.Thread(target=_load, args=(srv, stop, reuse, failures, done))
-                   for reuse in (True, True, False)]
+        clients = [
+            threading.Thread(target=_load, args=(srv, stop, reuse, failures, done)) for reuse in (True, True, False)
+        ]
         for c in clients:
             c.start()
         samples = []

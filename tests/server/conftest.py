@@ -30,28 +30,46 @@ class Server:
     log: Path
 
     def post(self, path: str, body: bytes, ctype: str = "application/json", **kw: object) -> requests.Response:
-        return requests.post(self.url + path, data=body, headers={"Content-Type": ctype}, verify=self.ca,
-                             timeout=10, **kw)  # type: ignore[arg-type]
+        return requests.post(
+            self.url + path, data=body, headers={"Content-Type": ctype}, verify=self.ca, timeout=10, **kw
+        )  # type: ignore[arg-type]
 
 
-def start_server(tmp: Path, state_src: Path | None = None, extra: list[str] | None = None,
-                 workers: int = 2) -> Server:
+def start_server(tmp: Path, state_src: Path | None = None, extra: list[str] | None = None, workers: int = 2) -> Server:
     certs, state = tmp / "certs", tmp / "state"
     state.mkdir(parents=True, exist_ok=True)
     if state_src is not None:
         for f in state_src.glob("*.yaml"):
             shutil.copy(f, state / f.name)
-    subprocess.run([EXE, "certs", "--out", str(certs), "--dns", "localhost", "--ip", "127.0.0.1"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [EXE, "certs", "--out", str(certs), "--dns", "localhost", "--ip", "127.0.0.1"], check=True, capture_output=True
+    )
     port = free_port()
     log = tmp / "server.log"
     # As the Deployment does: a metrics directory that does not exist yet (serve creates it).
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics" / "multiproc")}
     proc = spawn(
-        [EXE, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-         "--tls-cert", str(certs / "tls.crt"), "--tls-key", str(certs / "tls.key"),
-         "--state", str(state), "--state-poll-interval", "0.2", *(extra or [])],
-        log.open("wb"), env=env,
+        [
+            EXE,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--tls-cert",
+            str(certs / "tls.crt"),
+            "--tls-key",
+            str(certs / "tls.key"),
+            "--state",
+            str(state),
+            "--state-poll-interval",
+            "0.2",
+            *(extra or []),
+        ],
+        log.open("wb"),
+        env=env,
     )
     srv = Server(f"https://127.0.0.1:{port}", str(certs / "ca.crt"), certs, state, proc, log)
     deadline = time.monotonic() + 30

@@ -24,9 +24,23 @@ SLACK = 1.5  # deadlines are enforced once per turn of the event loop (at most a
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(tmp_path_factory.mktemp("hostile"), ROOT / "examples" / "state", workers=1, extra=[
-        "--threads", "2", "--handshake-timeout", str(HANDSHAKE), "--header-timeout", str(HEADER),
-        "--body-timeout", str(BODY), "--keepalive", str(KEEPALIVE)])
+    srv = start_server(
+        tmp_path_factory.mktemp("hostile"),
+        ROOT / "examples" / "state",
+        workers=1,
+        extra=[
+            "--threads",
+            "2",
+            "--handshake-timeout",
+            str(HANDSHAKE),
+            "--header-timeout",
+            str(HEADER),
+            "--body-timeout",
+            str(BODY),
+            "--keepalive",
+            str(KEEPALIVE),
+        ],
+    )
     yield srv
     stop_server(srv)
 
@@ -83,8 +97,7 @@ def _held(make: Callable[[], socket.socket], count: int) -> Iterator[list[socket
             s.close()
 
 
-def _served_while_held_then_cut(srv: Server, make: Callable[[], socket.socket], count: int,
-                                deadline: float) -> None:
+def _served_while_held_then_cut(srv: Server, make: Callable[[], socket.socket], count: int, deadline: float) -> None:
     """Real reviews keep their pace while the connections are held; the server cuts them at ``deadline``."""
     with _held(make, count) as socks:
         assert _real_reviews(srv) < 1.0
@@ -130,8 +143,10 @@ def test_slowloris_headers_are_cut_at_the_header_deadline(server: Server) -> Non
 def test_stalled_body_is_cut_at_the_body_deadline(server: Server) -> None:
     def stalled() -> socket.socket:
         s = _tls(server)
-        s.sendall(b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 1000\r\n\r\n{\"apiVersion\"")
+        s.sendall(
+            b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"apiVersion"'
+        )
         return s
 
     _served_while_held_then_cut(server, stalled, 6, BODY)
@@ -140,8 +155,9 @@ def test_stalled_body_is_cut_at_the_body_deadline(server: Server) -> None:
 def test_announced_huge_body_gets_413_at_once_and_the_drain_is_bounded(server: Server) -> None:
     def huge() -> socket.socket:
         s = _tls(server)
-        s.sendall(b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 104857600\r\n\r\n")
+        s.sendall(
+            b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n"
+        )
         return s
 
     with _held(huge, 4) as socks:
@@ -155,8 +171,10 @@ def test_announced_huge_body_gets_413_at_once_and_the_drain_is_bounded(server: S
 
 def test_bad_chunked_framing_is_400_and_closes(server: Server) -> None:
     with _tls(server) as s:
-        s.sendall(b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Transfer-Encoding: chunked\r\n\r\nzz\r\n")
+        s.sendall(
+            b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\nzz\r\n"
+        )
         s.settimeout(5)
         data = b""
         while chunk := s.recv(65536):
@@ -171,8 +189,10 @@ def test_pipelined_and_split_requests_are_both_answered(server: Server) -> None:
     one, two = _denied("pipe-1"), _denied("pipe-2")
 
     def req(body: bytes) -> bytes:
-        return (b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        return (
+            b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
 
     wire = req(one) + req(two)
     with _tls(server) as s:

@@ -50,21 +50,31 @@ def test_denial_over_tls(server: Server) -> None:
     assert resp["status"]["details"]["causes"][0]["reason"] == "InvalidUseWaypoint"
 
 
-@pytest.mark.parametrize(("method", "path", "body", "ctype", "status"), [
-    ("GET", "/validate", b"", "application/json", 405),
-    ("PUT", "/mutate", b"{}", "application/json", 405),
-    ("POST", "/validate", b"{}", "text/plain", 415),
-    ("POST", "/validate", b"{}", "application/x-www-form-urlencoded", 415),
-    ("POST", "/validate", b"{nope", "application/json", 400),
-    ("POST", "/validate", b'{"apiVersion": "v1", "kind": "Pod"}', "application/json", 400),
-    ("POST", "/validate", b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}}',
-     "application/json", 400),
-    ("POST", "/mutate", b"", "application/json", 400),
-])
-def test_bad_requests_then_good_request(server: Server, method: str, path: str, body: bytes, ctype: str,
-                                        status: int) -> None:
-    r = requests.request(method, server.url + path, data=body, headers={"Content-Type": ctype}, verify=server.ca,
-                         timeout=10)
+@pytest.mark.parametrize(
+    ("method", "path", "body", "ctype", "status"),
+    [
+        ("GET", "/validate", b"", "application/json", 405),
+        ("PUT", "/mutate", b"{}", "application/json", 405),
+        ("POST", "/validate", b"{}", "text/plain", 415),
+        ("POST", "/validate", b"{}", "application/x-www-form-urlencoded", 415),
+        ("POST", "/validate", b"{nope", "application/json", 400),
+        ("POST", "/validate", b'{"apiVersion": "v1", "kind": "Pod"}', "application/json", 400),
+        (
+            "POST",
+            "/validate",
+            b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}}',
+            "application/json",
+            400,
+        ),
+        ("POST", "/mutate", b"", "application/json", 400),
+    ],
+)
+def test_bad_requests_then_good_request(
+    server: Server, method: str, path: str, body: bytes, ctype: str, status: int
+) -> None:
+    r = requests.request(
+        method, server.url + path, data=body, headers={"Content-Type": ctype}, verify=server.ca, timeout=10
+    )
     assert r.status_code == status
     assert r.headers["Content-Type"].startswith("application/json") and "error" in r.json()
     assert_still_serving(server)
@@ -81,8 +91,13 @@ def test_chunked_body_over_7_mib_is_413(server: Server) -> None:
         for _ in range(8):
             yield b" " * (1024 * 1024)
 
-    r = requests.post(server.url + "/validate", data=chunks(), headers={"Content-Type": "application/json"},
-                      verify=server.ca, timeout=20)
+    r = requests.post(
+        server.url + "/validate",
+        data=chunks(),
+        headers={"Content-Type": "application/json"},
+        verify=server.ca,
+        timeout=20,
+    )
     assert r.status_code == 413
     assert_still_serving(server)
 
@@ -108,13 +123,20 @@ def test_truncated_tls_and_garbage_do_not_hurt(server: Server) -> None:
 
 
 def test_mutation_patch_over_tls(server: Server) -> None:
-    gw = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-          "metadata": {"name": "fresh", "namespace": "default"}, "spec": {"gatewayClassName": "istio-waypoint"}}
+    gw = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": "fresh", "namespace": "default"},
+        "spec": {"gatewayClassName": "istio-waypoint"},
+    }
     resp = server.post("/mutate", review(gw, uid="m")).json()["response"]
     assert resp["patchType"] == "JSONPatch"
     ops = json.loads(base64.b64decode(resp["patch"]))
-    assert {"op": "add", "path": "/spec/listeners", "value": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]} \
-        in ops
+    assert {
+        "op": "add",
+        "path": "/spec/listeners",
+        "value": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}],
+    } in ops
 
 
 def test_connections_are_kept_alive(server: Server) -> None:
@@ -136,8 +158,11 @@ def test_connections_are_kept_alive(server: Server) -> None:
 def test_metrics_aggregate_across_workers(server: Server) -> None:
     def total() -> float:
         text = requests.get(server.url + "/metrics", verify=server.ca, timeout=10).text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("waypoint_webhook_admission_requests_total{") and 'webhook="validate"' in line)
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("waypoint_webhook_admission_requests_total{") and 'webhook="validate"' in line
+        )
 
     before = total()
     for _ in range(20):  # new connections, so both workers get some
@@ -183,10 +208,23 @@ def test_seed_workflows_through_http(tmp_path: Path) -> None:
                 time.sleep(0.5)  # the state poll interval is 0.2 s
         # Final state: the reviews Service is clean, and deleting its waypoint warns it is in use.
         gw = next(yaml.safe_load_all((ROOT / "examples" / "seed" / "04-reviews-svc-waypoint.yaml").read_text()))
-        d = srv.post("/validate", orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                                                "request": {"uid": "del", "kind": {"group": "gateway.networking.k8s.io",
-                                                "version": "v1", "kind": "Gateway"}, "namespace": "default",
-                                                "operation": "DELETE", "object": None, "oldObject": gw}})).json()
+        d = srv.post(
+            "/validate",
+            orjson.dumps(
+                {
+                    "apiVersion": "admission.k8s.io/v1",
+                    "kind": "AdmissionReview",
+                    "request": {
+                        "uid": "del",
+                        "kind": {"group": "gateway.networking.k8s.io", "version": "v1", "kind": "Gateway"},
+                        "namespace": "default",
+                        "operation": "DELETE",
+                        "object": None,
+                        "oldObject": gw,
+                    },
+                }
+            ),
+        ).json()
         assert d["response"]["warnings"][0].startswith("WaypointInUse: ")
     finally:
         stop_server(srv)
@@ -198,12 +236,20 @@ def test_state_and_certificate_hot_reload(tmp_path: Path) -> None:
         obj = service({UW: "late-waypoint"})
         warnings = srv.post("/validate", review(obj)).json()["response"]["warnings"]
         assert warnings[0].startswith("WaypointNotFound: ")
-        (srv.state / "late.yaml").write_text(yaml.safe_dump({
-            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-            "metadata": {"name": "late-waypoint", "namespace": "default"},
-            "spec": {"gatewayClassName": "istio-waypoint", "listeners": [
-                {"name": "mesh", "port": 15008, "protocol": "HBONE"}]},
-            "status": {"addresses": [{"value": "10.0.0.1"}]}}))
+        (srv.state / "late.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "gateway.networking.k8s.io/v1",
+                    "kind": "Gateway",
+                    "metadata": {"name": "late-waypoint", "namespace": "default"},
+                    "spec": {
+                        "gatewayClassName": "istio-waypoint",
+                        "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}],
+                    },
+                    "status": {"addresses": [{"value": "10.0.0.1"}]},
+                }
+            )
+        )
         assert _wait(lambda: "warnings" not in srv.post("/validate", review(obj)).json()["response"])
 
         # Rotate to a certificate from a brand-new CA; new connections must get it without a restart.
@@ -232,8 +278,9 @@ def test_serve_refuses_bad_state_with_file_and_line(tmp_path: Path) -> None:
     from tests.server.conftest import EXE
 
     (tmp_path / "bad.yaml").write_text("kind: [\n")
-    p = subprocess.run([EXE, "serve", "--state", str(tmp_path), "--port", "1"], capture_output=True, text=True,
-                       timeout=30)
+    p = subprocess.run(
+        [EXE, "serve", "--state", str(tmp_path), "--port", "1"], capture_output=True, text=True, timeout=30
+    )
     assert p.returncode == 2 and "bad.yaml:" in p.stderr
 
 
@@ -253,8 +300,13 @@ def test_idle_tls_connections_never_starve_requests(server: Server) -> None:
         time.sleep(0.3)
         start = time.monotonic()
         for i in range(8):  # new connections each time: every worker must still have a free thread
-            r = requests.post(server.url + "/validate", data=GOOD, headers={"Content-Type": "application/json"},
-                              verify=server.ca, timeout=5)
+            r = requests.post(
+                server.url + "/validate",
+                data=GOOD,
+                headers={"Content-Type": "application/json"},
+                verify=server.ca,
+                timeout=5,
+            )
             assert r.status_code == 200, i
         assert time.monotonic() - start < 5
         # The idle connections are still usable afterwards.

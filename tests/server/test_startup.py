@@ -35,26 +35,44 @@ def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> sub
     certs = tmp_path / "certs"
     if not certs.exists():
         subprocess.run([EXE, "certs", "--out", str(certs), "--ip", "127.0.0.1"], check=True, capture_output=True)
-    base = [EXE, "serve", "--host", "127.0.0.1", "--port", "1", "--tls-cert", str(certs / "tls.crt"),
-            "--tls-key", str(certs / "tls.key")]
-    return subprocess.run([*base, *args], capture_output=True, text=True, timeout=30,
-                          env={**os.environ, **(env or {})})
+    base = [
+        EXE,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "1",
+        "--tls-cert",
+        str(certs / "tls.crt"),
+        "--tls-key",
+        str(certs / "tls.key"),
+    ]
+    return subprocess.run([*base, *args], capture_output=True, text=True, timeout=30, env={**os.environ, **(env or {})})
 
 
 @pytest.mark.parametrize(
     ("case", "args", "env", "says"),
     [
-        ("unwritable metrics directory", [], {"PROMETHEUS_MULTIPROC_DIR": "/proc/waypoint-webhook"},
-         "PROMETHEUS_MULTIPROC_DIR=/proc/waypoint-webhook"),
+        (
+            "unwritable metrics directory",
+            [],
+            {"PROMETHEUS_MULTIPROC_DIR": "/proc/waypoint-webhook"},
+            "PROMETHEUS_MULTIPROC_DIR=/proc/waypoint-webhook",
+        ),
         ("missing certificate", ["--tls-cert", "/nonexistent/tls.crt"], {}, "/nonexistent/tls.crt"),
-        ("no cluster configuration", ["--cluster"],
-         {"KUBECONFIG": "/nonexistent/kubeconfig", "KUBERNETES_SERVICE_HOST": ""}, "no in-cluster configuration"),
+        (
+            "no cluster configuration",
+            ["--cluster"],
+            {"KUBECONFIG": "/nonexistent/kubeconfig", "KUBERNETES_SERVICE_HOST": ""},
+            "no in-cluster configuration",
+        ),
         ("broken state file", ["--state", "{state}"], {}, "state.yaml:3: invalid YAML"),
         ("audit without a cluster", ["--audit"], {}, "--audit needs --cluster"),
     ],
 )
-def test_misconfiguration_fails_fast_with_one_line(tmp_path: Path, case: str, args: list[str],
-                                                   env: dict[str, str], says: str) -> None:
+def test_misconfiguration_fails_fast_with_one_line(
+    tmp_path: Path, case: str, args: list[str], env: dict[str, str], says: str
+) -> None:
     state = tmp_path / "state.yaml"
     state.write_text("kind: Namespace\nmetadata: [unclosed\n")
     t = time.monotonic()

@@ -17,13 +17,28 @@ from webhook.server import create_app
 UW = "istio.io/use-waypoint"
 
 
-def review(obj: dict[str, Any] | None, kind: tuple[str, str, str] = ("", "v1", "Service"), op: str = "CREATE",
-           uid: str = "1234", old: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": uid, "kind": {"group": kind[0], "version": kind[1], "kind": kind[2]},
-        "resource": {"group": kind[0], "version": kind[1], "resource": kind[2].lower() + "s"},
-        "namespace": "default", "operation": op, "object": obj, "oldObject": old,
-        "userInfo": {"username": "alice"}, "dryRun": False}}
+def review(
+    obj: dict[str, Any] | None,
+    kind: tuple[str, str, str] = ("", "v1", "Service"),
+    op: str = "CREATE",
+    uid: str = "1234",
+    old: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": kind[0], "version": kind[1], "kind": kind[2]},
+            "resource": {"group": kind[0], "version": kind[1], "resource": kind[2].lower() + "s"},
+            "namespace": "default",
+            "operation": op,
+            "object": obj,
+            "oldObject": old,
+            "userInfo": {"username": "alice"},
+            "dryRun": False,
+        },
+    }
 
 
 @pytest.fixture
@@ -46,9 +61,13 @@ def test_deny_contract(client) -> None:  # type: ignore[no-untyped-def]
     assert resp["uid"] == "abc" and resp["allowed"] is False
     assert resp["status"]["code"] == 403
     assert resp["status"]["message"].startswith("InvalidUseWaypoint: ")
-    assert resp["status"]["details"]["causes"] == [{
-        "reason": "InvalidUseWaypoint", "field": "metadata.labels[istio.io/use-waypoint]",
-        "message": resp["status"]["details"]["causes"][0]["message"]}]
+    assert resp["status"]["details"]["causes"] == [
+        {
+            "reason": "InvalidUseWaypoint",
+            "field": "metadata.labels[istio.io/use-waypoint]",
+            "message": resp["status"]["details"]["causes"][0]["message"],
+        }
+    ]
 
 
 def test_warning_contract(client) -> None:  # type: ignore[no-untyped-def]
@@ -60,8 +79,12 @@ def test_warning_contract(client) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_patch_contract(client) -> None:  # type: ignore[no-untyped-def]
-    gw = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-          "metadata": {"name": "wp", "namespace": "default"}, "spec": {"gatewayClassName": "istio-waypoint"}}
+    gw = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": "wp", "namespace": "default"},
+        "spec": {"gatewayClassName": "istio-waypoint"},
+    }
     resp = post(client, "/mutate", review(gw, ("gateway.networking.k8s.io", "v1", "Gateway"))).get_json()["response"]
     assert resp["allowed"] is True and resp["patchType"] == "JSONPatch"
     ops = orjson.loads(base64.b64decode(resp["patch"]))
@@ -74,8 +97,11 @@ def test_no_patch_fields_when_nothing_to_patch(client) -> None:  # type: ignore[
 
 
 def test_delete_judges_old_object(client) -> None:  # type: ignore[no-untyped-def]
-    resp = post(client, "/validate", review(None, ("gateway.networking.k8s.io", "v1", "Gateway"), "DELETE",
-                                            old=gateway("waypoint"))).get_json()["response"]
+    resp = post(
+        client,
+        "/validate",
+        review(None, ("gateway.networking.k8s.io", "v1", "Gateway"), "DELETE", old=gateway("waypoint")),
+    ).get_json()["response"]
     assert resp["allowed"] is True
 
 
@@ -95,26 +121,36 @@ def test_body_over_7_mib(client) -> None:  # type: ignore[no-untyped-def]
     assert r.status_code == 413
 
 
-@pytest.mark.parametrize(("body", "needle"), [
-    (b"{not json", "not valid JSON"),
-    (b"[]", "JSON object"),
-    (orjson.dumps({"apiVersion": "v1", "kind": "Pod"}), "expected apiVersion"),
-    (orjson.dumps({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {}}),
-     "expected apiVersion"),
-    (orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"kind": {}}}),
-     "uid"),
-    (orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}), "request"),
-])
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[]", "JSON object"),
+        (orjson.dumps({"apiVersion": "v1", "kind": "Pod"}), "expected apiVersion"),
+        (
+            orjson.dumps({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {}}),
+            "expected apiVersion",
+        ),
+        (
+            orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"kind": {}}}),
+            "uid",
+        ),
+        (orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}), "request"),
+    ],
+)
 def test_bad_reviews_get_400(client, body: bytes, needle: str) -> None:  # type: ignore[no-untyped-def]
     r = post(client, "/validate", body)
     assert r.status_code == 400 and needle in r.get_json()["error"]
 
 
-@pytest.mark.parametrize(("mangle", "field"), [
-    (lambda o: o["metadata"].__setitem__("labels", ["a"]), "metadata.labels"),
-    (lambda o: o["metadata"].__setitem__("labels", {UW: 7}), "metadata.labels[istio.io/use-waypoint]"),
-    (lambda o: o.__setitem__("metadata", "x"), "metadata"),
-])
+@pytest.mark.parametrize(
+    ("mangle", "field"),
+    [
+        (lambda o: o["metadata"].__setitem__("labels", ["a"]), "metadata.labels"),
+        (lambda o: o["metadata"].__setitem__("labels", {UW: 7}), "metadata.labels[istio.io/use-waypoint]"),
+        (lambda o: o.__setitem__("metadata", "x"), "metadata"),
+    ],
+)
 def test_malformed_object_gets_400_deny_with_uid(client, mangle, field: str) -> None:  # type: ignore[no-untyped-def]
     obj = consumer("Service", "s", labels={UW: "x"})
     mangle(obj)
@@ -174,8 +210,11 @@ def test_warnings_are_bounded() -> None:
 
 
 def test_decode_reads_dry_run_and_old_object() -> None:
-    req = decode(orjson.dumps({**review(None, op="DELETE", old={"metadata": {}}),
-                               "request": {**review(None)["request"], "dryRun": True}}))
+    req = decode(
+        orjson.dumps(
+            {**review(None, op="DELETE", old={"metadata": {}}), "request": {**review(None)["request"], "dryRun": True}}
+        )
+    )
     assert req.dry_run is True
     with pytest.raises(BadRequest):
         decode(orjson.dumps({**review(None), "request": {**review(None)["request"], "object": [1]}}))

@@ -55,20 +55,27 @@ def test_json_has_the_check_shape_and_the_source(cluster: Path, capsys: pytest.C
     assert typo["allowed"] is False and typo["findings"][0]["code"] == "InvalidUseWaypoint"
     assert typo["source"].startswith(str(cluster / "cluster.yaml") + ":")
     assert entries["inherits"]["findings"][0] == {
-        "code": "WaypointNotFound", "severity": "warn", "field": "namespace shop labels[istio.io/use-waypoint]",
-        "message": entries["inherits"]["findings"][0]["message"]}
+        "code": "WaypointNotFound",
+        "severity": "warn",
+        "field": "namespace shop labels[istio.io/use-waypoint]",
+        "message": entries["inherits"]["findings"][0]["message"],
+    }
 
 
-@pytest.mark.parametrize(("args", "names", "status"), [
-    (["--namespace", "shop"], {"shop", "typo", "inherits"}, 0),
-    (["--code", "WaypointNotFound"], {"shop", "inherits"}, 0),
-    (["--min-severity", "deny"], {"typo", "system"}, 0),
-    (["--fail-on", "deny"], {"shop", "typo", "inherits", "system"}, 1),
-    (["--fail-on", "warn", "--code", "WaypointNotFound"], {"shop", "inherits"}, 1),
-    (["--fail-on", "deny", "--code", "WaypointNotFound"], {"shop", "inherits"}, 0),
-])
-def test_filters_and_exit_status(cluster: Path, capsys: pytest.CaptureFixture[str], args: list[str],
-                                 names: set[str], status: int) -> None:
+@pytest.mark.parametrize(
+    ("args", "names", "status"),
+    [
+        (["--namespace", "shop"], {"shop", "typo", "inherits"}, 0),
+        (["--code", "WaypointNotFound"], {"shop", "inherits"}, 0),
+        (["--min-severity", "deny"], {"typo", "system"}, 0),
+        (["--fail-on", "deny"], {"shop", "typo", "inherits", "system"}, 1),
+        (["--fail-on", "warn", "--code", "WaypointNotFound"], {"shop", "inherits"}, 1),
+        (["--fail-on", "deny", "--code", "WaypointNotFound"], {"shop", "inherits"}, 0),
+    ],
+)
+def test_filters_and_exit_status(
+    cluster: Path, capsys: pytest.CaptureFixture[str], args: list[str], names: set[str], status: int
+) -> None:
     code, out = _run(capsys, "--state", str(cluster), "-o", "json", *args)
     assert code == status
     assert {e["name"] for e in json.loads(out)} == names

@@ -12,10 +12,23 @@ from webhook.metrics import Metrics
 
 
 def _status(path: Path, age: float, **extra: object) -> None:
-    path.write_text(json.dumps({
-        "updated": time.time() - age, "synced": True, "last_full_pass": 1234.5, "leader": True, "objects": 7,
-        "writes": {"create": 2}, "findings": [["InvalidUseWaypoint", "deny", "Service", "shop", 3],
-                                              ["Invented", "warn", "Gadget", "x", 1]], **extra}))
+    path.write_text(
+        json.dumps(
+            {
+                "updated": time.time() - age,
+                "synced": True,
+                "last_full_pass": 1234.5,
+                "leader": True,
+                "objects": 7,
+                "writes": {"create": 2},
+                "findings": [
+                    ["InvalidUseWaypoint", "deny", "Service", "shop", 3],
+                    ["Invented", "warn", "Gadget", "x", 1],
+                ],
+                **extra,
+            }
+        )
+    )
 
 
 def test_fresh_status_is_exported_with_fixed_label_sets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,8 +37,9 @@ def test_fresh_status_is_exported_with_fixed_label_sets(tmp_path: Path, monkeypa
     _status(path, 1)
     text = Metrics(str(path)).exposition()[0].decode()
     assert "waypoint_webhook_audit_up 1.0" in text
-    assert ('waypoint_webhook_audit_findings{code="InvalidUseWaypoint",kind="Service",namespace="shop",'
-            'severity="deny"} 3.0') in text
+    assert (
+        'waypoint_webhook_audit_findings{code="InvalidUseWaypoint",kind="Service",namespace="shop",severity="deny"} 3.0'
+    ) in text
     assert 'waypoint_webhook_audit_findings{code="other",kind="other",namespace="x",severity="warn"} 1.0' in text
     assert "waypoint_webhook_audit_last_full_pass_timestamp_seconds 1234.5" in text
     assert "waypoint_webhook_audit_leader 1.0" in text
@@ -35,7 +49,8 @@ def test_fresh_status_is_exported_with_fixed_label_sets(tmp_path: Path, monkeypa
 
 @pytest.mark.parametrize("content", ["stale", "garbage", "missing"])
 def test_stale_or_unreadable_status_shows_the_audit_down_and_no_findings(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str
+) -> None:
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     path = tmp_path / "audit-status.json"
     if content == "stale":

@@ -10,7 +10,11 @@ import pytest
 from tests.builders import consumer, engine, gateway, judge, ns_labels, request, state, verdict_codes
 
 UW, UWN = "istio.io/use-waypoint", "istio.io/use-waypoint-namespace"
-C, CN, W = "istio.io/use-waypoint-canary", "istio.io/use-waypoint-canary-namespace", "istio.io/use-waypoint-canary-weight"
+C, CN, W = (
+    "istio.io/use-waypoint-canary",
+    "istio.io/use-waypoint-canary-namespace",
+    "istio.io/use-waypoint-canary-weight",
+)
 AMBIENT = {"istio.io/dataplane-mode": "ambient"}
 
 
@@ -55,16 +59,29 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("B1 canary label syntax: empty", svc({UW: "primary", C: ""}), {"InvalidUseWaypoint": "deny"}),
     ("B1 canary label syntax: None", svc({UW: "primary", C: "None"}), {"InvalidUseWaypoint": "deny"}),
     ("B1 canary namespace syntax", svc({UW: "primary", C: "v2", CN: "Infra"}), {"InvalidUseWaypointNamespace": "deny"}),
-    ("R6 Pods have no canary", consumer("Pod", "p", "prod", {UW: "primary", C: "ghost"}), {"UnsupportedTrafficType": "deny"}),
+    (
+        "R6 Pods have no canary",
+        consumer("Pod", "p", "prod", {UW: "primary", C: "ghost"}),
+        {"UnsupportedTrafficType": "deny"},
+    ),
     ("R6 the Namespace's canary applies to its Services, as warnings", svc({}, ns="nsc"), {"WaypointNotFound": "warn"}),
-    ("R6 the Namespace's weight applies when the Service has none", svc({UW: "primary", C: "v2"}, ns="nsw"),
-     {"CanaryInvalidWeight": "warn"}),
+    (
+        "R6 the Namespace's weight applies when the Service has none",
+        svc({UW: "primary", C: "v2"}, ns="nsw"),
+        {"CanaryInvalidWeight": "warn"},
+    ),
     ("R6 the Service's own weight wins over the Namespace's", svc({UW: "primary", C: "v2"}, ns="nsw", weight="5"), {}),
     # as for its primary waypoint, a Namespace's canary that will not serve its Services is a warning there
-    ("R6 a Namespace is judged as its Services see it",
-     namespace("prod", {UW: "primary", C: "v2wl"}), {"NamespaceWaypointTrafficType": "warn"}),
-    ("R6 a Namespace's own canary weight", namespace("prod", {UW: "primary", C: "v2"}, {W: "-1"}),
-     {"CanaryInvalidWeight": "deny"}),
+    (
+        "R6 a Namespace is judged as its Services see it",
+        namespace("prod", {UW: "primary", C: "v2wl"}),
+        {"NamespaceWaypointTrafficType": "warn"},
+    ),
+    (
+        "R6 a Namespace's own canary weight",
+        namespace("prod", {UW: "primary", C: "v2"}, {W: "-1"}),
+        {"CanaryInvalidWeight": "deny"},
+    ),
 ]
 
 
@@ -81,7 +98,16 @@ def test_a_canary_finding_names_the_canary_label() -> None:
 
 def test_deleting_a_canary_waypoint_counts_its_canary_references() -> None:
     """WaypointInUse counts canary references (R6): deleting v2 takes 20% of reviews' traffic with it."""
-    idx = state(*[o for o in (namespace("prod", {}), gateway("primary", "prod"), gateway("v2", "prod"),
-                              svc({UW: "primary", C: "v2"}, weight="20"))])
+    idx = state(
+        *[
+            o
+            for o in (
+                namespace("prod", {}),
+                gateway("primary", "prod"),
+                gateway("v2", "prod"),
+                svc({UW: "primary", C: "v2"}, weight="20"),
+            )
+        ]
+    )
     v = engine(idx).validate(request(None, "DELETE", gateway("v2", "prod"), kind="Gateway"))
     assert verdict_codes(v) == {"WaypointInUse": "warn"}

@@ -26,11 +26,15 @@ def test_seed_workflows_all_pass_in_order(capsys: pytest.CaptureFixture[str]) ->
     code, results = run_json(capsys, *args)
     assert code == 0
     assert [(r["kind"], r["namespace"], r["name"]) for r in results] == [
-        ("Namespace", "", "default"), ("Namespace", "", "common-infrastructure"),
+        ("Namespace", "", "default"),
+        ("Namespace", "", "common-infrastructure"),
         ("Namespace", "", "cross-namespace-waypoint-consumer"),
-        ("Gateway", "default", "waypoint"), ("Namespace", "", "default"),
-        ("Gateway", "default", "reviews-svc-waypoint"), ("Service", "default", "reviews"),
-        ("Gateway", "default", "reviews-v2-pod-waypoint"), ("Pod", "default", "reviews-v2-5b667bcbf8-spnnh"),
+        ("Gateway", "default", "waypoint"),
+        ("Namespace", "", "default"),
+        ("Gateway", "default", "reviews-svc-waypoint"),
+        ("Service", "default", "reviews"),
+        ("Gateway", "default", "reviews-v2-pod-waypoint"),
+        ("Pod", "default", "reviews-v2-5b667bcbf8-spnnh"),
         ("Gateway", "common-infrastructure", "egress-gateway"),
         ("ServiceEntry", "cross-namespace-waypoint-consumer", "istio-site"),
     ]
@@ -50,14 +54,17 @@ def test_seed_cross_namespace_order_matters(capsys: pytest.CaptureFixture[str]) 
     assert code == 0
 
 
-@pytest.mark.parametrize(("name", "code"), [
-    ("service-none-typo.yaml", "InvalidUseWaypoint"),
-    ("service-on-workload-waypoint.yaml", "UnsupportedTrafficType"),
-    ("cross-namespace-denied.yaml", "AttachmentDenied"),
-    ("gateway-lowercase-hbone.yaml", "MissingMeshListener"),
-    ("gateway-bad-waypoint-for.yaml", "InvalidWaypointFor"),
-    ("deployment-template-typo.yaml", "InvalidUseWaypoint"),
-])
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("service-none-typo.yaml", "InvalidUseWaypoint"),
+        ("service-on-workload-waypoint.yaml", "UnsupportedTrafficType"),
+        ("cross-namespace-denied.yaml", "AttachmentDenied"),
+        ("gateway-lowercase-hbone.yaml", "MissingMeshListener"),
+        ("gateway-bad-waypoint-for.yaml", "InvalidWaypointFor"),
+        ("deployment-template-typo.yaml", "InvalidUseWaypoint"),
+    ],
+)
 def test_broken_examples_are_denied(capsys: pytest.CaptureFixture[str], name: str, code: str) -> None:
     status, results = run_json(capsys, "--state", STATE, "-f", str(ROOT / "examples" / "broken" / name))
     assert status == 1 and not results[0]["allowed"]
@@ -126,8 +133,11 @@ def test_only_findings_and_denials_first(capsys: pytest.CaptureFixture[str]) -> 
     files = [str(ROOT / "examples" / "seed" / "01-namespaces.yaml"), str(ROOT / "examples" / "broken")]
     main(["check", "--only-findings", *files])
     out = capsys.readouterr().out.splitlines()
-    verdicts = [line.split(": ", 1)[1] for line in out if line and not line.startswith(" ") and ": " in line
-                and "object(s) checked" not in line]
+    verdicts = [
+        line.split(": ", 1)[1]
+        for line in out
+        if line and not line.startswith(" ") and ": " in line and "object(s) checked" not in line
+    ]
     assert verdicts and all(v.startswith(("DENIED", "allowed")) for v in verdicts)
     first_allowed = next(i for i, v in enumerate(verdicts) if v.startswith("allowed"))
     assert all(v.startswith("DENIED") for v in verdicts[:first_allowed])

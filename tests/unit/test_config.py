@@ -29,12 +29,15 @@ def test_own_namespace_is_excluded_by_default() -> None:
 
 
 def test_file_env_flag_precedence(tmp_path: Path) -> None:
-    cfg = write(tmp_path, """
+    cfg = write(
+        tmp_path,
+        """
 preset: strict
 severities: {WaypointNotFound: off, NotCaptured: off}
 waypointClasses: [istio-waypoint, acme-waypoint]
 logLevel: debug
-""")
+""",
+    )
     env = {"WAYPOINT_WEBHOOK_SEVERITIES": "WaypointNotFound=warn", "WAYPOINT_WEBHOOK_LOG_LEVEL": "warning"}
     s, level = build_settings(Options(severities={"NotCaptured": Severity.DENY}), env, cfg)
     assert s.policy.preset == "strict"  # from the file
@@ -50,14 +53,17 @@ def test_config_path_from_env(tmp_path: Path) -> None:
     assert s.policy.severity_of("StateUnavailable") is Severity.DENY
 
 
-@pytest.mark.parametrize(("text", "needle"), [
-    ("presett: strict\n", "presett"),
-    ("preset: lenient\n", "preset"),
-    ("severities: {NoSuchCode: deny}\n", "NoSuchCode"),
-    ("severities: {WaypointNotFound: block}\n", "severities/WaypointNotFound"),
-    ("waypointClasses: []\n", "waypointClasses"),
-    ("a: [\n", "config file"),
-])
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("presett: strict\n", "presett"),
+        ("preset: lenient\n", "preset"),
+        ("severities: {NoSuchCode: deny}\n", "NoSuchCode"),
+        ("severities: {WaypointNotFound: block}\n", "severities/WaypointNotFound"),
+        ("waypointClasses: []\n", "waypointClasses"),
+        ("a: [\n", "config file"),
+    ],
+)
 def test_bad_config_files_name_the_key(tmp_path: Path, text: str, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         build_settings(Options(), {}, write(tmp_path, text))

@@ -12,8 +12,13 @@ UW = "istio.io/use-waypoint"
 UWN = "istio.io/use-waypoint-namespace"
 AMBIENT = {"istio.io/dataplane-mode": "ambient"}
 
-def shaped(gw: dict[str, Any], annotations: dict[str, str] | None = None,
-           addresses: list[dict[str, str]] | None = None, infra: dict[str, str] | None = None) -> dict[str, Any]:
+
+def shaped(
+    gw: dict[str, Any],
+    annotations: dict[str, str] | None = None,
+    addresses: list[dict[str, str]] | None = None,
+    infra: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """A builder Gateway with the fields the W1/W5/W6 rows need."""
     if annotations:
         gw["metadata"]["annotations"] = annotations
@@ -38,30 +43,69 @@ STATE = state(
     ns_labels("emptyuwn", {**AMBIENT, UW: "shared", UWN: ""}),
     gateway_class("acme", {"istio.io/waypoint-for": "workload"}),
     gateway_class("thirdparty", controller="example.com/gateway-controller"),
-    gateway_class("boundclass", controller="example.com/gateway-controller",
-                  annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY/15088"}),
+    gateway_class(
+        "boundclass",
+        controller="example.com/gateway-controller",
+        annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY/15088"},
+    ),
     ns_labels("crashns", {**AMBIENT, UW: "badsel", UWN: "infra"}),
     gateway("thirdwp", "default", cls="thirdparty", labels={"istio.io/waypoint-for": "all"}),
     # P1: an inbound binding decides whose allowedRoutes count
-    shaped(gateway("boundall", "infra", cls="istio", listeners=[
-        {"name": "mesh", "port": 15008, "protocol": "HBONE"},
-        {"name": "proxy", "port": 15088, "protocol": "istio.io/PROXY",
-         "allowedRoutes": {"namespaces": {"from": "All"}}}]),
-        annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY/15088"}),
-    shaped(gateway("boundsame", "infra", cls="istio", listeners=[
-        {"name": "mesh", "port": 15008, "protocol": "HBONE", "allowedRoutes": {"namespaces": {"from": "All"}}},
-        {"name": "proxy", "port": 15088, "protocol": "istio.io/PROXY"}]),
-        annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY/15088"}),
-    shaped(gateway("badport", "infra", cls="istio", listeners=[
-        {"name": "proxy", "port": 15088, "protocol": "istio.io/PROXY",
-         "allowedRoutes": {"namespaces": {"from": "All"}}}]),
-        annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY/abc"}),
+    shaped(
+        gateway(
+            "boundall",
+            "infra",
+            cls="istio",
+            listeners=[
+                {"name": "mesh", "port": 15008, "protocol": "HBONE"},
+                {
+                    "name": "proxy",
+                    "port": 15088,
+                    "protocol": "istio.io/PROXY",
+                    "allowedRoutes": {"namespaces": {"from": "All"}},
+                },
+            ],
+        ),
+        annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY/15088"},
+    ),
+    shaped(
+        gateway(
+            "boundsame",
+            "infra",
+            cls="istio",
+            listeners=[
+                {"name": "mesh", "port": 15008, "protocol": "HBONE", "allowedRoutes": {"namespaces": {"from": "All"}}},
+                {"name": "proxy", "port": 15088, "protocol": "istio.io/PROXY"},
+            ],
+        ),
+        annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY/15088"},
+    ),
+    shaped(
+        gateway(
+            "badport",
+            "infra",
+            cls="istio",
+            listeners=[
+                {
+                    "name": "proxy",
+                    "port": 15088,
+                    "protocol": "istio.io/PROXY",
+                    "allowedRoutes": {"namespaces": {"from": "All"}},
+                }
+            ],
+        ),
+        annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY/abc"},
+    ),
     # W6 sandwiches (an ingress of class istio), W1 addresses
     shaped(gateway("sandwich", "default", cls="istio", labels={"istio.io/dataplane-mode": "ambient"})),
-    shaped(gateway("bound", "default", cls="istio"), annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY"}),
+    shaped(
+        gateway("bound", "default", cls="istio"), annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY"}
+    ),
     gateway("boundclasswp", "default", cls="boundclass"),
-    shaped(gateway("metaonly", "default", cls="istio", labels={"istio.io/dataplane-mode": "ambient"}),
-           infra={"team": "edge"}),
+    shaped(
+        gateway("metaonly", "default", cls="istio", labels={"istio.io/dataplane-mode": "ambient"}),
+        infra={"team": "edge"},
+    ),
     shaped(gateway("named", "default"), addresses=[{"type": "NamedAddress", "value": "wp-addr"}]),
     shaped(gateway("hostwp", "default"), addresses=[{"type": "Hostname", "value": "wp.default.svc.cluster.local"}]),
     shaped(gateway("badip", "default"), addresses=[{"type": "IPAddress", "value": "not-an-ip"}]),
@@ -76,17 +120,35 @@ STATE = state(
     gateway("svc-wp", "svcns"),
     gateway("wl-wp", "wlns", labels={"istio.io/waypoint-for": "workload"}),
     gateway("shared", "infra", labels={"istio.io/waypoint-for": "all"}, routes={"from": "All"}),
-    gateway("sel", "infra", labels={"istio.io/waypoint-for": "all"},
-            routes={"from": "Selector", "selector": {"matchLabels": {"team": "blue"}}}),
+    gateway(
+        "sel",
+        "infra",
+        labels={"istio.io/waypoint-for": "all"},
+        routes={"from": "Selector", "selector": {"matchLabels": {"team": "blue"}}},
+    ),
     gateway("same", "infra", labels={"istio.io/waypoint-for": "all"}, routes={"from": "Same"}),
     gateway("nosel", "infra", labels={"istio.io/waypoint-for": "all"}, routes={"from": "Selector"}),
     gateway("emptysel", "infra", labels={"istio.io/waypoint-for": "all"}, routes={"from": "Selector", "selector": {}}),
-    gateway("badsel", "infra", labels={"istio.io/waypoint-for": "all"},
-            routes={"from": "Selector", "selector": {"matchExpressions": [{"key": "t", "operator": "Equals"}]}}),
-    gateway("exprsel", "infra", labels={"istio.io/waypoint-for": "all"},
-            routes={"from": "Selector", "selector": {"matchExpressions": [
-                {"key": "team", "operator": "In", "values": ["blue", "green"]},
-                {"key": "frozen", "operator": "DoesNotExist"}]}}),
+    gateway(
+        "badsel",
+        "infra",
+        labels={"istio.io/waypoint-for": "all"},
+        routes={"from": "Selector", "selector": {"matchExpressions": [{"key": "t", "operator": "Equals"}]}},
+    ),
+    gateway(
+        "exprsel",
+        "infra",
+        labels={"istio.io/waypoint-for": "all"},
+        routes={
+            "from": "Selector",
+            "selector": {
+                "matchExpressions": [
+                    {"key": "team", "operator": "In", "values": ["blue", "green"]},
+                    {"key": "frozen", "operator": "DoesNotExist"},
+                ]
+            },
+        },
+    ),
 )
 
 
@@ -99,8 +161,11 @@ def pod(labels: dict[str, str], ns: str = "default", **kw: Any) -> dict[str, Any
 
 
 def se(labels: dict[str, str], ns: str = "default", endpoints: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"hosts": ["example.com"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
-                            "resolution": "DNS"}
+    spec: dict[str, Any] = {
+        "hosts": ["example.com"],
+        "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+        "resolution": "DNS",
+    }
     if endpoints is not None:
         spec["endpoints"] = endpoints
     return consumer("ServiceEntry", "se", ns, labels, spec=spec)
@@ -129,8 +194,11 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("L1 an empty label between dots", svc({UW: "a..b"}), {"InvalidUseWaypoint": "deny"}),
     ("L1 longer than 253 characters", svc({UW: "a" * 254}), {"InvalidUseWaypoint": "deny"}),
     ("L1 annotation is ignored by Istio", svc({}, annotations={UW: "waypoint"}), {"UseWaypointAnnotation": "warn"}),
-    ("L1 namespace annotation too", svc({UW: "waypoint"}, annotations={UWN: "infra"}),
-     {"UseWaypointAnnotation": "warn"}),
+    (
+        "L1 namespace annotation too",
+        svc({UW: "waypoint"}, annotations={UWN: "infra"}),
+        {"UseWaypointAnnotation": "warn"},
+    ),
     # --- L2: use-waypoint-namespace
     ("L2 orphan namespace label", svc({UWN: "infra"}), {"OrphanUseWaypointNamespace": "warn"}),
     ("L2 namespace label with none is orphan", svc({UW: "none", UWN: "infra"}), {"OrphanUseWaypointNamespace": "warn"}),
@@ -148,12 +216,21 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("W6 sandwich: an ingress with an inbound binding", svc({UW: "bound"}), {}),
     ("W6 sandwich: its class carries the inbound binding", svc({UW: "boundclasswp"}), {}),
     ("W6 infrastructure labels decide, not metadata labels", svc({UW: "metaonly"}), {"NotAWaypoint": "warn"}),
-    ("P1 the bound listener admits everyone, the mesh listener only its namespace",
-     svc({UW: "boundall", UWN: "infra"}, ns="blue"), {}),
-    ("P1 the bound listener's Same wins over the mesh listener's All",
-     svc({UW: "boundsame", UWN: "infra"}, ns="blue"), {"AttachmentDenied": "deny"}),
-    ("P1 PROXY/abc binds like PROXY: the istio.io/PROXY listener decides",
-     svc({UW: "badport", UWN: "infra"}, ns="blue"), {}),
+    (
+        "P1 the bound listener admits everyone, the mesh listener only its namespace",
+        svc({UW: "boundall", UWN: "infra"}, ns="blue"),
+        {},
+    ),
+    (
+        "P1 the bound listener's Same wins over the mesh listener's All",
+        svc({UW: "boundsame", UWN: "infra"}, ns="blue"),
+        {"AttachmentDenied": "deny"},
+    ),
+    (
+        "P1 PROXY/abc binds like PROXY: the istio.io/PROXY listener decides",
+        svc({UW: "badport", UWN: "infra"}, ns="blue"),
+        {},
+    ),
     ("W1 only a NamedAddress: bound, but traffic bypasses it", svc({UW: "named"}), {"WaypointNotReady": "warn"}),
     ("W1 a Hostname address is usable", svc({UW: "hostwp"}), {}),
     ("W1 an IPAddress that does not parse is not usable", svc({UW: "badip"}), {"WaypointNotReady": "warn"}),
@@ -169,44 +246,77 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("R3 WorkloadEntry on service waypoint", we({UW: "waypoint"}), {"UnsupportedTrafficType": "deny"}),
     ("R3/L3 class label decides waypoint-for", svc({UW: "acmewp"}), {"UnsupportedTrafficType": "deny"}),
     # --- R1/R2: own label never falls back; inheritance is warnings only
-    ("R1 Service with its own workload-only waypoint in a service-waypoint namespace",
-     svc({UW: "wl-wp"}, ns="wlns"), {"UnsupportedTrafficType": "deny"}),
+    (
+        "R1 Service with its own workload-only waypoint in a service-waypoint namespace",
+        svc({UW: "wl-wp"}, ns="wlns"),
+        {"UnsupportedTrafficType": "deny"},
+    ),
     ("R2 Service inherits a working namespace waypoint", svc({}, ns="svcns"), {}),
     ("R2 Pod inheriting a service-only namespace waypoint is fine", pod({}, ns="svcns"), {}),
-    ("R2 Service inheriting a workload-only namespace waypoint warns", svc({}, ns="wlns"),
-     {"UnsupportedTrafficType": "warn"}),
+    (
+        "R2 Service inheriting a workload-only namespace waypoint warns",
+        svc({}, ns="wlns"),
+        {"UnsupportedTrafficType": "warn"},
+    ),
     ("R3 inherited workload mismatch is silent", pod({}, ns="svcns"), {}),
     ("R2 inherited missing waypoint warns", svc({}, ns="ghostns"), {"WaypointNotFound": "warn"}),
     ("R2 inherited attachment denial warns", svc({}, ns="crossns"), {"AttachmentDenied": "warn"}),
     ("R2 namespace none stops inheritance", svc({}, ns="optout"), {}),
     ("L1 object none stops inheritance", svc({UW: "none"}, ns="ghostns"), {}),
-    ("R1 own label in a namespace with a broken waypoint is judged alone", svc({UW: "svc-wp"}, ns="ghostns"),
-     {"WaypointNotFound": "warn"}),
+    (
+        "R1 own label in a namespace with a broken waypoint is judged alone",
+        svc({UW: "svc-wp"}, ns="ghostns"),
+        {"WaypointNotFound": "warn"},
+    ),
     # --- P1-P4: permissions, checked against the consumer's namespace
     ("P3 from All", svc({UW: "shared", UWN: "infra"}, ns="red"), {}),
     ("P3 from Same denies other namespaces", svc({UW: "same", UWN: "infra"}), {"AttachmentDenied": "deny"}),
     ("P3 Selector admits matching namespace", svc({UW: "sel", UWN: "infra"}, ns="blue"), {}),
-    ("P3 Selector refuses non-matching namespace", svc({UW: "sel", UWN: "infra"}, ns="red"),
-     {"AttachmentDenied": "deny"}),
-    ("P3 Selector without selector matches nothing", svc({UW: "nosel", UWN: "infra"}, ns="blue"),
-     {"AttachmentDenied": "deny"}),
+    (
+        "P3 Selector refuses non-matching namespace",
+        svc({UW: "sel", UWN: "infra"}, ns="red"),
+        {"AttachmentDenied": "deny"},
+    ),
+    (
+        "P3 Selector without selector matches nothing",
+        svc({UW: "nosel", UWN: "infra"}, ns="blue"),
+        {"AttachmentDenied": "deny"},
+    ),
     ("P3 Selector {} matches all", svc({UW: "emptysel", UWN: "infra"}, ns="red"), {}),
     ("P3 matchExpressions In + DoesNotExist", svc({UW: "exprsel", UWN: "infra"}, ns="blue"), {}),
     ("P3 matchExpressions refuse", svc({UW: "exprsel", UWN: "infra"}, ns="red"), {"AttachmentDenied": "deny"}),
-    ("A5 a reference to an unevaluable selector crashes istiod: deny", svc({UW: "badsel", UWN: "infra"}, ns="blue"),
-     {"UnevaluableAllowedRoutes": "deny"}),
+    (
+        "A5 a reference to an unevaluable selector crashes istiod: deny",
+        svc({UW: "badsel", UWN: "infra"}, ns="blue"),
+        {"UnevaluableAllowedRoutes": "deny"},
+    ),
     ("A5 denied even when inherited", svc({}, ns="crashns"), {"UnevaluableAllowedRoutes": "deny"}),
-    ("P4 unknown namespace has only its name label", svc({UW: "sel", UWN: "infra"}, ns="brandnew"),
-     {"AttachmentDenied": "deny", "NotCaptured": "warn"}),
+    (
+        "P4 unknown namespace has only its name label",
+        svc({UW: "sel", UWN: "infra"}, ns="brandnew"),
+        {"AttachmentDenied": "deny", "NotCaptured": "warn"},
+    ),
     # --- R4: ServiceEntry endpoints and WorkloadEntry labels
-    ("R4 ServiceEntry endpoint binds a workload waypoint", se({}, endpoints=[
-        {"address": "10.0.0.1", "labels": {UW: "wl"}}]), {}),
-    ("R4 ServiceEntry endpoint on a service waypoint", se({}, endpoints=[
-        {"address": "10.0.0.1", "labels": {UW: "waypoint"}}]), {"UnsupportedTrafficType": "deny"}),
-    ("R4 ServiceEntry own label is its service waypoint", se({UW: "waypoint"}, endpoints=[
-        {"address": "10.0.0.1", "labels": {UW: "wl"}}]), {}),
-    ("R4 endpoint label syntax is checked", se({}, endpoints=[{"address": "10.0.0.1", "labels": {UW: "None"}}]),
-     {"InvalidUseWaypoint": "deny"}),
+    (
+        "R4 ServiceEntry endpoint binds a workload waypoint",
+        se({}, endpoints=[{"address": "10.0.0.1", "labels": {UW: "wl"}}]),
+        {},
+    ),
+    (
+        "R4 ServiceEntry endpoint on a service waypoint",
+        se({}, endpoints=[{"address": "10.0.0.1", "labels": {UW: "waypoint"}}]),
+        {"UnsupportedTrafficType": "deny"},
+    ),
+    (
+        "R4 ServiceEntry own label is its service waypoint",
+        se({UW: "waypoint"}, endpoints=[{"address": "10.0.0.1", "labels": {UW: "wl"}}]),
+        {},
+    ),
+    (
+        "R4 endpoint label syntax is checked",
+        se({}, endpoints=[{"address": "10.0.0.1", "labels": {UW: "None"}}]),
+        {"InvalidUseWaypoint": "deny"},
+    ),
     ("R4 WorkloadEntry spec.labels are read", we(None, {UW: "waypoint"}), {"UnsupportedTrafficType": "deny"}),
     ("R4 WorkloadEntry metadata.labels win over spec.labels", we({UW: "wl"}, {UW: "waypoint"}), {}),
     # --- R0: exclusions
@@ -214,31 +324,51 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("R0 east-west Service", svc({UW: "ghost", "gateway.istio.io/managed": "istio.io-eastwest-controller"}), {}),
     ("R0 ExternalName Service", svc({UW: "None"}, spec={"type": "ExternalName", "externalName": "x.example"}), {}),
     ("R0 waypoint instance Pod", pod({UW: "None", "gateway.networking.k8s.io/gateway-name": "waypoint"}), {}),
-    ("R0 the pods of a Gateway of any class are its instances",
-     pod({UW: "None", "gateway.networking.k8s.io/gateway-name": "ingress"}), {}),
+    (
+        "R0 the pods of a Gateway of any class are its instances",
+        pod({UW: "None", "gateway.networking.k8s.io/gateway-name": "ingress"}),
+        {},
+    ),
     ("R0 so are its WorkloadEntries", we({UW: "None", "gateway.networking.k8s.io/gateway-name": "ingress"}), {}),
-    ("R0 a gateway-name naming no Gateway is no instance",
-     pod({UW: "None", "gateway.networking.k8s.io/gateway-name": "ghost"}), {"InvalidUseWaypoint": "deny"}),
+    (
+        "R0 a gateway-name naming no Gateway is no instance",
+        pod({UW: "None", "gateway.networking.k8s.io/gateway-name": "ghost"}),
+        {"InvalidUseWaypoint": "deny"},
+    ),
     # --- L4, L5
     ("L4 ingress-use-waypoint true", svc({"istio.io/ingress-use-waypoint": "true"}), {}),
-    ("L4 ingress-use-waypoint True is read as true but warned", svc({"istio.io/ingress-use-waypoint": "True"}),
-     {"InvalidIngressUseWaypoint": "warn"}),
-    ("L4 ingress-use-waypoint yes is false", svc({"istio.io/ingress-use-waypoint": "yes"}),
-     {"InvalidIngressUseWaypoint": "warn"}),
+    (
+        "L4 ingress-use-waypoint True is read as true but warned",
+        svc({"istio.io/ingress-use-waypoint": "True"}),
+        {"InvalidIngressUseWaypoint": "warn"},
+    ),
+    (
+        "L4 ingress-use-waypoint yes is false",
+        svc({"istio.io/ingress-use-waypoint": "yes"}),
+        {"InvalidIngressUseWaypoint": "warn"},
+    ),
     ("L5 bad dataplane-mode on Pod", pod({"istio.io/dataplane-mode": "Ambient"}), {"InvalidDataplaneMode": "warn"}),
-    ("L5 Pod in a non-ambient namespace is not captured", pod({UW: "shared", UWN: "infra"}, ns="plain"),
-     {"NotCaptured": "warn"}),
+    (
+        "L5 Pod in a non-ambient namespace is not captured",
+        pod({UW: "shared", UWN: "infra"}, ns="plain"),
+        {"NotCaptured": "warn"},
+    ),
     ("L5 Service in a non-ambient namespace", svc({UW: "shared", UWN: "infra"}, ns="plain"), {"NotCaptured": "warn"}),
     # R2 (revised): an invalid namespace value is still looked up as a name and finds nothing
     ("R2 a Service in a namespace labelled None: not found", svc({}, ns="typons"), {"WaypointNotFound": "warn"}),
-    ("R2 an empty namespace use-waypoint-namespace: not found", svc({}, ns="emptyuwn"),
-     {"WaypointNotFound": "warn"}),
+    ("R2 an empty namespace use-waypoint-namespace: not found", svc({}, ns="emptyuwn"), {"WaypointNotFound": "warn"}),
     ("L5 Pod opting out of ambient", pod({UW: "wl", "istio.io/dataplane-mode": "none"}), {"NotCaptured": "warn"}),
     ("L5 Pod opting in itself", pod({UW: "wl", "istio.io/dataplane-mode": "ambient"}, ns="default"), {}),
-    ("L5 hostNetwork Pod is never captured", pod({UW: "wl"}, spec={"hostNetwork": True, "containers": []}),
-     {"NotCaptured": "warn"}),
-    ("L5 a Pod with a sidecar is never captured", pod({UW: "wl"}, annotations={"sidecar.istio.io/status": "{}"}),
-     {"NotCaptured": "warn"}),
+    (
+        "L5 hostNetwork Pod is never captured",
+        pod({UW: "wl"}, spec={"hostNetwork": True, "containers": []}),
+        {"NotCaptured": "warn"},
+    ),
+    (
+        "L5 a Pod with a sidecar is never captured",
+        pod({UW: "wl"}, annotations={"sidecar.istio.io/status": "{}"}),
+        {"NotCaptured": "warn"},
+    ),
 ]
 
 
@@ -276,8 +406,13 @@ def test_namespace_is_judged_with_new_labels_adding_the_selector_label() -> None
 
 def test_namespace_name_label_is_implicit() -> None:
     """P4: kubernetes.io/metadata.name is present even before the API server adds it."""
-    idx = state(gateway("egress-gateway", "common-infrastructure", routes={
-        "from": "Selector", "selector": {"matchLabels": {"kubernetes.io/metadata.name": "consumer"}}}))
+    idx = state(
+        gateway(
+            "egress-gateway",
+            "common-infrastructure",
+            routes={"from": "Selector", "selector": {"matchLabels": {"kubernetes.io/metadata.name": "consumer"}}},
+        )
+    )
     ns = ns_labels("consumer", {**AMBIENT, UW: "egress-gateway", UWN: "common-infrastructure"})
     assert judge(engine(idx), ns) == {}
 
@@ -319,18 +454,28 @@ def test_field_paths_follow_spec_c() -> None:
 
     v = engine(STATE).validate(request(svc({UW: "same", UWN: "infra"})))
     assert [(j.code, j.finding.field) for j in v.judged] == [
-        ("AttachmentDenied", "metadata.labels[istio.io/use-waypoint]")]
+        ("AttachmentDenied", "metadata.labels[istio.io/use-waypoint]")
+    ]
 
 
-@pytest.mark.parametrize(("case", "template_labels", "ns_extra", "expected"), [
-    ("L5 template asks for a sidecar", {"sidecar.istio.io/inject": "true"}, {}, {"NotCaptured": "warn"}),
-    ("L5 namespace injects sidecars", {}, {"istio-injection": "enabled"}, {"NotCaptured": "warn"}),
-    ("L5 the template opts out of injection", {"sidecar.istio.io/inject": "false"}, {"istio-injection": "enabled"},
-     {}),
-    ("L5 no sidecar predicted", {}, {}, {}),
-])
-def test_pod_templates_predicted_to_get_a_sidecar_are_not_captured(case: str, template_labels: dict[str, str],
-                                                                   ns_extra: dict[str, str],
-                                                                   expected: dict[str, str]) -> None:
-    idx = state(ns_labels("inj", {**AMBIENT, **ns_extra}), gateway("wl", "inj", labels={"istio.io/waypoint-for": "workload"}))
+@pytest.mark.parametrize(
+    ("case", "template_labels", "ns_extra", "expected"),
+    [
+        ("L5 template asks for a sidecar", {"sidecar.istio.io/inject": "true"}, {}, {"NotCaptured": "warn"}),
+        ("L5 namespace injects sidecars", {}, {"istio-injection": "enabled"}, {"NotCaptured": "warn"}),
+        (
+            "L5 the template opts out of injection",
+            {"sidecar.istio.io/inject": "false"},
+            {"istio-injection": "enabled"},
+            {},
+        ),
+        ("L5 no sidecar predicted", {}, {}, {}),
+    ],
+)
+def test_pod_templates_predicted_to_get_a_sidecar_are_not_captured(
+    case: str, template_labels: dict[str, str], ns_extra: dict[str, str], expected: dict[str, str]
+) -> None:
+    idx = state(
+        ns_labels("inj", {**AMBIENT, **ns_extra}), gateway("wl", "inj", labels={"istio.io/waypoint-for": "workload"})
+    )
     assert judge(engine(idx), workload("Deployment", ns="inj", labels={UW: "wl", **template_labels})) == expected

@@ -27,7 +27,8 @@ def test_directory_of_multidoc_yaml_and_lists(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(GW % "one" + "---\n" + GW % "two")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "list.yml").write_text(
-        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: n1, labels: {a: b}}\n")
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: n1, labels: {a: b}}\n"
+    )
     (tmp_path / "ignored.txt").write_text("not yaml: [")
     v = FileView(tmp_path)
     assert v.gateway("default", "one") and v.gateway("default", "two") and v.gateway("default", "three") is None
@@ -80,8 +81,9 @@ def test_first_load_errors_name_the_file(tmp_path: Path, caplog: pytest.LogCaptu
 def test_json_state_and_json_errors(tmp_path: Path) -> None:
     import orjson
 
-    items = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"n{i}", "labels": {"x": "y"}}}
-             for i in range(3)]
+    items = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"n{i}", "labels": {"x": "y"}}} for i in range(3)
+    ]
     (tmp_path / "s.json").write_bytes(orjson.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
     v = FileView(tmp_path)
     assert v.namespace_labels("n2")["x"] == "y"

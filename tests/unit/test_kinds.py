@@ -19,13 +19,20 @@ from webhook.state.live import AUDIT_RESOURCES, RESOURCES
 
 ROOT = Path(__file__).resolve().parents[2]
 
+
 def manifest(name: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all((ROOT / "manifests" / name).read_text()) if d]
 
 
 def rules_of(webhook: dict[str, Any]) -> set[tuple[str, str, str, str, str]]:
-    return {(g, v, r, op, rule["scope"]) for rule in webhook["rules"] for g in rule["apiGroups"]
-            for v in rule["apiVersions"] for r in rule["resources"] for op in rule["operations"]}
+    return {
+        (g, v, r, op, rule["scope"])
+        for rule in webhook["rules"]
+        for g in rule["apiGroups"]
+        for v in rule["apiVersions"]
+        for r in rule["resources"]
+        for op in rule["operations"]
+    }
 
 
 def test_the_table_is_docs_b0() -> None:
@@ -37,35 +44,57 @@ def test_each_validating_webhook_registers_exactly_its_kinds() -> None:
     by_name = {wh["name"]: wh for wh in vwc["webhooks"]}
     assert set(by_name) == {k.webhook.value for k in KINDS}
     for name, wh in by_name.items():
-        expected = {(k.group, v, k.resource, op, k.scope) for k in KINDS if k.webhook.value == name
-                    for v in k.versions for op in k.operations}
+        expected = {
+            (k.group, v, k.resource, op, k.scope)
+            for k in KINDS
+            if k.webhook.value == name
+            for v in k.versions
+            for op in k.operations
+        }
         assert rules_of(wh) == expected, name
 
 
 def test_the_mutating_webhook_registers_the_gateways_for_create_and_update() -> None:
     (mwc,) = [d for d in manifest("webhooks.yaml") if d["kind"] == "MutatingWebhookConfiguration"]
     (wh,) = mwc["webhooks"]
-    assert rules_of(wh) == {(k.group, v, k.resource, op, k.scope) for k in KINDS if k.role is Role.GATEWAY
-                            for v in k.versions for op in ("CREATE", "UPDATE")}
+    assert rules_of(wh) == {
+        (k.group, v, k.resource, op, k.scope)
+        for k in KINDS
+        if k.role is Role.GATEWAY
+        for v in k.versions
+        for op in ("CREATE", "UPDATE")
+    }
 
 
 def test_the_view_clusterrole_reads_exactly_the_watched_kinds() -> None:
-    (role,) = [d for d in manifest("rbac.yaml") if d["kind"] == "ClusterRole"
-               and d["metadata"]["name"] == "waypoint-webhook-view"]
-    granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
-               if {"get", "list", "watch"} <= set(rule["verbs"])}
+    (role,) = [
+        d
+        for d in manifest("rbac.yaml")
+        if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "waypoint-webhook-view"
+    ]
+    granted = {
+        (g, r)
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        if {"get", "list", "watch"} <= set(rule["verbs"])
+    }
     assert granted == {(k.group, k.resource) for k in WATCHED}
 
 
 def test_everything_else_derives_from_the_table() -> None:
     assert [(r.kind, r.path, r.label_selector) for r in RESOURCES] == [
-        (k.kind, k.collection, k.watch_selector) for k in WATCHED]
+        (k.kind, k.collection, k.watch_selector) for k in WATCHED
+    ]
     assert all(r.label_selector is None for r in AUDIT_RESOURCES)
     assert set(BY_KIND) == METRIC_KINDS and set(BUILDER_KINDS) == set(BY_KIND)
     index = Index()  # the index keeps exactly the watched kinds
     for k in KINDS:
-        obj = {"apiVersion": k.api_version(), "kind": k.kind,
-               "metadata": {"name": "x", **({} if k.cluster_scoped else {"namespace": "n"})}}
+        obj = {
+            "apiVersion": k.api_version(),
+            "kind": k.kind,
+            "metadata": {"name": "x", **({} if k.cluster_scoped else {"namespace": "n"})},
+        }
         if k.role is Role.GATEWAY:
             obj["spec"] = {"gatewayClassName": "c", "listeners": []}
         assert index.apply(obj) is (k.watch_version is not None), k.kind

@@ -18,11 +18,17 @@ def minimal(name: str = "waypoint", labels: dict[str, str] | None = None, **spec
     meta: dict[str, Any] = {"name": name, "namespace": "default"}
     if labels is not None:
         meta["labels"] = labels
-    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": meta,
-            "spec": {"gatewayClassName": "istio-waypoint", **spec}}
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": meta,
+        "spec": {"gatewayClassName": "istio-waypoint", **spec},
+    }
 
 
-def mutate(obj: dict[str, Any], idx=None, operation: str = "CREATE", pin: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # type: ignore[no-untyped-def]
+def mutate(
+    obj: dict[str, Any], idx=None, operation: str = "CREATE", pin: bool = True
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # type: ignore[no-untyped-def]
     """``pin``: M2 on (configuration pinWaypointFor); the tests of M2 itself want it."""
     ops = engine(idx or state(), pin=pin).mutate(request(obj, operation, old=obj if operation == "UPDATE" else None))
     return ops, jsonpatch.apply_patch(obj, ops) if ops else obj
@@ -83,8 +89,11 @@ def test_m2_skipped_while_unsynced() -> None:
 
 
 def test_existing_label_and_listeners_are_untouched() -> None:
-    obj = gateway("waypoint", labels={"istio.io/waypoint-for": "none"},
-                  listeners=[{"name": "x", "port": 15008, "protocol": "hbone"}])
+    obj = gateway(
+        "waypoint",
+        labels={"istio.io/waypoint-for": "none"},
+        listeners=[{"name": "x", "port": 15008, "protocol": "hbone"}],
+    )
     assert mutate(obj)[0] == []
 
 
@@ -92,7 +101,11 @@ def test_non_waypoint_gateways_and_consumers_are_never_patched() -> None:
     ingress = minimal()
     ingress["spec"]["gatewayClassName"] = "istio"
     assert mutate(ingress)[0] == []
-    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "default", "labels": {UW: "x"}}}
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "s", "namespace": "default", "labels": {UW: "x"}},
+    }
     assert engine(state()).mutate(request(svc)) == []
 
 

@@ -31,8 +31,12 @@ def base_state():  # type: ignore[no-untyped-def]
         ns_labels("blue", {**AMBIENT, "team": "blue"}),
         gateway("waypoint", "default", labels={"istio.io/waypoint-for": "service"}),
         gateway("wl", "default", labels={"istio.io/waypoint-for": "workload"}),
-        gateway("sel", "infra", labels={"istio.io/waypoint-for": "all"},
-                routes={"from": "Selector", "selector": {"matchLabels": {"team": "blue"}}}),
+        gateway(
+            "sel",
+            "infra",
+            labels={"istio.io/waypoint-for": "all"},
+            routes={"from": "Selector", "selector": {"matchLabels": {"team": "blue"}}},
+        ),
     )
 
 
@@ -50,8 +54,7 @@ def test_update_that_introduces_a_bad_label_is_denied() -> None:
 
 def test_update_that_changes_a_bad_label_to_another_bad_one_is_denied() -> None:
     """B1: 'introduces or changes the offending label'."""
-    assert judge(engine(base_state()), svc({UW: "NONE"}), "UPDATE", svc({UW: "None"})) == {
-        "InvalidUseWaypoint": "deny"}
+    assert judge(engine(base_state()), svc({UW: "NONE"}), "UPDATE", svc({UW: "None"})) == {"InvalidUseWaypoint": "deny"}
 
 
 def test_unrelated_edit_of_an_object_with_a_preexisting_problem_warns() -> None:
@@ -72,7 +75,8 @@ def test_fixing_a_bad_label_is_allowed() -> None:
 def test_update_keeps_preexisting_attachment_denial_a_warning() -> None:
     bad = svc({UW: "sel", UWN: "infra"})
     assert judge(engine(base_state()), svc({UW: "sel", UWN: "infra"}, app="v2"), "UPDATE", bad) == {
-        "AttachmentDenied": "warn"}
+        "AttachmentDenied": "warn"
+    }
 
 
 def test_namespace_update_dropping_the_selected_label_is_denied() -> None:
@@ -169,8 +173,12 @@ def test_widening_waypoint_for_breaks_nothing() -> None:
 
 
 def test_consumers_would_break_on_allowed_routes_change() -> None:
-    old = gateway("sel", "infra", labels={"istio.io/waypoint-for": "all"},
-                  routes={"from": "Selector", "selector": {"matchLabels": {"team": "blue"}}})
+    old = gateway(
+        "sel",
+        "infra",
+        labels={"istio.io/waypoint-for": "all"},
+        routes={"from": "Selector", "selector": {"matchLabels": {"team": "blue"}}},
+    )
     new = gateway("sel", "infra", labels={"istio.io/waypoint-for": "all"}, routes={"from": "Same"})
     v = engine(_consumers_state(), preset="strict").validate(request(new, "UPDATE", old))
     assert verdict_codes(v) == {"ConsumersWouldBreak": "deny"}
@@ -200,14 +208,18 @@ def test_strict_never_denies_inherited_findings() -> None:
 
 def test_strict_never_denies_on_an_unsynced_cache() -> None:
     assert judge(engine(base_state(), preset="strict", synced=False), svc({UW: "ghost"})) == {
-        "StateUnavailable": "warn"}
+        "StateUnavailable": "warn"
+    }
 
 
-@pytest.mark.parametrize(("override", "expected"), [
-    ("InvalidUseWaypoint=warn", {"InvalidUseWaypoint": "warn"}),
-    ("InvalidUseWaypoint=off", {}),
-    ("InvalidUseWaypoint=deny", {"InvalidUseWaypoint": "deny"}),
-])
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("InvalidUseWaypoint=warn", {"InvalidUseWaypoint": "warn"}),
+        ("InvalidUseWaypoint=off", {}),
+        ("InvalidUseWaypoint=deny", {"InvalidUseWaypoint": "deny"}),
+    ],
+)
 def test_per_code_overrides(override: str, expected: dict[str, str]) -> None:
     e = engine(base_state(), **parse_overrides([override]))
     assert judge(e, svc({UW: "None"})) == expected

@@ -19,8 +19,11 @@ def test_a_dead_sidecar_is_restarted_and_stop_terminates_it() -> None:
         first = wait_until(lambda: car.proc and car.proc.pid, 10, "the sidecar")
         assert car.proc is not None
         car.proc.kill()
-        second = wait_until(lambda: car.proc and car.proc.poll() is None and car.proc.pid != first and car.proc.pid,
-                            10, "a restarted sidecar")
+        second = wait_until(
+            lambda: car.proc and car.proc.poll() is None and car.proc.pid != first and car.proc.pid,
+            10,
+            "a restarted sidecar",
+        )
         assert second != first
     finally:
         car.stop()

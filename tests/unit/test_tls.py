@@ -29,13 +29,20 @@ def _not_yet_valid(d: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     name = x509.Name([])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(x509.Name([x509.NameAttribute(
-        x509.oid.NameOID.COMMON_NAME, "ca")])).public_key(key.public_key()).serial_number(1)
-        .not_valid_before(now + dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "ca")]))
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now + dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=2))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=True)
-        .sign(key, hashes.SHA256()))
-    (d / "tls.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()))
+        .sign(key, hashes.SHA256())
+    )
+    (d / "tls.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     (d / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     future = time.time() + 20
     os.utime(d / "tls.crt", (future, future))
@@ -49,13 +56,17 @@ def _mismatched(d: Path) -> None:
     os.utime(d / "tls.crt", (future, future))
 
 
-@pytest.mark.parametrize(("case", "make", "says"), [
-    ("expired", lambda d: _write(d, tls.issue(["localhost"], [], days=0)), "expired"),
-    ("not yet valid", _not_yet_valid, "not valid before"),
-    ("key does not match", _mismatched, "refusing"),
-])
-def test_rotation_to_an_unusable_pair_keeps_the_previous_one(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                                             case: str, make: object, says: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "make", "says"),
+    [
+        ("expired", lambda d: _write(d, tls.issue(["localhost"], [], days=0)), "expired"),
+        ("not yet valid", _not_yet_valid, "not valid before"),
+        ("key does not match", _mismatched, "refusing"),
+    ],
+)
+def test_rotation_to_an_unusable_pair_keeps_the_previous_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str, make: object, says: str
+) -> None:
     _write(tmp_path, tls.issue(["localhost"], []))
     r = CertReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"), interval=0)
     good = r.context()

@@ -79,8 +79,12 @@ def test_deleting_a_waypoint_recomputes_its_consumers_only_and_fixing_it_clears_
     assert c.tracker.pending() == 5
     changed = set(c.tracker.recompute())
     # the Pod in namespace far has a waypoint key (dataplane-mode) and inherits far's reference (R2)
-    assert changed == {("Service", "shop", "reviews"), ("Pod", "shop", "ratings"), ("Namespace", "", "far"),
-                       ("Pod", "far", "ambient-pod")}
+    assert changed == {
+        ("Service", "shop", "reviews"),
+        ("Pod", "shop", "ratings"),
+        ("Namespace", "", "far"),
+        ("Pod", "far", "ambient-pod"),
+    }
     assert c.codes("Service", "shop", "reviews") == ["WaypointNotFound"]
     assert c.tracker.counts[("WaypointNotFound", "warn", "Service", "shop")] == 1
     assert c.codes("Service", "other", "bystander") == []
@@ -109,8 +113,13 @@ def test_class_relabel_recomputes_the_consumers_of_its_gateways() -> None:
 
 
 def test_namespace_relabel_recomputes_its_objects() -> None:
-    c = Cluster(ns_labels("shop", AMBIENT), gateway("wp", "shop", labels={"istio.io/waypoint-for": "workload"}),
-                consumer("Pod", "p", "shop", {UW: "wp"}), ns_labels("quiet", AMBIENT), consumer("Pod", "q", "quiet", {UW: "x"}))
+    c = Cluster(
+        ns_labels("shop", AMBIENT),
+        gateway("wp", "shop", labels={"istio.io/waypoint-for": "workload"}),
+        consumer("Pod", "p", "shop", {UW: "wp"}),
+        ns_labels("quiet", AMBIENT),
+        consumer("Pod", "q", "quiet", {UW: "x"}),
+    )
     before = c.codes("Pod", "quiet", "q")
     c.put(ns_labels("shop", {}))  # no longer ambient: the Pod's waypoint has no effect (L5)
     assert c.tracker.pending() == 3  # the Namespace, its Gateway and its Pod, not namespace quiet
@@ -119,8 +128,11 @@ def test_namespace_relabel_recomputes_its_objects() -> None:
 
 
 def test_objects_without_waypoint_keys_are_not_audited_and_removing_the_label_drops_findings() -> None:
-    c = Cluster(ns_labels("shop", AMBIENT), consumer("Service", "plain", "shop"),
-                consumer("Service", "typo", "shop", {UW: "None"}))
+    c = Cluster(
+        ns_labels("shop", AMBIENT),
+        consumer("Service", "plain", "shop"),
+        consumer("Service", "typo", "shop", {UW: "None"}),
+    )
     assert c.tracker.get(("Service", "shop", "plain")) is None
     assert c.codes("Service", "shop", "typo") == ["InvalidUseWaypoint"]
     c.put(consumer("Service", "typo", "shop"))
@@ -152,22 +164,38 @@ def test_deleted_object_drops_its_findings_once() -> None:
 HEAVY = {"kubectl.kubernetes.io/last-applied-configuration": "x" * 10_000, "example.com/other": "y"}
 
 
-@pytest.mark.parametrize("obj", [
-    consumer("Service", "s", "shop", {UW: "None"}, annotations=HEAVY, spec={"type": "ClusterIP", "ports": []}),
-    consumer("Service", "s", "shop", {UW: "wp", "istio.io/use-waypoint-canary": "wp2"},
-             annotations={"istio.io/use-waypoint-canary-weight": "150", **HEAVY}),
-    consumer("Pod", "p", "shop", {UW: "wp"}, annotations={"sidecar.istio.io/status": "{}", **HEAVY}),
-    consumer("Pod", "p", "shop", {UW: "wp"}, spec={"hostNetwork": True, "containers": [{"name": "c"}]}),
-    consumer("Pod", "p", "shop", {UW: "None"}, owner=True),
-    consumer("Pod", "p", "shop", {"istio.io/dataplane-mode": "ambiant"}),
-    consumer("Pod", "p", "shop", annotations={UW: "wp"}),
-    consumer("WorkloadEntry", "we", "shop", spec={"labels": {UW: "gone"}, "address": "1.2.3.4"}),
-    consumer("ServiceEntry", "se", "shop", spec={"hosts": ["a"], "endpoints": [
-        {"address": "1.1.1.1"}, {"address": "1.1.1.2", "labels": {UW: "None"}}]}),
-    gateway("wp", "shop", listeners=[{"name": "http", "port": 80, "protocol": "HTTP"}]),
-    gateway_class("istio-waypoint", {"istio.io/waypoint-for": "bogus"}),
-    ns_labels("shop", {UW: "gone", "istio-injection": "enabled"}),
-], ids=lambda o: f"{o['kind']}")
+@pytest.mark.parametrize(
+    "obj",
+    [
+        consumer("Service", "s", "shop", {UW: "None"}, annotations=HEAVY, spec={"type": "ClusterIP", "ports": []}),
+        consumer(
+            "Service",
+            "s",
+            "shop",
+            {UW: "wp", "istio.io/use-waypoint-canary": "wp2"},
+            annotations={"istio.io/use-waypoint-canary-weight": "150", **HEAVY},
+        ),
+        consumer("Pod", "p", "shop", {UW: "wp"}, annotations={"sidecar.istio.io/status": "{}", **HEAVY}),
+        consumer("Pod", "p", "shop", {UW: "wp"}, spec={"hostNetwork": True, "containers": [{"name": "c"}]}),
+        consumer("Pod", "p", "shop", {UW: "None"}, owner=True),
+        consumer("Pod", "p", "shop", {"istio.io/dataplane-mode": "ambiant"}),
+        consumer("Pod", "p", "shop", annotations={UW: "wp"}),
+        consumer("WorkloadEntry", "we", "shop", spec={"labels": {UW: "gone"}, "address": "1.2.3.4"}),
+        consumer(
+            "ServiceEntry",
+            "se",
+            "shop",
+            spec={
+                "hosts": ["a"],
+                "endpoints": [{"address": "1.1.1.1"}, {"address": "1.1.1.2", "labels": {UW: "None"}}],
+            },
+        ),
+        gateway("wp", "shop", listeners=[{"name": "http", "port": 80, "protocol": "HTTP"}]),
+        gateway_class("istio-waypoint", {"istio.io/waypoint-for": "bogus"}),
+        ns_labels("shop", {UW: "gone", "istio-injection": "enabled"}),
+    ],
+    ids=lambda o: f"{o['kind']}",
+)
 def test_trimmed_objects_judge_like_whole_ones(obj: dict[str, Any]) -> None:
     index = Index()
     for o in (ns_labels("shop", AMBIENT), gateway("wp", "shop"), gateway("wp2", "shop")):
@@ -192,28 +220,32 @@ def test_trimming_keeps_the_service_type() -> None:
     assert judge_stored(engine, requests[0]) == () and judge_stored(engine, requests[1])
 
 
-@pytest.mark.parametrize(("obj", "audited"), [
-    (consumer("Service", "s", labels={"app": "x"}), False),
-    (consumer("Service", "s", labels={UW: "wp"}), True),
-    (consumer("Service", "s", labels={"istio.io/use-waypoint-namespace": "x"}), True),
-    (consumer("Service", "s", labels={"istio.io/use-waypoint-canary": "x"}), True),
-    (consumer("Pod", "p", labels={"istio.io/dataplane-mode": "ambient"}), True),
-    (consumer("Pod", "p", labels={"istio.io/ingress-use-waypoint": "true"}), True),
-    (consumer("Pod", "p", annotations={UW: "wp"}), True),
-    (consumer("Pod", "p", annotations={"istio.io/dataplane-mode": "ambient"}), False),
-    (consumer("WorkloadEntry", "w", spec={"labels": {UW: "wp"}}), True),
-    (consumer("ServiceEntry", "e", spec={"endpoints": [{"address": "a"}, {"labels": {UW: "wp"}}]}), True),
-    (consumer("ServiceEntry", "e", spec={"endpoints": [{"labels": {"app": "x"}}]}), False),
-])
+@pytest.mark.parametrize(
+    ("obj", "audited"),
+    [
+        (consumer("Service", "s", labels={"app": "x"}), False),
+        (consumer("Service", "s", labels={UW: "wp"}), True),
+        (consumer("Service", "s", labels={"istio.io/use-waypoint-namespace": "x"}), True),
+        (consumer("Service", "s", labels={"istio.io/use-waypoint-canary": "x"}), True),
+        (consumer("Pod", "p", labels={"istio.io/dataplane-mode": "ambient"}), True),
+        (consumer("Pod", "p", labels={"istio.io/ingress-use-waypoint": "true"}), True),
+        (consumer("Pod", "p", annotations={UW: "wp"}), True),
+        (consumer("Pod", "p", annotations={"istio.io/dataplane-mode": "ambient"}), False),
+        (consumer("WorkloadEntry", "w", spec={"labels": {UW: "wp"}}), True),
+        (consumer("ServiceEntry", "e", spec={"endpoints": [{"address": "a"}, {"labels": {UW: "wp"}}]}), True),
+        (consumer("ServiceEntry", "e", spec={"endpoints": [{"labels": {"app": "x"}}]}), False),
+    ],
+)
 def test_audited_consumers_are_the_ones_the_cel_conditions_send(obj: dict[str, Any], audited: bool) -> None:
     """The same keys as manifests/webhooks.yaml's carries-waypoint-labels condition."""
     assert carries_waypoint_keys(obj) is audited
 
 
 def test_reports_follow_the_kyverno_crd_schema_and_keep_timestamps() -> None:
-    c = Cluster(ns_labels("shop", {**AMBIENT, UW: "gone"}),
-                with_uid(consumer("Service", "s", "shop", {UW: "None", "istio.io/use-waypoint-namespace": "x y"}),
-                         "u-s"))
+    c = Cluster(
+        ns_labels("shop", {**AMBIENT, UW: "gone"}),
+        with_uid(consumer("Service", "s", "shop", {UW: "None", "istio.io/use-waypoint-namespace": "x y"}), "u-s"),
+    )
     for key, kind in ((("Service", "shop", "s"), "PolicyReport"), (("Namespace", "", "shop"), "ClusterPolicyReport")):
         a = c.tracker.get(key)
         assert a is not None and a.results

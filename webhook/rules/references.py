@@ -151,7 +151,9 @@ def _canary(c: Consumer, ctx: Context, memo: Memo) -> list[Finding]:
     if name is None or name == "none":
         return []
     prefix = c.meta.prefix
-    field = f"{prefix}.labels[{USE_WAYPOINT_CANARY}]" if own else f"namespace {c.namespace} labels[{USE_WAYPOINT_CANARY}]"
+    field = (
+        f"{prefix}.labels[{USE_WAYPOINT_CANARY}]" if own else f"namespace {c.namespace} labels[{USE_WAYPOINT_CANARY}]"
+    )
     triggers = (
         path_of(prefix, "labels", USE_WAYPOINT_CANARY),
         path_of(prefix, "labels", USE_WAYPOINT_CANARY_NAMESPACE),
@@ -159,7 +161,11 @@ def _canary(c: Consumer, ctx: Context, memo: Memo) -> list[Finding]:
     )
     what = c.display() if own else f"{c.display()} (canary via namespace {c.namespace})"
     ns_label = labels.get(USE_WAYPOINT_CANARY_NAMESPACE)
-    if name.lower() == "none" or not is_dns1123_subdomain(name) or (ns_label is not None and not is_dns1123_label(ns_label)):
+    if (
+        name.lower() == "none"
+        or not is_dns1123_subdomain(name)
+        or (ns_label is not None and not is_dns1123_label(ns_label))
+    ):
         if not own:
             return []  # the Namespace was denied for it when it was labelled
         code, key, value = (
@@ -181,13 +187,21 @@ def _canary(c: Consumer, ctx: Context, memo: Memo) -> list[Finding]:
     weight = (c.meta.annotations if own_weight else ctx.view.namespace_annotations(c.namespace)).get(CANARY_WEIGHT)
     out: list[Finding] = []
     if target == ref:
-        out.append(Finding("CanarySameAsPrimary", f"{what}: the canary waypoint {target[0]}/{target[1]} is the primary one",
-                           field, triggers))
+        out.append(
+            Finding(
+                "CanarySameAsPrimary",
+                f"{what}: the canary waypoint {target[0]}/{target[1]} is the primary one",
+                field,
+                triggers,
+            )
+        )
     elif not _weight_ok(weight):
         f = Finding(
             "CanaryInvalidWeight",
             f"{what}: {CANARY_WEIGHT} {quoted(weight)} is not an integer from 0 to 100; Istio drops the canary",
-            f"{prefix}.annotations[{CANARY_WEIGHT}]" if own_weight else f"namespace {c.namespace} annotations[{CANARY_WEIGHT}]",
+            f"{prefix}.annotations[{CANARY_WEIGHT}]"
+            if own_weight
+            else f"namespace {c.namespace} annotations[{CANARY_WEIGHT}]",
             triggers,
         )
         out.append(f if own_weight else f.capped(Severity.WARN))
@@ -442,13 +456,14 @@ def _outcomes(
         # R3: an inherited workload mismatch is silently "no waypoint".
         need = "service or all" if SERVICE in traffic else "workload or all"
         out.append(
-            Outcome("UnsupportedTrafficType", f"waypoint {where} is for {quoted(eff.raw)}, needs {need}; no fallback applies")
+            Outcome(
+                "UnsupportedTrafficType",
+                f"waypoint {where} is for {quoted(eff.raw)}, needs {need}; no fallback applies",
+            )
         )
     if gw.ready and not gw.usable and not out:
         # W1: bound as far as istiod is concerned, but ztunnel gets no address (a lone NamedAddress)
-        out.append(
-            Outcome("WaypointNotReady", f"waypoint {where} has no Hostname or IP address; traffic bypasses it")
-        )
+        out.append(Outcome("WaypointNotReady", f"waypoint {where} has no Hostname or IP address; traffic bypasses it"))
     return out
 
 

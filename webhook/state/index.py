@@ -40,7 +40,6 @@ _EMPTY: Mapping[str, str] = {}
 NAMESPACE_ANNOTATIONS = frozenset({CANARY_WEIGHT})
 
 
-
 def settle_heap() -> None:
     """Collect, then freeze what survives, so later full collections skip the (large, long-lived)
     view: a full collection over 60,000 indexed objects costs tens of milliseconds of tail latency.
