@@ -20,7 +20,7 @@ import jsonschema
 import yaml
 
 from webhook.engine import DEFAULT_EXCLUDED, Settings
-from webhook.findings import CODES, Policy, Severity, parse_overrides
+from webhook.findings import Policy, Severity, parse_overrides
 from webhook.rules.context import DEFAULT_WAYPOINT_CLASSES
 
 ENV_PREFIX = "WAYPOINT_WEBHOOK_"
@@ -149,9 +149,6 @@ def build_settings(flags: Options, env: Mapping[str, str], config_file: str | No
         policy = Policy(merged.preset or "default", severities)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    unknown = sorted(set(severities) - set(CODES))
-    if unknown:
-        raise ConfigError(f"unknown finding codes: {', '.join(unknown)}")
     # W2: configured classes are added to the built-in ones, never instead of them.
     classes = DEFAULT_WAYPOINT_CLASSES | frozenset(merged.waypoint_classes or ())
     return Settings(policy, classes, frozenset(excluded), bool(merged.pin_waypoint_for)), (merged.log_level or "info")

@@ -25,8 +25,9 @@ from webhook.request import AdmissionRequest
 from webhook.rules.context import DEFAULT_WAYPOINT_CLASSES, Context
 from webhook.rules.defaults import PatchOp, gateway_defaults
 from webhook.rules.gateways import judge_gateway, judge_gateway_class
-from webhook.rules.impact import consumers_would_break, waypoint_in_use
 from webhook.rules.references import judge_consumer
+from webhook.rules.registry import DELETE_RULES, UPDATE_RULES
+from webhook.rules.rule import run
 from webhook.state.view import ClusterView
 
 DEFAULT_EXCLUDED = frozenset({"kube-system", "kube-node-lease"})
@@ -104,7 +105,10 @@ class Engine:
             if kind.role is not Role.GATEWAY or req.old_object is None:
                 return EMPTY
             return Verdict(
-                self.settings.policy.judge(waypoint_in_use(parse_gateway(req.old_object, req.namespace), self.ctx)), []
+                self.settings.policy.judge(
+                    run(DELETE_RULES, parse_gateway(req.old_object, req.namespace), "Gateway", self.ctx)
+                ),
+                [],
             )
         if req.operation not in ("CREATE", "UPDATE"):
             return EMPTY
@@ -150,7 +154,7 @@ class Engine:
             old_gw = parse_gateway(old, namespace)
         except Malformed:
             return []
-        return consumers_would_break(old_gw, parse_gateway(new, namespace), self.ctx)
+        return run(UPDATE_RULES, (old_gw, parse_gateway(new, namespace)), "Gateway", self.ctx)
 
     # -- mutating webhook --
     def mutate(self, req: AdmissionRequest) -> list[PatchOp]:

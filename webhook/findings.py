@@ -39,79 +39,129 @@ class CodeInfo:
     summary: str
 
 
+class Code(enum.StrEnum):
+    """Every finding code. Its default severity, whether the strict preset makes it a denial (†
+    in docs/rules.md B1) and what it means are in :data:`CODES`, which must name every member
+    (checked at import). A typo in a rule is an AttributeError at import and a mypy error, never a
+    KeyError while answering a request. The value is the name, so a code compares equal to its
+    string and serialises as one."""
+
+    @staticmethod
+    def _generate_next_value_(name: str, start: int, count: int, last_values: list[str]) -> str:
+        return name
+
+    InvalidWaypointFor = enum.auto()
+    InvalidWaypointName = enum.auto()
+    MissingMeshListener = enum.auto()
+    UnexpectedListener = enum.auto()
+    InvalidAllowedRoutes = enum.auto()
+    InvalidInboundBinding = enum.auto()
+    InboundBindingUnmatched = enum.auto()
+    WaypointAcceptsNoTraffic = enum.auto()
+    WaypointPodLabelOverride = enum.auto()
+    WaypointInUse = enum.auto()
+    ConsumersWouldBreak = enum.auto()
+    InvalidUseWaypoint = enum.auto()
+    InvalidUseWaypointNamespace = enum.auto()
+    OrphanUseWaypointNamespace = enum.auto()
+    WaypointNotFound = enum.auto()
+    WaypointNotReady = enum.auto()
+    NotAWaypoint = enum.auto()
+    AttachmentDenied = enum.auto()
+    UnevaluableAllowedRoutes = enum.auto()
+    UnsupportedTrafficType = enum.auto()
+    NamespaceWaypointTrafficType = enum.auto()
+    NotCaptured = enum.auto()
+    CanaryInvalidWeight = enum.auto()
+    CanarySameAsPrimary = enum.auto()
+    InvalidDataplaneMode = enum.auto()
+    UseWaypointAnnotation = enum.auto()
+    InvalidIngressUseWaypoint = enum.auto()
+    StateUnavailable = enum.auto()
+
+    @property
+    def info(self) -> CodeInfo:
+        return CODES[self]
+
+
 # docs/rules.md B1, in table order. The README's table is generated from this (`waypoint-webhook codes`).
-CODES: Mapping[str, CodeInfo] = {
+CODES: Mapping[Code, CodeInfo] = {
     # Gateways
-    "InvalidWaypointFor": CodeInfo(
+    Code.InvalidWaypointFor: CodeInfo(
         Severity.DENY, False, "waypoint-for on a Gateway or GatewayClass is not service, workload, all or none"
     ),
-    "InvalidWaypointName": CodeInfo(
+    Code.InvalidWaypointName: CodeInfo(
         Severity.DENY,
         False,
         "waypoint-class Gateway's deployed name (name-override, else its name) is no DNS-1035 label, or 'none'",
     ),
-    "MissingMeshListener": CodeInfo(Severity.DENY, False, "waypoint-class Gateway has no 15008/HBONE listener"),
-    "UnexpectedListener": CodeInfo(Severity.WARN, False, "waypoint-class Gateway has a non-15008/HBONE listener"),
-    "InvalidAllowedRoutes": CodeInfo(
+    Code.MissingMeshListener: CodeInfo(Severity.DENY, False, "waypoint-class Gateway has no 15008/HBONE listener"),
+    Code.UnexpectedListener: CodeInfo(Severity.WARN, False, "waypoint-class Gateway has a non-15008/HBONE listener"),
+    Code.InvalidAllowedRoutes: CodeInfo(
         Severity.DENY, False, "mesh listener from: Selector without a selector, or one that cannot be evaluated"
     ),
-    "InvalidInboundBinding": CodeInfo(
+    Code.InvalidInboundBinding: CodeInfo(
         Severity.DENY,
         False,
         "waypoint-inbound-binding is malformed: unknown protocol, a second '/', or a port that is no number",
     ),
-    "InboundBindingUnmatched": CodeInfo(
+    Code.InboundBindingUnmatched: CodeInfo(
         Severity.WARN, False, "a valid inbound binding selects no listener: the HBONE listener's allowedRoutes apply"
     ),
-    "WaypointAcceptsNoTraffic": CodeInfo(Severity.WARN, False, "effective waypoint-for is none"),
-    "WaypointPodLabelOverride": CodeInfo(
+    Code.WaypointAcceptsNoTraffic: CodeInfo(Severity.WARN, False, "effective waypoint-for is none"),
+    Code.WaypointPodLabelOverride: CodeInfo(
         Severity.WARN, False, "labels copied to a waypoint's pods include dataplane-mode or sidecar.istio.io/inject"
     ),
-    "WaypointInUse": CodeInfo(Severity.WARN, True, "DELETE of a waypoint that objects still reference"),
-    "ConsumersWouldBreak": CodeInfo(
+    Code.WaypointInUse: CodeInfo(Severity.WARN, True, "DELETE of a waypoint that objects still reference"),
+    Code.ConsumersWouldBreak: CodeInfo(
         Severity.WARN, True, "UPDATE of waypoint-for or allowedRoutes would unbind existing consumers"
     ),
     # Consumers
-    "InvalidUseWaypoint": CodeInfo(
+    Code.InvalidUseWaypoint: CodeInfo(
         Severity.DENY, False, "use-waypoint is empty, a case variant of none, or no valid Gateway name"
     ),
-    "InvalidUseWaypointNamespace": CodeInfo(Severity.DENY, False, "use-waypoint-namespace is not a DNS-1123 label"),
-    "OrphanUseWaypointNamespace": CodeInfo(
+    Code.InvalidUseWaypointNamespace: CodeInfo(Severity.DENY, False, "use-waypoint-namespace is not a DNS-1123 label"),
+    Code.OrphanUseWaypointNamespace: CodeInfo(
         Severity.WARN, False, "use-waypoint-namespace without use-waypoint on the same object"
     ),
-    "WaypointNotFound": CodeInfo(Severity.WARN, True, "the referenced waypoint Gateway does not exist (yet)"),
-    "WaypointNotReady": CodeInfo(
+    Code.WaypointNotFound: CodeInfo(Severity.WARN, True, "the referenced waypoint Gateway does not exist (yet)"),
+    Code.WaypointNotReady: CodeInfo(
         Severity.WARN, False, "the waypoint has no status.addresses yet, or none the data plane can use"
     ),
-    "NotAWaypoint": CodeInfo(
+    Code.NotAWaypoint: CodeInfo(
         Severity.WARN, True, "the referenced Gateway's class is not a waypoint class, and it is no sandwich"
     ),
-    "AttachmentDenied": CodeInfo(
+    Code.AttachmentDenied: CodeInfo(
         Severity.DENY, False, "the waypoint's allowedRoutes do not admit the consumer's namespace"
     ),
-    "UnevaluableAllowedRoutes": CodeInfo(
+    Code.UnevaluableAllowedRoutes: CodeInfo(
         Severity.DENY,
         False,
         "the referenced waypoint's allowedRoutes selector cannot be evaluated: istiod crashes on it",
     ),
-    "UnsupportedTrafficType": CodeInfo(
+    Code.UnsupportedTrafficType: CodeInfo(
         Severity.DENY, False, "the waypoint's waypoint-for does not serve this kind of object"
     ),
-    "NamespaceWaypointTrafficType": CodeInfo(
+    Code.NamespaceWaypointTrafficType: CodeInfo(
         Severity.WARN, False, "a Namespace's waypoint will not serve its Services"
     ),
-    "NotCaptured": CodeInfo(Severity.WARN, False, "the consumer is not captured by ambient, so no waypoint applies"),
-    "CanaryInvalidWeight": CodeInfo(
+    Code.NotCaptured: CodeInfo(Severity.WARN, False, "the consumer is not captured by ambient, so no waypoint applies"),
+    Code.CanaryInvalidWeight: CodeInfo(
         Severity.DENY, False, "use-waypoint-canary-weight is not an integer 0-100 while a canary is named"
     ),
-    "CanarySameAsPrimary": CodeInfo(Severity.WARN, False, "the canary waypoint is the primary waypoint"),
-    "InvalidDataplaneMode": CodeInfo(Severity.WARN, False, "istio.io/dataplane-mode is not ambient or none"),
-    "UseWaypointAnnotation": CodeInfo(
+    Code.CanarySameAsPrimary: CodeInfo(Severity.WARN, False, "the canary waypoint is the primary waypoint"),
+    Code.InvalidDataplaneMode: CodeInfo(Severity.WARN, False, "istio.io/dataplane-mode is not ambient or none"),
+    Code.UseWaypointAnnotation: CodeInfo(
         Severity.WARN, False, "use-waypoint(-namespace) set as an annotation, which Istio ignores"
     ),
-    "InvalidIngressUseWaypoint": CodeInfo(Severity.WARN, False, "istio.io/ingress-use-waypoint is not true or false"),
-    "StateUnavailable": CodeInfo(Severity.WARN, False, "cluster state is not synced; only syntax checks ran"),
+    Code.InvalidIngressUseWaypoint: CodeInfo(
+        Severity.WARN, False, "istio.io/ingress-use-waypoint is not true or false"
+    ),
+    Code.StateUnavailable: CodeInfo(Severity.WARN, False, "cluster state is not synced; only syntax checks ran"),
 }
+
+if set(CODES) != set(Code):  # pragma: no cover - a development error, caught by any import
+    raise RuntimeError(f"codes without CodeInfo: {sorted(set(Code) - set(CODES))}")
 
 PRESETS = ("default", "strict")
 
@@ -126,7 +176,7 @@ class Finding:
     ``cap`` bounds the severity: inherited references are reported as warnings at most.
     """
 
-    code: str
+    code: Code
     message: str
     field: str
     triggers: tuple[tuple[str, ...], ...] = ()
@@ -165,10 +215,10 @@ class Policy:
         if unknown:
             raise ValueError(f"unknown finding code(s): {', '.join(unknown)}")
 
-    def severity_of(self, code: str) -> Severity:
+    def severity_of(self, code: Code) -> Severity:
         if code in self.overrides:
             return self.overrides[code]
-        info = CODES[code]
+        info = code.info
         if self.preset == "strict" and info.strict_deny:
             return Severity.DENY
         return info.default

@@ -33,8 +33,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from webhook.engine import Settings
+from webhook.forwarding import consumer_forwarded
 from webhook.kinds import CLUSTER_SCOPED, KINDS, Role, group_of
-from webhook.model import DATAPLANE_MODE, GATEWAY_NAME_LABEL, INGRESS_USE_WAYPOINT, USE_WAYPOINT
+from webhook.model import GATEWAY_NAME_LABEL
 from webhook.state.index import Index, IndexView
 from webhook.stored import Result, audit_engine, judge_stored, stored_request
 
@@ -46,37 +47,6 @@ AUDITED: Mapping[tuple[str, str], bool] = {k.group_kind: k.role is not Role.CONS
 # Annotations the rules read all live under these suffixes (istio.io/, sidecar.istio.io/,
 # gateway.istio.io/, ambient.istio.io/); the rest (last-applied configurations…) is dropped.
 _KEPT_ANNOTATION = "istio.io/"
-
-
-def _waypoint_key(key: object) -> bool:
-    return isinstance(key, str) and key.startswith(USE_WAYPOINT)
-
-
-def _labels_mark(labels: Any, extra: bool) -> bool:
-    if labels is None:
-        return False
-    if not isinstance(labels, dict):
-        return True  # malformed: judged, so that it is reported as such
-    return any(_waypoint_key(k) or (extra and k in (DATAPLANE_MODE, INGRESS_USE_WAYPOINT)) for k in labels)
-
-
-def carries_waypoint_keys(obj: Mapping[str, Any]) -> bool:
-    """The CEL ``carries-waypoint-labels`` condition of manifests/webhooks.yaml, in Python."""
-    meta = obj.get("metadata")
-    if not isinstance(meta, dict):
-        return True
-    spec = obj.get("spec")
-    spec = spec if isinstance(spec, dict) else {}
-    endpoints = spec.get("endpoints")
-    return (
-        _labels_mark(meta.get("labels"), True)
-        or _labels_mark(meta.get("annotations"), False)
-        or _labels_mark(spec.get("labels"), False)
-        or (
-            isinstance(endpoints, list)
-            and any(isinstance(e, dict) and _labels_mark(e.get("labels"), False) for e in endpoints)
-        )
-    )
 
 
 def trim(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,7 +181,7 @@ class Tracker:
         key = object_key(obj)
         if always is None or key is None:
             return
-        fresh = Audited.of(obj) if not deleted and (always or carries_waypoint_keys(obj)) else None
+        fresh = Audited.of(obj) if not deleted and (always or consumer_forwarded(obj)) else None
         with self._lock:
             old = self._objects.get(key)
             if fresh is not None:

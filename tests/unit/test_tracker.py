@@ -13,9 +13,10 @@ from tests.builders import consumer, gateway, gateway_class, ns_labels
 from tests.crds import report_schema
 from webhook import reports
 from webhook.engine import Settings
+from webhook.forwarding import consumer_forwarded
 from webhook.state.index import Index, IndexView
 from webhook.stored import audit_engine, judge_stored, stored_request
-from webhook.tracker import Audited, Tracker, carries_waypoint_keys, trim
+from webhook.tracker import Audited, Tracker, trim
 
 UW, UWNS = "istio.io/use-waypoint", "istio.io/use-waypoint-namespace"
 AMBIENT = {"istio.io/dataplane-mode": "ambient"}
@@ -238,7 +239,7 @@ def test_trimming_keeps_the_service_type() -> None:
 )
 def test_audited_consumers_are_the_ones_the_cel_conditions_send(obj: dict[str, Any], audited: bool) -> None:
     """The same keys as manifests/webhooks.yaml's carries-waypoint-labels condition."""
-    assert carries_waypoint_keys(obj) is audited
+    assert consumer_forwarded(obj) is audited
 
 
 def test_reports_follow_the_kyverno_crd_schema_and_keep_timestamps() -> None:

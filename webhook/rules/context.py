@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from webhook.model import AGENTGATEWAY_WAYPOINT_CLASS, ISTIO_WAYPOINT_CLASS, WAYPOINT_CONTROLLERS
 from webhook.state.view import ClusterView, WaypointInfo
@@ -16,6 +17,13 @@ class Context:
     view: ClusterView
     waypoint_classes: frozenset[str] = field(default=DEFAULT_WAYPOINT_CLASSES)
     pin_waypoint_for: bool = False  # M2 (docs/rules.md B2): off unless configured
+    # What one judgement has worked out already (a reference's outcomes, shared by an object's
+    # endpoints and its canary): empty for each object judged, see fresh().
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def fresh(self) -> Context:
+        """The same context with an empty memo, for judging one object."""
+        return replace(self, memo={})
 
     def is_waypoint_class(self, class_name: str) -> bool:
         """W2: by name (built-in or configured), or by the GatewayClass's controllerName, which is

@@ -6,10 +6,11 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 
-from webhook.findings import Finding
+from webhook.findings import Code, Finding
 from webhook.model import WAYPOINT_FOR, AllowedRoutes, Gateway, label_field
 from webhook.rules.context import Context
 from webhook.rules.permissions import Attachment, attachment
+from webhook.rules.rule import Rule, rule
 from webhook.rules.traffic import effective_waypoint_for
 from webhook.state.view import ConsumerRef
 
@@ -24,13 +25,14 @@ def _examples(refs: Sequence[ConsumerRef]) -> str:
 
 def _unsynced(gw: Gateway, action: str) -> Finding:
     return Finding(
-        "StateUnavailable",
+        Code.StateUnavailable,
         f"{gw.meta.display('Gateway')}: cluster state not synced; consumers were not checked before {action}",
         "metadata.name",
     )
 
 
 def waypoint_in_use(gw: Gateway, ctx: Context) -> list[Finding]:
+    """DELETE of a waypoint that objects still name; StateUnavailable when they cannot be known."""
     if not ctx.view.synced():
         return [_unsynced(gw, "delete")]
     refs = ctx.view.consumers_of(gw.meta.namespace, gw.meta.name)
@@ -39,7 +41,7 @@ def waypoint_in_use(gw: Gateway, ctx: Context) -> list[Finding]:
     n = len(refs)
     return [
         Finding(
-            "WaypointInUse",
+            Code.WaypointInUse,
             f"{gw.meta.display('Gateway')} is used by {n} object{'s' * (n != 1)} ({_examples(refs)}); relabel them first",
             "metadata.name",
         )
@@ -60,10 +62,11 @@ def _class_binding(ctx: Context, class_name: str) -> str | None:
     return info.inbound_binding if info is not None else None
 
 
-def consumers_would_break(old: Gateway, new: Gateway, ctx: Context) -> list[Finding]:
+def consumers_would_break(change: tuple[Gateway, Gateway], ctx: Context) -> list[Finding]:
     """UPDATE of a waypoint: its waypoint-for, its class, or the listener P1 consults (its
     allowedRoutes, or which listener an inbound binding selects) changed so that objects bound
     to it today would not be."""
+    old, new = change
     old_routes = old.routes(_class_binding(ctx, old.class_name))
     new_routes = new.routes(_class_binding(ctx, new.class_name))
     if (old.waypoint_for, old_routes, old.class_name) == (new.waypoint_for, new_routes, new.class_name):
@@ -85,9 +88,19 @@ def consumers_would_break(old: Gateway, new: Gateway, ctx: Context) -> list[Find
     field = label_field(WAYPOINT_FOR) if old.waypoint_for != new.waypoint_for else "spec.listeners"
     return [
         Finding(
-            "ConsumersWouldBreak",
+            Code.ConsumersWouldBreak,
             f"{new.meta.display('Gateway')}: this change unbinds {n} object{'s' * (n != 1)} ({_examples(broken)})",
             field,
             (("metadata", "labels", WAYPOINT_FOR), ("spec", "listeners"), ("spec", "gatewayClassName")),
         )
     ]
+
+
+_GW = frozenset({"Gateway"})
+# Request-level rules: what a Gateway's DELETE, or an UPDATE (old, new), does to its consumers.
+DELETE_RULES: tuple[Rule[Gateway], ...] = (
+    rule(waypoint_in_use, [Code.WaypointInUse, Code.StateUnavailable], _GW, "B1"),
+)
+UPDATE_RULES: tuple[Rule[tuple[Gateway, Gateway]], ...] = (
+    rule(consumers_would_break, [Code.ConsumersWouldBreak, Code.StateUnavailable], _GW, "B1, L3, P1"),
+)

@@ -10,7 +10,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from webhook.findings import Finding, Severity
+from webhook.findings import Code, Finding, Severity
+from webhook.kinds import CONSUMER_KINDS
 from webhook.model import (
     CANARY_KINDS,
     CANARY_WEIGHT,
@@ -34,6 +35,7 @@ from webhook.model import (
 )
 from webhook.rules.context import Context, path_of
 from webhook.rules.permissions import Attachment, attachment
+from webhook.rules.rule import Rule, rule, run
 from webhook.rules.traffic import effective_waypoint_for
 
 GO_BOOLS = frozenset({"1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"})
@@ -83,7 +85,7 @@ def _pair_triggers(site: Site) -> tuple[tuple[str, ...], ...]:
     return site.triggers(USE_WAYPOINT) + site.triggers(USE_WAYPOINT_NAMESPACE)
 
 
-DENY_EVEN_INHERITED = frozenset({"UnevaluableAllowedRoutes"})
+DENY_EVEN_INHERITED = frozenset({Code.UnevaluableAllowedRoutes})
 
 
 def is_waypoint_instance(c: Consumer, ctx: Context) -> bool:
@@ -97,23 +99,6 @@ def is_waypoint_instance(c: Consumer, ctx: Context) -> bool:
     if not ctx.view.synced():
         return True  # never block a gateway's own rollout on an unsynced cache
     return ctx.view.gateway(c.namespace, gateway_name) is not None
-
-
-def judge_consumer(c: Consumer, ctx: Context) -> list[Finding]:
-    if c.excluded or is_waypoint_instance(c, ctx):
-        return []  # R0: no consumer findings at all
-    out: list[Finding] = []
-    site = _object_site(c)
-    out += _annotations(c)
-    out += _value_syntax(c, site)
-    memo: Memo = {}
-    out += _reference(c, site, ctx, memo)
-    for path, labels in c.endpoints:
-        out += _reference(c, _endpoint_site(c, path, labels), ctx, memo)
-    if c.kind != "Namespace" and USE_WAYPOINT not in c.labels:
-        out += _inherited(c, ctx, memo)
-    out += _canary(c, ctx, memo)
-    return out
 
 
 # --- R6: canary waypoints (1.31; Services and ServiceEntries, and Namespaces as their Services see them)
@@ -137,7 +122,7 @@ def _primary(c: Consumer, ctx: Context) -> tuple[tuple[str, str], bool] | None:
     return ((ns, name), own) if is_dns1123_label(ns) else None
 
 
-def _canary(c: Consumer, ctx: Context, memo: Memo) -> list[Finding]:
+def canary(c: Consumer, ctx: Context) -> list[Finding]:
     """The canary label and the weight annotation fall back to the Namespace's (unlike the
     primary reference). The canary applies only when the primary resolved cleanly; then it is
     judged like a primary reference, and problems that come from the Namespace's labels are
@@ -169,9 +154,9 @@ def _canary(c: Consumer, ctx: Context, memo: Memo) -> list[Finding]:
         if not own:
             return []  # the Namespace was denied for it when it was labelled
         code, key, value = (
-            ("InvalidUseWaypointNamespace", USE_WAYPOINT_CANARY_NAMESPACE, ns_label)
+            (Code.InvalidUseWaypointNamespace, USE_WAYPOINT_CANARY_NAMESPACE, ns_label)
             if ns_label is not None and not is_dns1123_label(ns_label)
-            else ("InvalidUseWaypoint", USE_WAYPOINT_CANARY, name)
+            else (Code.InvalidUseWaypoint, USE_WAYPOINT_CANARY, name)
         )
         shown = '""' if value == "" else quoted(value)
         return [Finding(code, f"{what}: {key} {shown} is not a valid name", f"{prefix}.labels[{key}]", triggers)]
@@ -180,7 +165,7 @@ def _canary(c: Consumer, ctx: Context, memo: Memo) -> list[Finding]:
         return []
     ref, primary_own = primary
     ns_labels = c.labels if c.kind == "Namespace" else None
-    if _cached_outcomes(c, SERVICE_TRAFFIC, ref, ctx, ns_labels, not primary_own, memo):
+    if _cached_outcomes(c, SERVICE_TRAFFIC, ref, ctx, ns_labels, not primary_own):
         return []  # the primary did not resolve cleanly: Istio ignores the canary
     target = (ns_label if ns_label is not None else c.namespace, name)
     own_weight = c.kind == "Namespace" or CANARY_WEIGHT in c.meta.annotations
@@ -189,7 +174,7 @@ def _canary(c: Consumer, ctx: Context, memo: Memo) -> list[Finding]:
     if target == ref:
         out.append(
             Finding(
-                "CanarySameAsPrimary",
+                Code.CanarySameAsPrimary,
                 f"{what}: the canary waypoint {target[0]}/{target[1]} is the primary one",
                 field,
                 triggers,
@@ -197,7 +182,7 @@ def _canary(c: Consumer, ctx: Context, memo: Memo) -> list[Finding]:
         )
     elif not _weight_ok(weight):
         f = Finding(
-            "CanaryInvalidWeight",
+            Code.CanaryInvalidWeight,
             f"{what}: {CANARY_WEIGHT} {quoted(weight)} is not an integer from 0 to 100; Istio drops the canary",
             f"{prefix}.annotations[{CANARY_WEIGHT}]"
             if own_weight
@@ -206,19 +191,20 @@ def _canary(c: Consumer, ctx: Context, memo: Memo) -> list[Finding]:
         )
         out.append(f if own_weight else f.capped(Severity.WARN))
     else:
-        for o in _cached_outcomes(c, SERVICE_TRAFFIC, target, ctx, ns_labels, not own, memo):
+        for o in _cached_outcomes(c, SERVICE_TRAFFIC, target, ctx, ns_labels, not own):
             f = Finding(o.code, f"{what}: canary {o.text}", field, triggers)
             out.append(f if own or o.code in DENY_EVEN_INHERITED else f.capped(Severity.WARN))
     return out
 
 
-def _annotations(c: Consumer) -> list[Finding]:
+def use_waypoint_annotation(c: Consumer, ctx: Context) -> list[Finding]:
+    """L1: use-waypoint and use-waypoint-namespace count only as labels."""
     out = []
     for key in (USE_WAYPOINT, USE_WAYPOINT_NAMESPACE):
         if key in c.meta.annotations:
             out.append(
                 Finding(
-                    "UseWaypointAnnotation",
+                    Code.UseWaypointAnnotation,
                     f"{c.display()}: {key} is an annotation, which Istio ignores; make it a label",
                     f"{c.meta.prefix}.annotations[{key}]",
                     (path_of(c.meta.prefix, "annotations", key),),
@@ -227,51 +213,62 @@ def _annotations(c: Consumer) -> list[Finding]:
     return out
 
 
-def _value_syntax(c: Consumer, site: Site) -> list[Finding]:
-    out = []
+def dataplane_mode(c: Consumer, ctx: Context) -> list[Finding]:
+    """L4: istio.io/dataplane-mode other than ambient or none has no effect."""
     mode = c.labels.get(DATAPLANE_MODE)
-    if c.kind in DATAPLANE_KINDS and mode is not None and mode not in ("ambient", "none"):
-        out.append(
-            Finding(
-                "InvalidDataplaneMode",
-                f"{c.display()}: dataplane-mode {quoted(mode)} is neither ambient nor none; it has no effect",
-                site.field(DATAPLANE_MODE),
-                site.triggers(DATAPLANE_MODE),
-            )
+    if mode is None or mode in ("ambient", "none"):
+        return []
+    site = _object_site(c)
+    return [
+        Finding(
+            Code.InvalidDataplaneMode,
+            f"{c.display()}: dataplane-mode {quoted(mode)} is neither ambient nor none; it has no effect",
+            site.field(DATAPLANE_MODE),
+            site.triggers(DATAPLANE_MODE),
         )
+    ]
+
+
+def ingress_use_waypoint(c: Consumer, ctx: Context) -> list[Finding]:
+    """istio.io/ingress-use-waypoint is parsed as a Go boolean: say how a value other than true or false reads."""
     ingress = c.labels.get(INGRESS_USE_WAYPOINT)
-    if c.kind in INGRESS_KINDS and ingress is not None and ingress not in ("true", "false"):
-        meaning = (
-            "read as true"
-            if ingress in GO_TRUE
-            else "read as false"
-            if ingress in GO_BOOLS
-            else ("not a boolean, read as false")
+    if ingress is None or ingress in ("true", "false"):
+        return []
+    meaning = (
+        "read as true"
+        if ingress in GO_TRUE
+        else "read as false"
+        if ingress in GO_BOOLS
+        else "not a boolean, read as false"
+    )
+    site = _object_site(c)
+    return [
+        Finding(
+            Code.InvalidIngressUseWaypoint,
+            f"{c.display()}: ingress-use-waypoint {quoted(ingress)} is {meaning}; write true or false",
+            site.field(INGRESS_USE_WAYPOINT),
+            site.triggers(INGRESS_USE_WAYPOINT),
         )
-        out.append(
-            Finding(
-                "InvalidIngressUseWaypoint",
-                f"{c.display()}: ingress-use-waypoint {quoted(ingress)} is {meaning}; write true or false",
-                site.field(INGRESS_USE_WAYPOINT),
-                site.triggers(INGRESS_USE_WAYPOINT),
-            )
-        )
-    return out
+    ]
 
 
-def _reference(c: Consumer, site: Site, ctx: Context, memo: Memo) -> list[Finding]:
-    """Syntax of one use-waypoint pair, then R1 resolution of a well-formed reference."""
+def _sites(c: Consumer) -> list[Site]:
+    """Where the object names waypoints with its own labels: itself, and each ServiceEntry endpoint (R4)."""
+    return [_object_site(c), *(_endpoint_site(c, path, labels) for path, labels in c.endpoints)]
+
+
+def _reference_syntax(site: Site) -> list[Finding]:
+    """L1, L2: the syntax of one use-waypoint pair."""
     out: list[Finding] = []
     name = site.labels.get(USE_WAYPOINT)
     ns_label = site.labels.get(USE_WAYPOINT_NAMESPACE)
     if name is None and ns_label is None:
         return out  # the common case for inherited objects: nothing of its own to check
     triggers = _pair_triggers(site)
-    ns_ok = ns_label is None or is_dns1123_label(ns_label)
-    if not ns_ok:
+    if ns_label is not None and not is_dns1123_label(ns_label):
         out.append(
             Finding(
-                "InvalidUseWaypointNamespace",
+                Code.InvalidUseWaypointNamespace,
                 f"{site.what}: use-waypoint-namespace {quoted(ns_label)} is not a namespace name",
                 site.field(USE_WAYPOINT_NAMESPACE),
                 triggers,
@@ -281,17 +278,16 @@ def _reference(c: Consumer, site: Site, ctx: Context, memo: Memo) -> list[Findin
         why = "without use-waypoint" if name is None else "with use-waypoint=none"
         out.append(
             Finding(
-                "OrphanUseWaypointNamespace",
+                Code.OrphanUseWaypointNamespace,
                 f"{site.what}: use-waypoint-namespace is ignored {why}; add use-waypoint or remove it",
                 site.field(USE_WAYPOINT_NAMESPACE),
                 triggers,
             )
         )
-    if name is None or name == "none":
-        return out  # L1: exactly "none" opts out and stops inheritance
-    # A Gateway can have any valid object name (a DNS-1123 subdomain): one named `reviews.v2` with
-    # a name-override annotation deploys fine, so only names no Gateway can have are denied here.
-    if name.lower() == "none" or not is_dns1123_subdomain(name):
+    # L1: exactly "none" opts out and stops inheritance. A Gateway can have any valid object name
+    # (a DNS-1123 subdomain): one named `reviews.v2` with a name-override annotation deploys fine,
+    # so only names no Gateway can have are denied here.
+    if name is not None and name != "none" and (name.lower() == "none" or not is_dns1123_subdomain(name)):
         fix = (
             "write 'none' (lowercase) to opt out"
             if name.lower() == "none"
@@ -300,25 +296,57 @@ def _reference(c: Consumer, site: Site, ctx: Context, memo: Memo) -> list[Findin
         shown = '""' if name == "" else quoted(name)
         out.append(
             Finding(
-                "InvalidUseWaypoint",
+                Code.InvalidUseWaypoint,
                 f"{site.what}: use-waypoint {shown} is not a waypoint name; {fix}",
                 site.field(USE_WAYPOINT),
                 triggers,
             )
         )
-        return out
-    if not ns_ok:
-        return out
-    target_ns = ns_label if ns_label is not None else c.namespace
-    ns_labels = c.labels if c.kind == "Namespace" else None
-    out += _resolve(c, site, (target_ns, name), ctx, ns_labels, inherited=False, memo=memo)
-    if not out or all(f.code != "StateUnavailable" for f in out):
-        out += _capture(c, site, ctx)
     return out
 
 
-def _inherited(c: Consumer, ctx: Context, memo: Memo) -> list[Finding]:
+def _well_formed(c: Consumer, site: Site) -> tuple[str, str] | None:
+    """The (namespace, name) a site's own pair names, when it is well formed and not "none"."""
+    name = site.labels.get(USE_WAYPOINT)
+    ns_label = site.labels.get(USE_WAYPOINT_NAMESPACE)
+    if name is None or name.lower() == "none" or not is_dns1123_subdomain(name):
+        return None
+    if ns_label is not None and not is_dns1123_label(ns_label):
+        return None
+    return (ns_label if ns_label is not None else c.namespace, name)
+
+
+def reference_syntax(c: Consumer, ctx: Context) -> list[Finding]:
+    """L1, L2: the syntax of each use-waypoint pair the object carries (its own, its endpoints')."""
+    out: list[Finding] = []
+    for site in _sites(c):
+        out += _reference_syntax(site)
+    return out
+
+
+def reference_binding(c: Consumer, ctx: Context) -> list[Finding]:
+    """R1, R3, R4, P1-P4, W1, W2, W6: what binding a well-formed own reference meets."""
+    out: list[Finding] = []
+    ns_labels = c.labels if c.kind == "Namespace" else None
+    for site in _sites(c):
+        ref = _well_formed(c, site)
+        if ref is not None:
+            out += _resolve(c, site, ref, ctx, ns_labels, inherited=False)
+    return out
+
+
+def capture(c: Consumer, ctx: Context) -> list[Finding]:
+    """L5: a binding only matters for traffic ambient captures (known once the view is synced)."""
+    site = _object_site(c)
+    if _well_formed(c, site) is None or not ctx.view.synced():
+        return []
+    return _capture(c, site, ctx)
+
+
+def inherited_reference(c: Consumer, ctx: Context) -> list[Finding]:
     """R2: an object without its own label is judged through its namespace, as warnings only."""
+    if USE_WAYPOINT in c.labels:
+        return []
     if not ctx.view.synced():
         return []  # nothing of its own to check; StateUnavailable is for objects that chose a waypoint
     ns_labels = ctx.view.namespace_labels(c.namespace)
@@ -342,7 +370,7 @@ def _inherited(c: Consumer, ctx: Context, memo: Memo) -> list[Finding]:
     # crashes istiod (A5), which must never be admitted.
     return [
         f if f.code in DENY_EVEN_INHERITED else f.capped(Severity.WARN)
-        for f in _resolve(c, site, target, ctx, ns_labels, inherited=True, memo=memo)
+        for f in _resolve(c, site, target, ctx, ns_labels, inherited=True)
     ]
 
 
@@ -350,12 +378,9 @@ def _inherited(c: Consumer, ctx: Context, memo: Memo) -> list[Finding]:
 class Outcome:
     """What resolving one reference found, before it is attributed to a site (object or endpoint)."""
 
-    code: str
+    code: Code
     text: str
     warn_only: bool = False
-
-
-Memo = dict[tuple[tuple[str, str], frozenset[str], bool], list[Outcome]]
 
 
 def _resolve(
@@ -365,14 +390,13 @@ def _resolve(
     ctx: Context,
     ns_labels: Mapping[str, str] | None,
     inherited: bool,
-    memo: Memo | None = None,
 ) -> list[Finding]:
     """R1/R2/R3 and P1-P4 for one well-formed reference.
 
     The outcome depends only on the reference, the traffic type and inheritance, so it is
     computed once per request (a ServiceEntry's endpoints usually share one waypoint).
     """
-    outcomes = _cached_outcomes(c, site.traffic, ref, ctx, ns_labels, inherited, memo)
+    outcomes = _cached_outcomes(c, site.traffic, ref, ctx, ns_labels, inherited)
     if not outcomes:
         return []
     field, triggers = site.field(USE_WAYPOINT), _pair_triggers(site)
@@ -390,15 +414,12 @@ def _cached_outcomes(
     ctx: Context,
     ns_labels: Mapping[str, str] | None,
     inherited: bool,
-    memo: Memo | None,
 ) -> list[Outcome]:
-    """:func:`_outcomes`, once per request for each (reference, traffic, inheritance)."""
-    key = (ref, traffic, inherited)
-    outcomes = memo.get(key) if memo is not None else None
+    """:func:`_outcomes`, once per judgement for each (reference, traffic, inheritance)."""
+    key = ("outcomes", ref, traffic, inherited)
+    outcomes: list[Outcome] | None = ctx.memo.get(key)
     if outcomes is None:
-        outcomes = _outcomes(c, traffic, ref, ctx, ns_labels, inherited)
-        if memo is not None:
-            memo[key] = outcomes
+        outcomes = ctx.memo[key] = _outcomes(c, traffic, ref, ctx, ns_labels, inherited)
     return outcomes
 
 
@@ -413,15 +434,19 @@ def _outcomes(
     view = ctx.view
     where = f"{ref[0]}/{ref[1]}"
     if not view.synced():
-        return [Outcome("StateUnavailable", f"cluster state not synced yet; waypoint {where} was not checked")]
+        return [Outcome(Code.StateUnavailable, f"cluster state not synced yet; waypoint {where} was not checked")]
     gw = view.gateway(*ref)
     if gw is None:
-        return [Outcome("WaypointNotFound", f"waypoint Gateway {where} not found; create it or fix the label")]
+        return [Outcome(Code.WaypointNotFound, f"waypoint Gateway {where} not found; create it or fix the label")]
     out: list[Outcome] = []
     if not ctx.is_waypoint_class(gw.class_name) and not ctx.is_sandwich(gw):  # W2, W6
-        out.append(Outcome("NotAWaypoint", f"Gateway {where} has class {quoted(gw.class_name)}, not a waypoint class"))
+        out.append(
+            Outcome(Code.NotAWaypoint, f"Gateway {where} has class {quoted(gw.class_name)}, not a waypoint class")
+        )
     if not gw.ready:
-        out.append(Outcome("WaypointNotReady", f"waypoint {where} has no address yet; traffic bypasses it until ready"))
+        out.append(
+            Outcome(Code.WaypointNotReady, f"waypoint {where} has no address yet; traffic bypasses it until ready")
+        )
     labels = ns_labels if ns_labels is not None else view.namespace_labels(c.namespace)
     class_info = view.gateway_class(gw.class_name)
     routes = gw.routes(class_info.inbound_binding if class_info else None)  # P1
@@ -431,14 +456,14 @@ def _outcomes(
         # Gateway, and crashes, again on every restart: deny even an inherited reference.
         out.append(
             Outcome(
-                "UnevaluableAllowedRoutes",
+                Code.UnevaluableAllowedRoutes,
                 f"waypoint {where} has an allowedRoutes selector istiod cannot evaluate (it crashes on it); fix the Gateway",
             )
         )
     elif decision is not Attachment.ALLOWED:
         out.append(
             Outcome(
-                "AttachmentDenied",
+                Code.AttachmentDenied,
                 f"waypoint {where} refuses binding: its allowedRoutes ({routes.from_}) do not admit namespace "
                 f"{c.namespace}",
             )
@@ -448,7 +473,7 @@ def _outcomes(
         if SERVICE not in eff.serves:
             out.append(
                 Outcome(
-                    "NamespaceWaypointTrafficType",
+                    Code.NamespaceWaypointTrafficType,
                     f"waypoint {where} is for {quoted(eff.raw)}, so it will not serve the Services here",
                 )
             )
@@ -457,13 +482,15 @@ def _outcomes(
         need = "service or all" if SERVICE in traffic else "workload or all"
         out.append(
             Outcome(
-                "UnsupportedTrafficType",
+                Code.UnsupportedTrafficType,
                 f"waypoint {where} is for {quoted(eff.raw)}, needs {need}; no fallback applies",
             )
         )
     if gw.ready and not gw.usable and not out:
         # W1: bound as far as istiod is concerned, but ztunnel gets no address (a lone NamedAddress)
-        out.append(Outcome("WaypointNotReady", f"waypoint {where} has no Hostname or IP address; traffic bypasses it"))
+        out.append(
+            Outcome(Code.WaypointNotReady, f"waypoint {where} has no Hostname or IP address; traffic bypasses it")
+        )
     return out
 
 
@@ -503,9 +530,55 @@ def _capture(c: Consumer, site: Site, ctx: Context) -> list[Finding]:
         return []
     return [
         Finding(
-            "NotCaptured",
+            Code.NotCaptured,
             f"{site.what}: not captured by ambient ({why}), so the waypoint has no effect",
             site.field(USE_WAYPOINT),
             _pair_triggers(site),
         )
     ]
+
+
+_ALL = CONSUMER_KINDS
+_RESOLUTION = (
+    Code.StateUnavailable,
+    Code.WaypointNotFound,
+    Code.NotAWaypoint,
+    Code.WaypointNotReady,
+    Code.UnevaluableAllowedRoutes,
+    Code.AttachmentDenied,
+    Code.NamespaceWaypointTrafficType,
+    Code.UnsupportedTrafficType,
+)
+CONSUMER_RULES: tuple[Rule[Consumer], ...] = (
+    rule(use_waypoint_annotation, [Code.UseWaypointAnnotation], _ALL, "L1"),
+    rule(dataplane_mode, [Code.InvalidDataplaneMode], DATAPLANE_KINDS, "L4"),
+    rule(ingress_use_waypoint, [Code.InvalidIngressUseWaypoint], INGRESS_KINDS, "W6"),
+    rule(
+        reference_syntax,
+        [Code.InvalidUseWaypointNamespace, Code.OrphanUseWaypointNamespace, Code.InvalidUseWaypoint],
+        _ALL,
+        "L1, L2, R4",
+    ),
+    rule(reference_binding, _RESOLUTION, _ALL, "R1, R3, R4, P1-P4, W1, W2, W6"),
+    rule(capture, [Code.NotCaptured], frozenset({"Namespace", "Pod", "Service"}), "L5"),
+    rule(inherited_reference, _RESOLUTION, _ALL - {"Namespace"}, "R2"),
+    rule(
+        canary,
+        [
+            Code.CanaryInvalidWeight,
+            Code.CanarySameAsPrimary,
+            Code.InvalidUseWaypoint,
+            Code.InvalidUseWaypointNamespace,
+            *_RESOLUTION,
+        ],
+        CANARY_KINDS,
+        "R6",
+    ),
+)
+
+
+def judge_consumer(c: Consumer, ctx: Context) -> list[Finding]:
+    """Every consumer rule for the object's kind; none for a Gateway's own instance (R0)."""
+    if c.excluded or is_waypoint_instance(c, ctx):
+        return []
+    return run(CONSUMER_RULES, c, c.kind, ctx.fresh())

@@ -1,0 +1,43 @@
+"""Every unit test also checks the registry's declarations: a rule that emits a code it does not
+declare (docs, the generated policy and the CEL test read the declarations) fails the test that
+made it do so."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from webhook import engine
+from webhook.findings import Finding
+from webhook.rules import gateways, references
+from webhook.rules.context import Context
+from webhook.rules.rule import Rule
+
+
+def _declared_only(r: Rule[Any]) -> Rule[Any]:
+    def check(subject: Any, ctx: Context) -> list[Finding]:
+        found = r.check(subject, ctx)
+        undeclared = {f.code for f in found} - r.codes
+        assert not undeclared, f"rule {r.name} emitted {sorted(undeclared)}, not in its declared codes"
+        return found
+
+    check.__name__, check.__doc__ = r.name, r.check.__doc__
+    return replace(r, check=check)
+
+
+@pytest.fixture(autouse=True)
+def rules_emit_only_declared_codes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    tables: list[tuple[object, str]] = [
+        (gateways, "GATEWAY_RULES"),
+        (gateways, "CLASS_RULES"),
+        (references, "CONSUMER_RULES"),
+        (engine, "DELETE_RULES"),
+        (engine, "UPDATE_RULES"),
+    ]
+    wrap: Callable[[tuple[Rule[Any], ...]], tuple[Rule[Any], ...]] = lambda rules: tuple(map(_declared_only, rules))  # noqa: E731
+    for module, name in tables:
+        monkeypatch.setattr(module, name, wrap(getattr(module, name)))
+    yield

@@ -1,0 +1,47 @@
+"""What a rule is: one small pure function, declared with the codes it emits and the kinds it
+applies to (docs/rules.md, "Adding a rule").
+
+A rule takes its subject (a parsed Gateway, GatewayClass, consumer, or for the impact rules the
+old and new Gateway) and the :class:`~webhook.rules.context.Context`, and returns findings. It
+never decides a final severity (the policy does) and never does I/O (the context's view is
+read-only and in memory). The registry (:mod:`webhook.rules.registry`) lists every rule in the
+order its findings are reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from webhook.findings import Code, Finding
+from webhook.rules.context import Context
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class Rule(Generic[S]):
+    check: Callable[[S, Context], list[Finding]]
+    codes: frozenset[Code]
+    kinds: frozenset[str]  # the kinds whose objects it judges (a pod template is judged as a Pod)
+    ids: str  # the rule IDs of docs/rules.md it implements, e.g. "L1, R1"
+
+    @property
+    def name(self) -> str:
+        return self.check.__name__
+
+
+def rule(
+    check: Callable[[S, Context], list[Finding]], codes: Iterable[Code], kinds: Iterable[str], ids: str
+) -> Rule[S]:
+    return Rule(check, frozenset(codes), frozenset(kinds), ids)
+
+
+def run(rules: Iterable[Rule[S]], subject: S, kind: str, ctx: Context) -> list[Finding]:
+    """Every rule for ``kind``, in registry order."""
+    out: list[Finding] = []
+    for r in rules:
+        if kind in r.kinds:
+            out += r.check(subject, ctx)
+    return out
