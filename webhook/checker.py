@@ -82,7 +82,7 @@ def check_documents(docs: Sequence[Document], index: Index, settings: Settings) 
             True,
         )
         try:
-            res.patch = engine.mutate(req)
+            res.patch = engine.mutate(req).patch
             mutated = apply_patch(obj, res.patch) if res.patch else obj
             verdict = engine.validate(AdmissionRequest(**{**req.__dict__, "object": mutated}))
         except Malformed as e:

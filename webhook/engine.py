@@ -43,15 +43,20 @@ class Settings:
 
 @dataclass(frozen=True)
 class Verdict:
+    """What either webhook answers: findings with their severities, JSON patch operations (the
+    mutating webhook's only), and, when the request was not reviewed at all, why (the shell logs it)."""
+
     judged: list[Judged]
     patch: list[PatchOp]
+    skipped: str = ""
 
     @property
     def allowed(self) -> bool:
         return all(j.severity is not Severity.DENY for j in self.judged)
 
 
-EMPTY = Verdict([], [])
+def skip(reason: str) -> Verdict:
+    return Verdict([], [], reason)
 
 
 def value_at(obj: Mapping[str, Any] | None, path: tuple[str, ...]) -> Any:
@@ -89,21 +94,26 @@ class Engine:
             return judge_gateway_class(parse_gateway_class(obj), self.ctx)
         return judge_consumer(parse_consumer(spec.kind, obj, namespace), self.ctx)
 
-    def _relevant(self, req: AdmissionRequest) -> KindSpec | None:
+    def _relevant(self, req: AdmissionRequest) -> KindSpec | str:
+        """The kind's row, or why the request is not reviewed."""
         spec = BY_GROUP_KIND.get((req.kind.group, req.kind.kind))
-        if spec is None or req.sub_resource or self._excluded(req, spec):
-            return None
+        if spec is None:
+            return f"kind {req.kind.group}/{req.kind.kind} is not handled"
+        if req.sub_resource:
+            return f"subresource {req.sub_resource}"
+        if self._excluded(req, spec):
+            return "namespace excluded"
         return spec
 
     # -- validating webhook --
     def validate(self, req: AdmissionRequest) -> Verdict:
         """Raises Malformed when the (new) object has a field of the wrong shape."""
         kind = self._relevant(req)
-        if kind is None:
-            return EMPTY
+        if isinstance(kind, str):
+            return skip(kind)
         if req.operation == "DELETE":
             if kind.role is not Role.GATEWAY or req.old_object is None:
-                return EMPTY
+                return skip("DELETE of anything but a Gateway with its old object")
             return Verdict(
                 self.settings.policy.judge(
                     run(DELETE_RULES, parse_gateway(req.old_object, req.namespace), "Gateway", self.ctx)
@@ -111,7 +121,7 @@ class Engine:
                 [],
             )
         if req.operation not in ("CREATE", "UPDATE"):
-            return EMPTY
+            return skip(f"operation {req.operation}")
         if req.object is None:
             raise Malformed("object", f"is required for {req.operation}")
         findings = self._judge(kind, req.object, req.namespace)
@@ -157,14 +167,11 @@ class Engine:
         return run(UPDATE_RULES, (old_gw, parse_gateway(new, namespace)), "Gateway", self.ctx)
 
     # -- mutating webhook --
-    def mutate(self, req: AdmissionRequest) -> list[PatchOp]:
+    def mutate(self, req: AdmissionRequest) -> Verdict:
         """M1/M2 for waypoint Gateways on CREATE and UPDATE; nothing else is ever patched."""
         kind = self._relevant(req)
-        if (
-            kind is None
-            or kind.role is not Role.GATEWAY
-            or req.operation not in ("CREATE", "UPDATE")
-            or req.object is None
-        ):
-            return []
-        return gateway_defaults(req.object, parse_gateway(req.object, req.namespace), self.ctx)
+        if isinstance(kind, str):
+            return skip(kind)
+        if kind.role is not Role.GATEWAY or req.operation not in ("CREATE", "UPDATE") or req.object is None:
+            return skip("only a Gateway's CREATE or UPDATE is mutated")
+        return Verdict([], gateway_defaults(req.object, parse_gateway(req.object, req.namespace), self.ctx))

@@ -21,15 +21,13 @@ from webhook.admission import (
     MAX_BODY,
     AdmissionResponse,
     BadRequest,
-    allowed,
     decode,
     encode,
     errored,
     malformed,
-    patched,
     verdict_response,
 )
-from webhook.engine import Engine
+from webhook.engine import Engine, Verdict
 from webhook.findings import Judged, Severity
 from webhook.logs import escape
 from webhook.metrics import Metrics
@@ -131,15 +129,19 @@ def create_app(
             return _bad(413, f"body exceeds the {MAX_BODY}-byte limit", close=True)
         return body
 
+    handlers: dict[str, Callable[[AdmissionRequest], Verdict]] = {
+        "validate": engine.validate,
+        "mutate": engine.mutate,
+    }
+
     def _decide(webhook: str, req: AdmissionRequest) -> tuple[AdmissionResponse, str, list[Judged]]:
         """The engine's answer; a malformed object is a 400 deny, anything else unexpected a 500."""
         try:
-            if webhook == "validate":
-                verdict = engine.validate(req)
-                resp = verdict_response(req.uid, verdict.judged, [])
-                return resp, "allowed" if resp.allowed else "denied", verdict.judged
-            ops = engine.mutate(req)
-            return (patched(req.uid, ops) if ops else allowed(req.uid)), "allowed", []
+            verdict = handlers[webhook](req)
+            if verdict.skipped:
+                log.debug("%s uid=%s not reviewed: %s", webhook, escape(req.uid[:128]), verdict.skipped)
+            resp = verdict_response(req.uid, verdict.judged, verdict.patch)
+            return resp, "allowed" if resp.allowed else "denied", verdict.judged
         except Malformed as e:
             return malformed(req.uid, e.field, e.problem), "malformed", []
         except Exception:  # the panic recovery of controller-runtime: answer, log, keep serving
@@ -164,13 +166,8 @@ def create_app(
         _log_decision(webhook, req, resp, result, judged, elapsed)
         return Response(out, status=200, content_type="application/json")
 
-    @app.post("/validate")
-    def validate() -> Response:
-        return review("validate")
-
-    @app.post("/mutate")
-    def mutate() -> Response:
-        return review("mutate")
+    for webhook in handlers:
+        app.add_url_rule(f"/{webhook}", webhook, lambda webhook=webhook: review(webhook), methods=["POST"])
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -38,7 +38,7 @@ def _judge(obj: dict[str, Any], operation: str = "CREATE", old: dict[str, Any] |
     except Malformed as e:
         assert e.field and isinstance(e.field, str)
     try:
-        ops = eng.mutate(req)
+        ops = eng.mutate(req).patch
     except Malformed:
         return
     if ops:

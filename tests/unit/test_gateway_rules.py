@@ -422,9 +422,9 @@ def test_m1_applies_to_every_waypoint_class() -> None:
         "metadata": {"name": "wp", "namespace": "default"},
         "spec": {"gatewayClassName": "platform-wp"},
     }
-    ops = engine(state(gateway_class("platform-wp"))).mutate(request(gw))
+    ops = engine(state(gateway_class("platform-wp"))).mutate(request(gw)).patch
     assert [op["path"] for op in ops] == ["/spec/listeners"]
-    assert engine(state(gateway_class("platform-wp", controller="example.com/gw"))).mutate(request(gw)) == []
+    assert engine(state(gateway_class("platform-wp", controller="example.com/gw"))).mutate(request(gw)).patch == []
 
 
 def test_a_gateway_class_with_a_malformed_binding_is_denied() -> None:

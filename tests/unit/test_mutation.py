@@ -30,7 +30,11 @@ def mutate(
     obj: dict[str, Any], idx=None, operation: str = "CREATE", pin: bool = True
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # type: ignore[no-untyped-def]
     """``pin``: M2 on (configuration pinWaypointFor); the tests of M2 itself want it."""
-    ops = engine(idx or state(), pin=pin).mutate(request(obj, operation, old=obj if operation == "UPDATE" else None))
+    ops = (
+        engine(idx or state(), pin=pin)
+        .mutate(request(obj, operation, old=obj if operation == "UPDATE" else None))
+        .patch
+    )
     return ops, jsonpatch.apply_patch(obj, ops) if ops else obj
 
 
@@ -84,7 +88,7 @@ def test_m2_does_not_copy_an_invalid_class_label() -> None:
 
 
 def test_m2_skipped_while_unsynced() -> None:
-    ops = engine(state(), synced=False, pin=True).mutate(request(minimal(listeners=[MESH])))
+    ops = engine(state(), synced=False, pin=True).mutate(request(minimal(listeners=[MESH]))).patch
     assert ops == []
 
 
@@ -106,7 +110,7 @@ def test_non_waypoint_gateways_and_consumers_are_never_patched() -> None:
         "kind": "Service",
         "metadata": {"name": "s", "namespace": "default", "labels": {UW: "x"}},
     }
-    assert engine(state()).mutate(request(svc)) == []
+    assert engine(state()).mutate(request(svc)).patch == []
 
 
 def test_generate_name_gateway_is_defaulted() -> None:

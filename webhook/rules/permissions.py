@@ -43,9 +43,3 @@ def attachment(
         return Attachment.ALLOWED if gateway_namespace == consumer_namespace else Attachment.DENIED
     # The CRD's enum makes any other value unreachable; treat it like istiod's default: Same.
     return Attachment.ALLOWED if gateway_namespace == consumer_namespace else Attachment.DENIED
-
-
-def describe(routes: AllowedRoutes) -> str:
-    if routes.from_ == "Selector":
-        return "from: Selector"
-    return f"from: {routes.from_}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from webhook.model import SERVICE, WAYPOINT_FOR_VALUES, WORKLOAD
+from webhook.model import SERVICE, WORKLOAD
 
 _SERVES = {
     "service": frozenset({SERVICE}),
@@ -24,10 +24,6 @@ class WaypointFor:
 
     raw: str
     source: str  # "gateway", "class" or "default"
-
-    @property
-    def legal(self) -> bool:
-        return self.raw in WAYPOINT_FOR_VALUES
 
     @property
     def serves(self) -> frozenset[str]:

@@ -131,9 +131,6 @@ class Index:
             found = self._by_waypoint.get((namespace, name))
             return list(found.values()) if found else []
 
-    def consumer_count(self) -> int:
-        return len(self._refs)
-
     # -- writes --
     def apply(self, raw: Mapping[str, Any], deleted: bool = False) -> bool:
         """Add, replace or remove one object; returns False for kinds the index does not keep.
@@ -224,25 +221,6 @@ class Index:
                 del bucket[k]
             if not bucket:
                 del self._by_waypoint[wp]
-
-    def clear(self) -> None:
-        with self._lock:
-            self.gateways.clear()
-            self.classes.clear()
-            self.namespaces.clear()
-            self._refs.clear()
-            self._by_waypoint.clear()
-
-    def copy(self) -> Index:
-        """An independent copy (the offline checker adds documents to it one by one)."""
-        other = Index()
-        with self._lock:
-            other.gateways = dict(self.gateways)
-            other.classes = dict(self.classes)
-            other.namespaces = dict(self.namespaces)
-            other._refs = dict(self._refs)
-            other._by_waypoint = {k: dict(v) for k, v in self._by_waypoint.items()}
-        return other
 
 
 class IndexView:

@@ -266,9 +266,6 @@ class LiveView(IndexView):
         deadline = time.monotonic() + timeout
         return all(w.synced.wait(max(0.0, deadline - time.monotonic())) for w in self.watchers)
 
-    def unsynced(self) -> list[str]:
-        return [w.resource.name for w in self.watchers if not w.synced.is_set()]
-
     def synced(self) -> bool:
         return all(w.synced.is_set() for w in self.watchers)
 
