@@ -107,7 +107,7 @@ def gateway_delete(ns: str, name: str) -> dict[str, Any]:
 
 
 def all_payloads() -> dict[str, tuple[str, dict[str, Any]]]:
-    gw_min = {
+    gw_min: dict[str, Any] = {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "Gateway",
         "metadata": {"name": "waypoint", "namespace": "ns-5"},
@@ -133,7 +133,7 @@ def all_payloads() -> dict[str, tuple[str, dict[str, Any]]]:
             ],
         },
     }
-    old_ns = {
+    old_ns: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": {

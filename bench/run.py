@@ -284,8 +284,9 @@ def bench_memory(work: Path, certs: Path, out: dict[str, Any]) -> None:
 
 def bench_apiserver(load: Load, work: Path, out: dict[str, Any]) -> None:
     """20 concurrent clients creating labelled Services and Pods, with and without the webhook."""
-    from tests.e2e.conftest import Kubectl, rendered_manifests, start_webhook, webhook_configs
     from tests.e2e.controlplane import ControlPlane
+    from tests.e2e.webhook_process import start_webhook
+    from tests.harness import Kubectl, rendered_manifests, webhook_configs
 
     cp = ControlPlane(work / "cp")
     cp.start()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from webhook import kinds as kind_table
 from webhook.engine import Engine, Settings, Verdict
-from webhook.findings import Policy
+from webhook.findings import Policy, Severity
 from webhook.request import AdmissionRequest, GroupVersionKind
 from webhook.state.index import Index, IndexView
 
@@ -205,10 +206,14 @@ class UnsyncedView(IndexView):
 
 
 def engine(
-    index: Index | None = None, preset: str = "default", synced: bool = True, pin: bool = False, **overrides: Any
+    index: Index | None = None,
+    preset: str = "default",
+    synced: bool = True,
+    pin: bool = False,
+    overrides: Mapping[str, Severity] | None = None,
 ) -> Engine:
     view = IndexView(index or Index()) if synced else UnsyncedView(index or Index())
-    return Engine(view, Settings(policy=Policy(preset, overrides), pin_waypoint_for=pin))
+    return Engine(view, Settings(policy=Policy(preset, dict(overrides or {})), pin_waypoint_for=pin))
 
 
 def verdict_codes(v: Verdict) -> dict[str, str]:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -23,7 +23,9 @@ ISTIO_CRDS = ("serviceentries.networking.istio.io", "workloadentries.networking.
 T = TypeVar("T")
 
 
-def wait_until(cond: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
+def wait_until(
+    cond: Callable[[], T | Literal[False, 0, ""] | None], timeout: float, what: str, interval: float = 0.2
+) -> T:
     """Poll ``cond`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:

@@ -117,6 +117,10 @@ def dn(cn: str, org: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
 @dataclass
 class ControlPlane:
     workdir: Path
@@ -173,7 +177,6 @@ class ControlPlane:
         }
         for name, data in files.items():
             (d / name).write_bytes(data)
-        b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
         self.kubeconfig.write_text(
             yaml.safe_dump(
                 {
@@ -183,15 +186,15 @@ class ControlPlane:
                     "clusters": [
                         {
                             "name": "e2e",
-                            "cluster": {"server": self.url, "certificate-authority-data": b64(files["ca.crt"])},
+                            "cluster": {"server": self.url, "certificate-authority-data": _b64(files["ca.crt"])},
                         }
                     ],
                     "users": [
                         {
                             "name": "admin",
                             "user": {
-                                "client-certificate-data": b64(files["admin.crt"]),
-                                "client-key-data": b64(files["admin.key"]),
+                                "client-certificate-data": _b64(files["admin.crt"]),
+                                "client-key-data": _b64(files["admin.key"]),
                             },
                         }
                     ],

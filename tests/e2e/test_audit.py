@@ -7,7 +7,9 @@ import subprocess
 
 import pytest
 
-from tests.e2e.conftest import EXE, ControlPlane, Kubectl, Webhook
+from tests.e2e.controlplane import ControlPlane
+from tests.e2e.webhook_process import EXE, Webhook
+from tests.harness import Kubectl
 
 pytestmark = pytest.mark.e2e
 UW = "istio.io/use-waypoint"

@@ -17,8 +17,8 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from tests.e2e.conftest import Webhook, start_webhook
 from tests.e2e.controlplane import ControlPlane, dn, free_port, key_pem, make_cert, pem
+from tests.e2e.webhook_process import Webhook, start_webhook
 from tests.harness import Kubectl, apply_identity, probe_denial, running_cluster, webhook_configs
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +37,10 @@ def _client_pki(d: Path) -> tuple[Path, Path, Path]:
 
 
 def _admission_config(d: Path, cert: Path, key: Path) -> Path:
-    b64 = lambda p: base64.b64encode(p.read_bytes()).decode()  # noqa: E731
+
+    def b64(p: Path) -> str:
+        return base64.b64encode(p.read_bytes()).decode()
+
     kubeconfig = d / "webhook-clients.kubeconfig"
     kubeconfig.write_text(
         yaml.safe_dump(

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import EXE, Webhook, start_webhook
 from tests.e2e.controlplane import ControlPlane, spawn
+from tests.e2e.webhook_process import EXE, Webhook, start_webhook
 from tests.harness import (
     REPORT_CRDS,
     Kubectl,

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import SA, Kubectl, Webhook
 from tests.e2e.controlplane import ControlPlane
+from tests.e2e.webhook_process import SA, Webhook
+from tests.harness import Kubectl
 
 pytestmark = pytest.mark.e2e
 UW = "istio.io/use-waypoint"

@@ -7,14 +7,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 import requests
 
-from tests.e2e.conftest import EXE, Kubectl, Webhook
 from tests.e2e.controlplane import ControlPlane, free_port
-from tests.harness import wait_until
+from tests.e2e.webhook_process import EXE, Webhook
+from tests.harness import Kubectl, wait_until
 from webhook.state.live import RESOURCES, LiveView, Resource
 
 pytestmark = pytest.mark.e2e
@@ -99,7 +100,7 @@ def test_unsynced_server_is_not_ready_and_reports_state_unavailable(tmp_path: Pa
                 time.sleep(0.2)
         assert r.status_code == 503 and "cluster view not synced yet" in r.json()["reasons"]
 
-        def review(label: str) -> dict:  # type: ignore[type-arg]
+        def review(label: str) -> dict[str, Any]:
             body = {
                 "apiVersion": "admission.k8s.io/v1",
                 "kind": "AdmissionReview",
@@ -113,13 +114,14 @@ def test_unsynced_server_is_not_ready_and_reports_state_unavailable(tmp_path: Pa
                     },
                 },
             }
-            return requests.post(
+            got: dict[str, Any] = requests.post(
                 url + "/validate",
                 data=orjson.dumps(body),
                 verify=ca,
                 timeout=5,
                 headers={"Content-Type": "application/json"},
             ).json()["response"]
+            return got
 
         assert review("waypoint")["warnings"][0].startswith("StateUnavailable: ")
         assert review("None")["status"]["details"]["causes"][0]["reason"] == "InvalidUseWaypoint"

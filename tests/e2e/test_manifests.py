@@ -16,8 +16,8 @@ import yaml
 from cryptography import x509
 
 from tests.builders import B0
-from tests.e2e.conftest import ROOT, Kubectl, Webhook
-from tests.harness import rendered_manifests
+from tests.e2e.webhook_process import ROOT, Webhook
+from tests.harness import Kubectl, rendered_manifests
 from webhook.install import WEBHOOK_KINDS
 
 pytestmark = pytest.mark.e2e

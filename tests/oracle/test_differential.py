@@ -31,9 +31,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.conftest import Webhook
+from tests.e2e.webhook_process import Webhook
 from tests.harness import Kubectl, probe_denial, wait_until, webhook_configs
-from tests.oracle.conftest import Istiod, start_istiod, stop
+from tests.oracle.istiod_process import Istiod, start_istiod, stop
 from tests.oracle.scenarios import Case, cases, gw, ns, svc
 
 pytestmark = pytest.mark.oracle

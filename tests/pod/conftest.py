@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,38 +20,8 @@ import requests
 from tests.e2e.controlplane import ControlPlane
 from tests.harness import Kubectl, apply_identity, install_crds, install_report_crds, running_cluster
 from tests.pod import image as images
-from tests.pod.podspec import PodRun, pod_run
-
-EXE = str(Path(sys.executable).parent / "waypoint-webhook")
-CONTAINER = "waypoint-webhook-pod-tier"
-MAX_LIFETIME = 1800  # conmon kills the container after this, even if the test run was killed
-MEASURED: dict[str, str] = {}  # figures for the README, printed at the end of the run
-
-
-@dataclass
-class Pod:
-    env: dict[str, str]
-    run: PodRun
-    kubectl: Kubectl
-    ca: Path
-    started: float  # the container's start, on the time.monotonic() clock
-    first_ok: dict[str, float] = field(default_factory=dict)  # probe name -> seconds after start
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.run.port}"
-
-    def probe(self, name: str) -> requests.Response:
-        spec = self.run.probes[name]
-        path = spec["httpGet"]["path"]
-        return requests.get(self.url + path, verify=False, timeout=spec.get("timeoutSeconds", 1))
-
-    def pid(self) -> int:
-        return int(images.podman(self.env, "inspect", "--format", "{{.State.Pid}}", CONTAINER).stdout.strip())
-
-    def logs(self) -> str:
-        p = images.podman(self.env, "logs", CONTAINER, check=False)
-        return p.stdout + p.stderr
+from tests.pod.container import CONTAINER, EXE, MAX_LIFETIME, MEASURED, Pod
+from tests.pod.podspec import pod_run
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.harness import policy_reports, probe_denial, wait_until, webhook_configs
 from tests.pod import image as images
-from tests.pod.conftest import CONTAINER, MEASURED, Pod
+from tests.pod.container import CONTAINER, MEASURED, Pod
 
 # kubelet does not verify the certificates of HTTPS probes, and neither do these checks
 pytestmark = [pytest.mark.pod, pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]

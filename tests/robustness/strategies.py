@@ -135,7 +135,7 @@ def mutated(
     draw: st.DrawFn, seeds: list[dict[str, Any]] = SEEDS, values: st.SearchStrategy[Any] = JSON
 ) -> dict[str, Any]:
     """A seed with one to three values replaced (or keys removed) anywhere in it."""
-    obj = copy.deepcopy(draw(st.sampled_from(seeds)))
+    obj: dict[str, Any] = copy.deepcopy(draw(st.sampled_from(seeds)))
     for _ in range(draw(st.integers(1, 3))):
         where = list(paths(obj))
         if not where:

@@ -90,7 +90,7 @@ def _every_wrong_object() -> list[tuple[str, dict[str, Any]]]:
                 continue
             for value in [*WRONG, DELETE]:
                 obj = copy.deepcopy(seed)
-                parent = obj
+                parent: Any = obj
                 for step in path[:-1]:
                     parent = parent[step]
                 if value is DELETE:
@@ -100,7 +100,7 @@ def _every_wrong_object() -> list[tuple[str, dict[str, Any]]]:
                     parent[path[-1]] = copy.deepcopy(value)
                 out.append((f"{seed['kind']}:{'.'.join(map(str, path))}={value!r}", obj))
             obj = copy.deepcopy(seed)
-            target = obj
+            target: Any = obj
             for step in path:
                 target = target[step]
             if isinstance(target, dict):

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from tests.builders import KINDS, consumer, review_body
 from tests.robustness.strategies import JSON, SEEDS, mutated
-from tests.server.conftest import ROOT, Server, start_server, stop_server
+from tests.server.running import ROOT, Server, start_server, stop_server
 
 pytestmark = pytest.mark.server
 OPERATIONS = st.sampled_from(["CREATE", "UPDATE", "DELETE", "CONNECT", "", "create", "PATCH"])

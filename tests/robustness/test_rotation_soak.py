@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.builders import consumer, review_body
-from tests.server.conftest import ROOT, Server, start_server, stop_server
+from tests.server.running import ROOT, Server, start_server, stop_server
 from webhook import tls
 
 pytestmark = pytest.mark.server
@@ -78,7 +78,7 @@ def test_rotations_under_load_fail_no_request(tmp_path: Path) -> None:
     srv = start_server(tmp_path, ROOT / "examples" / "state")
     try:
         _with_ca_key(srv)
-        stop, failures, done = threading.Event(), [], []
+        stop, failures, done = threading.Event(), list[str](), list[float]()
         clients = [
             threading.Thread(target=_load, args=(srv, stop, reuse, failures, done))
             for reuse in (True, True, False, False)
@@ -133,7 +133,7 @@ def _worker_rss_kib(srv: Server) -> int:
 def test_short_soak_memory_stays_flat(tmp_path: Path) -> None:
     srv = start_server(tmp_path, ROOT / "examples" / "state")
     try:
-        stop, failures, done = threading.Event(), [], []
+        stop, failures, done = threading.Event(), list[str](), list[float]()
         clients = [
             threading.Thread(target=_load, args=(srv, stop, reuse, failures, done)) for reuse in (True, True, False)
         ]

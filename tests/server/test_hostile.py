@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.builders import consumer, review_body
-from tests.server.conftest import ROOT, Server, start_server, stop_server
+from tests.server.running import ROOT, Server, start_server, stop_server
 
 pytestmark = pytest.mark.server
 

@@ -7,6 +7,7 @@ import http.client
 import json
 import ssl
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import requests
 import yaml
 
 from tests.builders import review_body
-from tests.server.conftest import ROOT, Server, start_server, stop_server
+from tests.server.running import ROOT, Server, start_server, stop_server
 from webhook import tls
 
 pytestmark = pytest.mark.server
@@ -87,7 +88,7 @@ def test_body_over_7_mib_is_413_then_good_request(server: Server) -> None:
 
 
 def test_chunked_body_over_7_mib_is_413(server: Server) -> None:
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         for _ in range(8):
             yield b" " * (1024 * 1024)
 
@@ -175,7 +176,7 @@ def test_health_and_readiness(server: Server) -> None:
     assert requests.get(server.url + "/readyz", verify=server.ca, timeout=5).status_code == 200
 
 
-def _wait(cond, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+def _wait(cond: Callable[[], object], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
@@ -275,7 +276,7 @@ def test_state_and_certificate_hot_reload(tmp_path: Path) -> None:
 def test_serve_refuses_bad_state_with_file_and_line(tmp_path: Path) -> None:
     import subprocess
 
-    from tests.server.conftest import EXE
+    from tests.server.running import EXE
 
     (tmp_path / "bad.yaml").write_text("kind: [\n")
     p = subprocess.run(

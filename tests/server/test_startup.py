@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.server.conftest import EXE, start_server, stop_server
+from tests.server.running import EXE, start_server, stop_server
 
 pytestmark = pytest.mark.server
 

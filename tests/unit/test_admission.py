@@ -4,14 +4,18 @@ against real gunicorn over TLS in tests/server."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from tests.builders import consumer, engine, gateway, namespace, state
 from webhook.admission import BadRequest, bound_warnings, decode
-from webhook.engine import Engine
+from webhook.engine import Engine, Verdict
+from webhook.request import AdmissionRequest
 from webhook.server import create_app
 
 UW = "istio.io/use-waypoint"
@@ -42,17 +46,17 @@ def review(
 
 
 @pytest.fixture
-def client():  # type: ignore[no-untyped-def]
+def client() -> FlaskClient:
     idx = state(namespace("default", **{"istio.io/dataplane-mode": "ambient"}), gateway("waypoint", "default"))
     return create_app(engine(idx)).test_client()
 
 
-def post(client, path: str, body: Any, ctype: str = "application/json"):  # type: ignore[no-untyped-def]
+def post(client: FlaskClient, path: str, body: Any, ctype: str = "application/json") -> TestResponse:
     data = body if isinstance(body, bytes) else orjson.dumps(body)
     return client.post(path, data=data, headers={"Content-Type": ctype})
 
 
-def test_deny_contract(client) -> None:  # type: ignore[no-untyped-def]
+def test_deny_contract(client: FlaskClient) -> None:
     r = post(client, "/validate", review(consumer("Service", "s", labels={UW: "None"}), uid="abc"))
     assert r.status_code == 200 and r.mimetype == "application/json"
     body = r.get_json()
@@ -70,7 +74,7 @@ def test_deny_contract(client) -> None:  # type: ignore[no-untyped-def]
     ]
 
 
-def test_warning_contract(client) -> None:  # type: ignore[no-untyped-def]
+def test_warning_contract(client: FlaskClient) -> None:
     r = post(client, "/validate", review(consumer("Service", "s", labels={UW: "ghost"})))
     resp = r.get_json()["response"]
     assert resp["allowed"] is True and "status" not in resp
@@ -78,7 +82,7 @@ def test_warning_contract(client) -> None:  # type: ignore[no-untyped-def]
     assert len(resp["warnings"][0]) <= 120
 
 
-def test_patch_contract(client) -> None:  # type: ignore[no-untyped-def]
+def test_patch_contract(client: FlaskClient) -> None:
     gw = {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "Gateway",
@@ -91,12 +95,12 @@ def test_patch_contract(client) -> None:  # type: ignore[no-untyped-def]
     assert {op["path"] for op in ops} == {"/spec/listeners"}  # M1; M2 is off by default
 
 
-def test_no_patch_fields_when_nothing_to_patch(client) -> None:  # type: ignore[no-untyped-def]
+def test_no_patch_fields_when_nothing_to_patch(client: FlaskClient) -> None:
     resp = post(client, "/mutate", review(consumer("Service", "s"))).get_json()["response"]
     assert resp == {"uid": "1234", "allowed": True}
 
 
-def test_delete_judges_old_object(client) -> None:  # type: ignore[no-untyped-def]
+def test_delete_judges_old_object(client: FlaskClient) -> None:
     resp = post(
         client,
         "/validate",
@@ -106,17 +110,17 @@ def test_delete_judges_old_object(client) -> None:  # type: ignore[no-untyped-de
 
 
 @pytest.mark.parametrize(("path", "method", "status"), [("/validate", "GET", 405), ("/mutate", "PUT", 405)])
-def test_wrong_method(client, path: str, method: str, status: int) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_method(client: FlaskClient, path: str, method: str, status: int) -> None:
     r = client.open(path, method=method)
     assert r.status_code == status and "error" in r.get_json()
 
 
-def test_wrong_content_type(client) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_content_type(client: FlaskClient) -> None:
     r = post(client, "/validate", review(consumer("Service", "s")), ctype="text/plain")
     assert r.status_code == 415 and "application/json" in r.get_json()["error"]
 
 
-def test_body_over_7_mib(client) -> None:  # type: ignore[no-untyped-def]
+def test_body_over_7_mib(client: FlaskClient) -> None:
     r = post(client, "/validate", b"{" + b" " * (7 * 1024 * 1024) + b"}")
     assert r.status_code == 413
 
@@ -138,7 +142,7 @@ def test_body_over_7_mib(client) -> None:  # type: ignore[no-untyped-def]
         (orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}), "request"),
     ],
 )
-def test_bad_reviews_get_400(client, body: bytes, needle: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_reviews_get_400(client: FlaskClient, body: bytes, needle: str) -> None:
     r = post(client, "/validate", body)
     assert r.status_code == 400 and needle in r.get_json()["error"]
 
@@ -151,7 +155,9 @@ def test_bad_reviews_get_400(client, body: bytes, needle: str) -> None:  # type:
         (lambda o: o.__setitem__("metadata", "x"), "metadata"),
     ],
 )
-def test_malformed_object_gets_400_deny_with_uid(client, mangle, field: str) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_object_gets_400_deny_with_uid(
+    client: FlaskClient, mangle: Callable[[dict[str, Any]], None], field: str
+) -> None:
     obj = consumer("Service", "s", labels={UW: "x"})
     mangle(obj)
     r = post(client, "/validate", review(obj, uid="m1"))
@@ -160,7 +166,7 @@ def test_malformed_object_gets_400_deny_with_uid(client, mangle, field: str) -> 
     assert resp["status"]["code"] == 400 and resp["status"]["details"]["causes"][0]["field"] == field
 
 
-def test_malformed_gateway_listeners(client) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_gateway_listeners(client: FlaskClient) -> None:
     gw = gateway("wp")
     gw["spec"]["listeners"] = {"name": "mesh"}
     resp = post(client, "/mutate", review(gw, ("gateway.networking.k8s.io", "v1", "Gateway"))).get_json()["response"]
@@ -169,7 +175,7 @@ def test_malformed_gateway_listeners(client) -> None:  # type: ignore[no-untyped
 
 def test_internal_error_returns_500_review_with_uid_and_keeps_serving() -> None:
     class Boom(Engine):
-        def validate(self, req):  # type: ignore[no-untyped-def]
+        def validate(self, req: AdmissionRequest) -> Verdict:
             if req.uid == "boom":
                 raise RuntimeError("secret internals")
             return super().validate(req)
@@ -182,12 +188,12 @@ def test_internal_error_returns_500_review_with_uid_and_keeps_serving() -> None:
     assert post(client, "/validate", review(consumer("Service", "s"), uid="ok")).get_json()["response"]["allowed"]
 
 
-def test_unknown_kinds_are_allowed(client) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_kinds_are_allowed(client: FlaskClient) -> None:
     resp = post(client, "/validate", review({"metadata": {"name": "x"}}, ("", "v1", "ConfigMap"))).get_json()
     assert resp["response"]["allowed"] is True
 
 
-def test_health_ready_metrics(client) -> None:  # type: ignore[no-untyped-def]
+def test_health_ready_metrics(client: FlaskClient) -> None:
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
     post(client, "/validate", review(consumer("Service", "s", labels={UW: "None"})))

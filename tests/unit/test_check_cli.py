@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ SEED = sorted(str(p) for p in (ROOT / "examples" / "seed").glob("*.yaml"))
 STATE = str(ROOT / "examples" / "state")
 
 
-def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[dict]]:  # type: ignore[type-arg]
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[dict[str, Any]]]:
     code = main(["check", "-o", "json", *args])
     return code, json.loads(capsys.readouterr().out)
 

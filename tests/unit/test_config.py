@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from webhook.config import ConfigError, Options, build_settings
-from webhook.findings import Severity
+from webhook.findings import Code, Severity
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -41,8 +41,8 @@ logLevel: debug
     env = {"WAYPOINT_WEBHOOK_SEVERITIES": "WaypointNotFound=warn", "WAYPOINT_WEBHOOK_LOG_LEVEL": "warning"}
     s, level = build_settings(Options(severities={"NotCaptured": Severity.DENY}), env, cfg)
     assert s.policy.preset == "strict"  # from the file
-    assert s.policy.severity_of("WaypointNotFound") is Severity.WARN  # env beats file
-    assert s.policy.severity_of("NotCaptured") is Severity.DENY  # flag beats file
+    assert s.policy.severity_of(Code.WaypointNotFound) is Severity.WARN  # env beats file
+    assert s.policy.severity_of(Code.NotCaptured) is Severity.DENY  # flag beats file
     assert s.waypoint_classes == {"istio-waypoint", "istio-agentgateway-waypoint", "acme-waypoint"}  # added to W2
     assert level == "warning"
 
@@ -50,7 +50,7 @@ logLevel: debug
 def test_config_path_from_env(tmp_path: Path) -> None:
     cfg = write(tmp_path, "unsynced: deny\n")
     s, _ = build_settings(Options(), {"WAYPOINT_WEBHOOK_CONFIG": cfg}, None)
-    assert s.policy.severity_of("StateUnavailable") is Severity.DENY
+    assert s.policy.severity_of(Code.StateUnavailable) is Severity.DENY
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 
 from webhook.checker import check_documents
 from webhook.engine import Settings
-from webhook.findings import CODES
+from webhook.findings import CODES, Code
 from webhook.state.files import read_documents
 from webhook.state.index import Index
 
@@ -33,7 +33,7 @@ def test_every_code_has_exactly_one_section() -> None:
 @pytest.mark.parametrize("code", sorted(CODES))
 def test_section_states_the_severities_and_a_fix(code: str) -> None:
     body = sections()[code]
-    info = CODES[code]
+    info = Code(code).info
     expected = f"**{info.default}**" + (" (strict: deny)." if info.strict_deny else ".")
     if not info.strict_deny:
         expected = f"**{info.default}.**"
@@ -53,7 +53,7 @@ def test_example_triggers_its_code(code: str) -> None:
     results = check_documents(docs, index, Settings())
     last = results[-1]
     got = {f["code"]: f["severity"] for f in last.findings}
-    assert got.get(code) == str(CODES[code].default), f"{code}: the example's last object gave {got}"
+    assert got.get(code) == str(Code(code).info.default), f"{code}: the example's last object gave {got}"
 
 
 def test_examples_without_manifests_say_how_to_trigger() -> None:

@@ -32,7 +32,8 @@ def test_directory_of_multidoc_yaml_and_lists(tmp_path: Path) -> None:
     (tmp_path / "ignored.txt").write_text("not yaml: [")
     v = FileView(tmp_path)
     assert v.gateway("default", "one") and v.gateway("default", "two") and v.gateway("default", "three") is None
-    assert v.gateway("default", "one").ready  # type: ignore[union-attr]
+    one = v.gateway("default", "one")
+    assert one is not None and one.ready
     assert v.namespace_labels("n1") == {"a": "b", "kubernetes.io/metadata.name": "n1"}
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from tests.builders import MESH, engine, gateway, gateway_class, request, state
 from tests.crds import schema
+from webhook.state.index import Index
 
 UW = "istio.io/use-waypoint"
 
@@ -27,8 +28,8 @@ def minimal(name: str = "waypoint", labels: dict[str, str] | None = None, **spec
 
 
 def mutate(
-    obj: dict[str, Any], idx=None, operation: str = "CREATE", pin: bool = True
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # type: ignore[no-untyped-def]
+    obj: dict[str, Any], idx: Index | None = None, operation: str = "CREATE", pin: bool = True
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """``pin``: M2 on (configuration pinWaypointFor); the tests of M2 itself want it."""
     ops = (
         engine(idx or state(), pin=pin)

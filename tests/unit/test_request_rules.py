@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 
@@ -19,13 +20,14 @@ from tests.builders import (
     workload,
 )
 from webhook.findings import Policy, Severity, parse_overrides
+from webhook.state.index import Index
 
 UW = "istio.io/use-waypoint"
 UWN = "istio.io/use-waypoint-namespace"
 AMBIENT = {"istio.io/dataplane-mode": "ambient"}
 
 
-def base_state():  # type: ignore[no-untyped-def]
+def base_state() -> Index:
     return state(
         namespace("default", **AMBIENT),
         ns_labels("blue", {**AMBIENT, "team": "blue"}),
@@ -40,7 +42,7 @@ def base_state():  # type: ignore[no-untyped-def]
     )
 
 
-def svc(labels: dict[str, str], ns: str = "default", app: str = "v1") -> dict:  # type: ignore[type-arg]
+def svc(labels: dict[str, str], ns: str = "default", app: str = "v1") -> dict[str, Any]:
     s = consumer("Service", "svc", ns, {**labels, "app": app})
     return s
 
@@ -126,7 +128,7 @@ def test_owner_without_controller_flag_does_not_count() -> None:
 # --- DELETE and ConsumersWouldBreak -------------------------------------------------------
 
 
-def _consumers_state():  # type: ignore[no-untyped-def]
+def _consumers_state() -> Index:
     idx = base_state()
     for i in range(3):
         idx.apply(consumer("Service", f"s{i}", labels={UW: "waypoint"}))
@@ -221,12 +223,12 @@ def test_strict_never_denies_on_an_unsynced_cache() -> None:
     ],
 )
 def test_per_code_overrides(override: str, expected: dict[str, str]) -> None:
-    e = engine(base_state(), **parse_overrides([override]))
+    e = engine(base_state(), overrides=parse_overrides([override]))
     assert judge(e, svc({UW: "None"})) == expected
 
 
 def test_override_beats_preset() -> None:
-    e = engine(base_state(), preset="strict", WaypointNotFound=Severity.OFF)
+    e = engine(base_state(), preset="strict", overrides={"WaypointNotFound": Severity.OFF})
     assert judge(e, svc({UW: "ghost"})) == {}
 
 

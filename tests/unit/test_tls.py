@@ -8,6 +8,7 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -65,13 +66,13 @@ def _mismatched(d: Path) -> None:
     ],
 )
 def test_rotation_to_an_unusable_pair_keeps_the_previous_one(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str, make: object, says: str
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str, make: Callable[[Path], object], says: str
 ) -> None:
     _write(tmp_path, tls.issue(["localhost"], []))
     r = CertReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"), interval=0)
     good = r.context()
     assert r.ready and not r.rejected
-    make(tmp_path)  # type: ignore[operator]
+    make(tmp_path)
     with caplog.at_level(logging.ERROR):
         for _ in range(5):
             assert r.context() is good  # still serving the previous pair

@@ -1,0 +1,95 @@
+"""``waypoint-webhook serve`` against a control plane: started as its own ServiceAccount, stopped like kubelet stops it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from tests.e2e.controlplane import ControlPlane, free_port, spawn
+from tests.harness import Kubectl
+
+ROOT = Path(__file__).resolve().parents[2]
+EXE = str(Path(sys.executable).parent / "waypoint-webhook")
+SA = "system:serviceaccount:waypoint-webhook:waypoint-webhook"
+
+
+@dataclass
+class Webhook:
+    url: str
+    ca: Path
+    proc: subprocess.Popen[bytes]
+    log: Path
+    args: list[str]
+
+    def metrics(self) -> str:
+        return requests.get(self.url + "/metrics", verify=str(self.ca), timeout=5).text
+
+    def stop(self, grace: float = 30) -> None:
+        """SIGTERM, as kubelet stops it; SIGKILL after ``grace`` seconds."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_webhook(
+    cluster: ControlPlane,
+    kubectl: Kubectl,
+    workdir: Path,
+    extra: list[str] | None = None,
+    probe_port: int | None = None,
+) -> Webhook:
+    """``probe_port``: serve the probes there (plain HTTP) and wait for readiness on it."""
+    certs = workdir / "certs"
+    subprocess.run(
+        [EXE, "certs", "--out", str(certs), "--ip", "127.0.0.1", "--dns", "localhost"], check=True, capture_output=True
+    )
+    token = kubectl("create", "token", "waypoint-webhook", "-n", "waypoint-webhook", "--duration=6h").stdout.strip()
+    kubeconfig = cluster.kubeconfig_for_token(token, workdir / "sa.kubeconfig")
+    port = free_port()
+    log = workdir / "webhook.log"
+    args = [
+        EXE,
+        "serve",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--tls-cert",
+        str(certs / "tls.crt"),
+        "--tls-key",
+        str(certs / "tls.key"),
+        "--log-level",
+        "info",
+        *(extra or []),
+        *(["--probe-port", str(probe_port)] if probe_port else []),
+    ]
+    # As the Deployment does: a metrics directory that does not exist yet (serve creates it).
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(workdir / "metrics")
+    proc = spawn(args, log.open("wb"), env=env)
+    wh = Webhook(f"https://127.0.0.1:{port}", certs / "ca.crt", proc, log, args)
+    ready = f"http://127.0.0.1:{probe_port}/readyz" if probe_port else wh.url + "/readyz"
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if requests.get(ready, verify=str(wh.ca), timeout=1).status_code == 200:
+                return wh
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, f"webhook not ready:\n{log.read_text()}"
+        time.sleep(0.2)

@@ -1,0 +1,93 @@
+"""A real ``waypoint-webhook serve`` (gunicorn, gthread, TLS) on a loopback port, for the server and robustness tiers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.e2e.controlplane import free_port, spawn
+
+ROOT = Path(__file__).resolve().parents[2]
+EXE = str(Path(sys.executable).parent / "waypoint-webhook")
+
+
+@dataclass
+class Server:
+    url: str
+    ca: str
+    certs: Path
+    state: Path
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def post(self, path: str, body: bytes, ctype: str = "application/json", **kw: Any) -> requests.Response:
+        return requests.post(
+            self.url + path, data=body, headers={"Content-Type": ctype}, verify=self.ca, timeout=10, **kw
+        )
+
+
+def start_server(tmp: Path, state_src: Path | None = None, extra: list[str] | None = None, workers: int = 2) -> Server:
+    certs, state = tmp / "certs", tmp / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    if state_src is not None:
+        for f in state_src.glob("*.yaml"):
+            shutil.copy(f, state / f.name)
+    subprocess.run(
+        [EXE, "certs", "--out", str(certs), "--dns", "localhost", "--ip", "127.0.0.1"], check=True, capture_output=True
+    )
+    port = free_port()
+    log = tmp / "server.log"
+    # As the Deployment does: a metrics directory that does not exist yet (serve creates it).
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics" / "multiproc")}
+    proc = spawn(
+        [
+            EXE,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--tls-cert",
+            str(certs / "tls.crt"),
+            "--tls-key",
+            str(certs / "tls.key"),
+            "--state",
+            str(state),
+            "--state-poll-interval",
+            "0.2",
+            *(extra or []),
+        ],
+        log.open("wb"),
+        env=env,
+    )
+    srv = Server(f"https://127.0.0.1:{port}", str(certs / "ca.crt"), certs, state, proc, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()}")
+        try:
+            if requests.get(srv.url + "/readyz", verify=srv.ca, timeout=1).status_code == 200:
+                return srv
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"server not ready: {log.read_text()}")
+
+
+def stop_server(srv: Server) -> None:
+    srv.proc.terminate()
+    try:
+        srv.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        srv.proc.kill()
