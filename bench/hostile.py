@@ -45,10 +45,10 @@ sys.path.insert(0, str(ROOT))
 
 from tests.builders import consumer, review_body  # noqa: E402
 from tests.e2e.controlplane import free_port  # noqa: E402
+from tests.harness import serve_command  # noqa: E402
 from webhook import tls  # noqa: E402
 from webhook.worker import Deadlines  # noqa: E402
 
-EXE = str(Path(sys.executable).parent / "waypoint-webhook")
 RESULTS = ROOT / "bench" / "results"
 KINDS = ("truncated-hello", "idle-tcp", "idle-tls", "slowloris", "stalled-body")
 D = Deadlines()
@@ -208,26 +208,9 @@ def main() -> int:
     certs = work / "certs"
     tls.write(tls.issue(["localhost"], ["127.0.0.1"]), certs)
     port = free_port()
-    cmd = [
-        EXE,
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        "--threads",
-        "4",
-        "--tls-cert",
-        str(certs / "tls.crt"),
-        "--tls-key",
-        str(certs / "tls.key"),
-        "--state",
-        str(ROOT / "examples" / "state"),
-        "--log-level",
-        "warning",
-    ]
+    cmd = serve_command(
+        port, certs, 2, "--threads", "4", "--state", str(ROOT / "examples" / "state"), "--log-level", "warning"
+    )
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", "0", *cmd]
         os.sched_setaffinity(0, {1})

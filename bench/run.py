@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 from bench import payloads  # noqa: E402
 from bench.state import write_state  # noqa: E402
 from tests.e2e.controlplane import free_port  # noqa: E402
+from tests.harness import serve_command  # noqa: E402
 from webhook import tls  # noqa: E402
 
-EXE = str(Path(sys.executable).parent / "waypoint-webhook")
 RESULTS = ROOT / "bench" / "results"
 
 
@@ -67,25 +67,7 @@ def server(
         cmd = [sys.executable, str(ROOT / "bench" / "floor.py"), str(port), cert, key, "1", "4"]
         env["PYTHONPATH"] = str(ROOT)
     else:
-        cmd = [
-            EXE,
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--threads",
-            "4",
-            "--tls-cert",
-            cert,
-            "--tls-key",
-            key,
-            "--log-level",
-            "warning",
-            *(extra or []),
-        ]
+        cmd = serve_command(port, certs, 1, "--threads", "4", "--log-level", "warning", *(extra or []))
         if state is not None:
             cmd += ["--state", str(state)]
     if shutil.which("taskset"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,8 +20,17 @@ from tests.crds import gateway_api_files, istio_crds, policy_report_files
 from tests.e2e.controlplane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[1]
+EXE = str(Path(sys.executable).parent / "waypoint-webhook")
 ISTIO_CRDS = ("serviceentries.networking.istio.io", "workloadentries.networking.istio.io")
 T = TypeVar("T")
+
+
+def serve_command(port: int, certs: Path, workers: int, *extra: str) -> list[str]:
+    """``waypoint-webhook serve`` on 127.0.0.1:``port`` with the pair in ``certs`` (tls.crt, tls.key)."""
+    return [
+        EXE, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+        "--tls-cert", str(certs / "tls.crt"), "--tls-key", str(certs / "tls.key"), *extra,
+    ]  # fmt: skip
 
 
 def wait_until(

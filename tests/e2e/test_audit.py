@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.webhook_process import EXE, Webhook
-from tests.harness import Kubectl
+from tests.e2e.webhook_process import Webhook
+from tests.harness import EXE, Kubectl
 
 pytestmark = pytest.mark.e2e
 UW = "istio.io/use-waypoint"

@@ -19,8 +19,9 @@ import pytest
 import yaml
 
 from tests.e2e.controlplane import ControlPlane, spawn
-from tests.e2e.webhook_process import EXE, Webhook, start_webhook
+from tests.e2e.webhook_process import Webhook, start_webhook
 from tests.harness import (
+    EXE,
     REPORT_CRDS,
     Kubectl,
     apply_identity,

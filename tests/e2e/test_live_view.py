@@ -14,8 +14,8 @@ import pytest
 import requests
 
 from tests.e2e.controlplane import ControlPlane, free_port
-from tests.e2e.webhook_process import EXE, Webhook
-from tests.harness import Kubectl, wait_until
+from tests.e2e.webhook_process import Webhook
+from tests.harness import EXE, Kubectl, serve_command, wait_until
 from webhook.state.live import RESOURCES, LiveView, Resource
 
 pytestmark = pytest.mark.e2e
@@ -67,24 +67,7 @@ def test_unsynced_server_is_not_ready_and_reports_state_unavailable(tmp_path: Pa
     subprocess.run([EXE, "certs", "--out", str(tmp_path), "--ip", "127.0.0.1"], check=True, capture_output=True)
     port = free_port()
     proc = subprocess.Popen(
-        [
-            EXE,
-            "serve",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--sync-timeout",
-            "1",
-            "--tls-cert",
-            str(tmp_path / "tls.crt"),
-            "--tls-key",
-            str(tmp_path / "tls.key"),
-        ],
+        serve_command(port, tmp_path, 1, "--kubeconfig", str(kubeconfig), "--sync-timeout", "1"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +11,9 @@ from pathlib import Path
 import requests
 
 from tests.e2e.controlplane import ControlPlane, free_port, spawn
-from tests.harness import Kubectl
+from tests.harness import EXE, Kubectl, serve_command
 
 ROOT = Path(__file__).resolve().parents[2]
-EXE = str(Path(sys.executable).parent / "waypoint-webhook")
 SA = "system:serviceaccount:waypoint-webhook:waypoint-webhook"
 
 
@@ -58,23 +56,7 @@ def start_webhook(
     port = free_port()
     log = workdir / "webhook.log"
     args = [
-        EXE,
-        "serve",
-        "--kubeconfig",
-        str(kubeconfig),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        "--tls-cert",
-        str(certs / "tls.crt"),
-        "--tls-key",
-        str(certs / "tls.key"),
-        "--log-level",
-        "info",
-        *(extra or []),
+        *serve_command(port, certs, 2, "--kubeconfig", str(kubeconfig), "--log-level", "info", *(extra or [])),
         *(["--probe-port", str(probe_port)] if probe_port else []),
     ]
     # As the Deployment does: a metrics directory that does not exist yet (serve creates it).

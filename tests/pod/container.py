@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +11,6 @@ from tests.harness import Kubectl
 from tests.pod import image as images
 from tests.pod.podspec import PodRun
 
-EXE = str(Path(sys.executable).parent / "waypoint-webhook")
 CONTAINER = "waypoint-webhook-pod-tier"
 MAX_LIFETIME = 1800  # conmon kills the container after this, even if the test run was killed
 MEASURED: dict[str, str] = {}  # figures for the README, printed at the end of the run

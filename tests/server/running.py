@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +13,9 @@ from typing import Any
 import requests
 
 from tests.e2e.controlplane import free_port, spawn
+from tests.harness import EXE, serve_command
 
 ROOT = Path(__file__).resolve().parents[2]
-EXE = str(Path(sys.executable).parent / "waypoint-webhook")
 
 
 @dataclass
@@ -48,25 +47,7 @@ def start_server(tmp: Path, state_src: Path | None = None, extra: list[str] | No
     # As the Deployment does: a metrics directory that does not exist yet (serve creates it).
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics" / "multiproc")}
     proc = spawn(
-        [
-            EXE,
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--tls-cert",
-            str(certs / "tls.crt"),
-            "--tls-key",
-            str(certs / "tls.key"),
-            "--state",
-            str(state),
-            "--state-poll-interval",
-            "0.2",
-            *(extra or []),
-        ],
+        serve_command(port, certs, workers, "--state", str(state), "--state-poll-interval", "0.2", *(extra or [])),
         log.open("wb"),
         env=env,
     )

@@ -276,7 +276,7 @@ def test_state_and_certificate_hot_reload(tmp_path: Path) -> None:
 def test_serve_refuses_bad_state_with_file_and_line(tmp_path: Path) -> None:
     import subprocess
 
-    from tests.server.running import EXE
+    from tests.harness import EXE
 
     (tmp_path / "bad.yaml").write_text("kind: [\n")
     p = subprocess.run(

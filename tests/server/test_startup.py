@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.server.running import EXE, start_server, stop_server
+from tests.harness import EXE
+from tests.server.running import start_server, stop_server
 
 pytestmark = pytest.mark.server
 
