@@ -70,7 +70,7 @@ test-pod: prereqs install controlplane
 # The install for namespace $(NAMESPACE): serving certificate for waypoint-webhook.$(NAMESPACE).svc, its
 # Secret, and a kustomization with the caBundle and namespace (then: kubectl apply -k certs/).
 certs: install
-	$(BIN)/waypoint-webhook certs --namespace $(NAMESPACE) --out $(CERTS_OUT) --manifests $(MANIFESTS)
+	$(BIN)/waypoint-webhook certs --namespace $(NAMESPACE) --out $(CERTS_OUT) --manifests $(MANIFESTS) $(if $(FAIL_OPEN),--fail-open)
 
 bench: install controlplane
 	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" $(BIN)/python bench/run.py

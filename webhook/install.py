@@ -81,17 +81,36 @@ def webhook_patches(manifests: Path, namespace: str, ca_bundle: str) -> list[dic
     return patches
 
 
-def kustomization(out: Path, manifests: Path, namespace: str) -> dict[str, Any]:
-    return {
+FAIL_OPEN = "fail-open"  # the kustomize component under manifests/
+
+
+def binding_patches(namespace: str) -> list[dict[str, Any]]:
+    """The fail-open policies' bindings exclude the install namespace, as the webhooks do."""
+    from webhook.policy import documents
+
+    return [
+        {"apiVersion": d["apiVersion"], "kind": d["kind"], "metadata": d["metadata"], "spec": d["spec"]}
+        for d in documents(namespace)
+        if d["kind"] == "ValidatingAdmissionPolicyBinding"
+    ]
+
+
+def kustomization(out: Path, manifests: Path, namespace: str, fail_open: bool = False) -> dict[str, Any]:
+    doc: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": namespace,
         "resources": [os.path.relpath(manifests.resolve(), out.resolve()), "secret.yaml"],
         "patches": [{"path": "webhooks-patch.yaml"}],
     }
+    if fail_open:
+        doc["components"] = [os.path.relpath((manifests / FAIL_OPEN).resolve(), out.resolve())]
+    return doc
 
 
-def generate(namespace: str, out: Path, manifests: Path, days: int = 365) -> tuple[tls.Issued, bool]:
+def generate(
+    namespace: str, out: Path, manifests: Path, days: int = 365, fail_open: bool = False
+) -> tuple[tls.Issued, bool]:
     """Write the install into ``out``; reuse the CA found there, so the caBundle stays valid
     across serving-certificate rotations. Returns the issued pair and whether the CA was reused."""
     ca_pair = None
@@ -100,10 +119,12 @@ def generate(namespace: str, out: Path, manifests: Path, days: int = 365) -> tup
     issued = tls.issue(dns_names(namespace), [], days=days, ca_pair=ca_pair)
     tls.write(issued, out, with_ca_key=True)
     tls.write_private(out / "secret.yaml", yaml.safe_dump(secret(issued, namespace), sort_keys=False).encode())
-    patches = webhook_patches(manifests, namespace, issued.ca_bundle)
+    patches = webhook_patches(manifests, namespace, issued.ca_bundle) + (
+        binding_patches(namespace) if fail_open else []
+    )
     (out / "webhooks-patch.yaml").write_text(yaml.safe_dump_all(patches, sort_keys=False))
     (out / "kustomization.yaml").write_text(
         "# Written by `make certs`; install with `kubectl apply -k certs/`.\n"
-        + yaml.safe_dump(kustomization(out, manifests, namespace), sort_keys=False)
+        + yaml.safe_dump(kustomization(out, manifests, namespace, fail_open), sort_keys=False)
     )
     return issued, ca_pair is not None

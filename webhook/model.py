@@ -42,8 +42,12 @@ MESH_PORT = 15008
 MESH_PROTOCOL = "HBONE"
 WAYPOINT_SERVICE_MANAGERS = frozenset({"istio.io-mesh-controller", "istio.io-eastwest-controller"})
 
-_DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+# The name syntaxes, also rendered into the ValidatingAdmissionPolicy's CEL (webhook.policy).
+DNS1035_LABEL = r"[a-z]([-a-z0-9]*[a-z0-9])?"
+DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS1123_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+_DNS1035 = re.compile(DNS1035_LABEL)
+_DNS1123_LABEL = re.compile(DNS1123_LABEL)
 
 
 def is_dns1035_label(value: str) -> bool:
@@ -54,7 +58,7 @@ def is_dns1123_label(value: str) -> bool:
     return len(value) <= 63 and _DNS1123_LABEL.fullmatch(value) is not None
 
 
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS1123_SUBDOMAIN = re.compile(DNS1123_SUBDOMAIN)
 
 
 def is_dns1123_subdomain(value: str) -> bool:

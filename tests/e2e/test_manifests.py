@@ -101,7 +101,7 @@ def _install_tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _make_certs(tree: Path, namespace: str) -> subprocess.CompletedProcess[str]:
+def _make_certs(tree: Path, namespace: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             "make",
@@ -111,6 +111,7 @@ def _make_certs(tree: Path, namespace: str) -> subprocess.CompletedProcess[str]:
             f"NAMESPACE={namespace}",
             f"CERTS_OUT={tree / 'certs' / 'generated'}",
             f"MANIFESTS={tree / 'manifests'}",
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -160,6 +161,27 @@ def test_make_certs_in_another_namespace_is_consistent_and_installs(
     p = kubectl.apply(docs, "--dry-run=server")
     assert "deployment.apps/waypoint-webhook created (server dry run)" in p.stdout
     assert "validatingwebhookconfiguration.admissionregistration.k8s.io/waypoint-webhook" in p.stdout
+
+
+def test_make_certs_fail_open_installs_the_policies_and_opens_the_webhooks(kubectl: Kubectl, tmp_path: Path) -> None:
+    """`make certs FAIL_OPEN=1 NAMESPACE=x`: the validating webhooks at Ignore, the policies and
+    bindings excluding x, accepted by the real API server (server-side dry run)."""
+    ns = "mesh-open"
+    tree = _install_tree(tmp_path)
+    _make_certs(tree, ns, "FAIL_OPEN=1")
+    docs = [d for d in yaml.safe_load_all(kubectl("kustomize", str(tree / "certs")).stdout) if d]
+    (vwc,) = [d for d in docs if d["kind"] == "ValidatingWebhookConfiguration"]
+    assert {w["failurePolicy"] for w in vwc["webhooks"]} == {"Ignore"}
+    assert all(w["clientConfig"]["caBundle"] for w in vwc["webhooks"])
+    policies = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
+    bindings = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
+    assert len(policies) == len(bindings) >= 5
+    for b in bindings:
+        (expr,) = b["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+        assert ns in expr["values"] and "waypoint-webhook" not in expr["values"], expr
+    kubectl("create", "namespace", ns)
+    p = kubectl.apply(docs, "--dry-run=server")
+    assert "validatingadmissionpolicy.admissionregistration.k8s.io/waypoint-webhook-services created" in p.stdout
 
 
 def test_hardening_network_policy_is_valid_and_cannot_shut_out_non_pod_sources(

@@ -236,19 +236,19 @@ def class_inbound_binding_syntax(gc: GatewayClass, ctx: Context) -> list[Finding
 
 _GW, _GC = frozenset({"Gateway"}), frozenset({"GatewayClass"})
 GATEWAY_RULES: tuple[Rule[Gateway], ...] = (
-    rule(waypoint_for_value, [Code.InvalidWaypointFor], _GW, "L3"),
-    rule(inbound_binding_syntax, [Code.InvalidInboundBinding], _GW, "P1"),
+    rule(waypoint_for_value, [Code.InvalidWaypointFor], _GW, "L3", stateless=True),
+    rule(inbound_binding_syntax, [Code.InvalidInboundBinding], _GW, "P1", stateless=True),
     rule(inbound_binding_match, [Code.InboundBindingUnmatched], _GW, "P1"),
-    rule(waypoint_name, [Code.InvalidWaypointName], _GW, "W2"),
-    rule(mesh_listener, [Code.MissingMeshListener], _GW, "W3"),
+    rule(waypoint_name, [Code.InvalidWaypointName], _GW, "W2", stateless=True),
+    rule(mesh_listener, [Code.MissingMeshListener], _GW, "W3", stateless=True),
     rule(unexpected_listeners, [Code.UnexpectedListener], _GW, "W3, P1"),
     rule(allowed_routes, [Code.InvalidAllowedRoutes], _GW, "P1, P3"),
     rule(accepts_traffic, [Code.WaypointAcceptsNoTraffic], _GW, "L3"),
     rule(pod_label_override, [Code.WaypointPodLabelOverride], _GW, "W5, W6"),
 )
 CLASS_RULES: tuple[Rule[GatewayClass], ...] = (
-    rule(class_waypoint_for_value, [Code.InvalidWaypointFor], _GC, "L3"),
-    rule(class_inbound_binding_syntax, [Code.InvalidInboundBinding], _GC, "P1"),
+    rule(class_waypoint_for_value, [Code.InvalidWaypointFor], _GC, "L3", stateless=True),
+    rule(class_inbound_binding_syntax, [Code.InvalidInboundBinding], _GC, "P1", stateless=True),
 )
 
 

@@ -558,6 +558,7 @@ CONSUMER_RULES: tuple[Rule[Consumer], ...] = (
         [Code.InvalidUseWaypointNamespace, Code.OrphanUseWaypointNamespace, Code.InvalidUseWaypoint],
         _ALL,
         "L1, L2, R4",
+        stateless=True,
     ),
     rule(reference_binding, _RESOLUTION, _ALL, "R1, R3, R4, P1-P4, W1, W2, W6"),
     rule(capture, [Code.NotCaptured], frozenset({"Namespace", "Pod", "Service"}), "L5"),

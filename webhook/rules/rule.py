@@ -26,6 +26,9 @@ class Rule(Generic[S]):
     codes: frozenset[Code]
     kinds: frozenset[str]  # the kinds whose objects it judges (a pod template is judged as a Pod)
     ids: str  # the rule IDs of docs/rules.md it implements, e.g. "L1, R1"
+    # Needs nothing but the object: its denials are also enforced by the ValidatingAdmissionPolicies
+    # of manifests/fail-open/ (webhook.policy; a unit test keeps the two in step).
+    stateless: bool = False
 
     @property
     def name(self) -> str:
@@ -33,9 +36,13 @@ class Rule(Generic[S]):
 
 
 def rule(
-    check: Callable[[S, Context], list[Finding]], codes: Iterable[Code], kinds: Iterable[str], ids: str
+    check: Callable[[S, Context], list[Finding]],
+    codes: Iterable[Code],
+    kinds: Iterable[str],
+    ids: str,
+    stateless: bool = False,
 ) -> Rule[S]:
-    return Rule(check, frozenset(codes), frozenset(kinds), ids)
+    return Rule(check, frozenset(codes), frozenset(kinds), ids, stateless)
 
 
 def run(rules: Iterable[Rule[S]], subject: S, kind: str, ctx: Context) -> list[Finding]:
