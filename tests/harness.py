@@ -33,18 +33,36 @@ def serve_command(port: int, certs: Path, workers: int, *extra: str) -> list[str
     ]  # fmt: skip
 
 
-def wait_until(
-    cond: Callable[[], T | Literal[False, 0, ""] | None], timeout: float, what: str, interval: float = 0.2
-) -> T:
-    """Poll ``cond`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+def patch_status(kubectl: Kubectl, kind: str, name: str, namespace: str, status: dict[str, Any]) -> None:
+    """Write an object's status, as its controller would (istiod for a Gateway's addresses, W1)."""
+    kubectl("patch", kind.lower(), name, "-n", namespace, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": status}))  # fmt: skip
+
+
+def make_ready(kubectl: Kubectl, name: str, namespace: str, ip: str = "10.0.0.50") -> None:
+    """Play istiod: publish the waypoint's address in status (W1)."""
+    patch_status(kubectl, "Gateway", name, namespace, {"addresses": [{"type": "IPAddress", "value": ip}]})
+
+
+def eventually(cond: Callable[[], T], timeout: float = 10.0, interval: float = 0.2) -> T:
+    """Poll ``cond`` until it returns something truthy; then, or at ``timeout``, its last result
+    (watches, webhook configurations and reloads are asynchronous)."""
     deadline = time.monotonic() + timeout
     while True:
         got = cond()
-        if got:
+        if got or time.monotonic() >= deadline:
             return got
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def wait_until(
+    cond: Callable[[], T | Literal[False, 0, ""] | None], timeout: float, what: str, interval: float = 0.2
+) -> T:
+    """:func:`eventually`, failing naming ``what`` when nothing truthy came."""
+    got = eventually(cond, timeout, interval)
+    if not got:
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    return got
 
 
 @dataclass

@@ -27,6 +27,7 @@ from tests.harness import (
     apply_identity,
     install_crds,
     install_report_crds,
+    make_ready,
     policy_reports,
     running_cluster,
     wait_until,
@@ -85,21 +86,6 @@ def holder(k: Kubectl) -> str:
     return p.stdout if p.returncode == 0 else ""
 
 
-def make_ready(k: Kubectl, ns: str, name: str) -> None:
-    """What Istio's controller would do: give the waypoint an address (W1)."""
-    k(
-        "patch",
-        "gateway",
-        name,
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": {"addresses": [{"type": "IPAddress", "value": "10.0.0.9"}]}}),
-    )
-
-
 @pytest.fixture(scope="module")
 def broken(k: Kubectl) -> str:
     """Objects admission would deny or warn about, created while no webhook is registered."""
@@ -137,7 +123,7 @@ def broken(k: Kubectl) -> str:
             },
         ]
     )
-    make_ready(k, ns, "wp")
+    make_ready(k, "wp", ns)
     return ns
 
 
@@ -203,7 +189,7 @@ def test_deleting_a_waypoint_reports_its_consumers_within_seconds_and_fixing_it_
     gw.pop("status", None)
     started = time.monotonic()
     k.apply(gw)
-    make_ready(k, broken, "wp")
+    make_ready(k, "wp", broken)
     wait_until(lambda: key not in reports(k), 15, "the consumer's report to be deleted")
     cleared = time.monotonic() - started
     wait_until(

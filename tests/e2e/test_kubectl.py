@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.webhook_process import SA, Webhook
-from tests.harness import Kubectl
+from tests.harness import Kubectl, eventually, make_ready, wait_until
 
 pytestmark = pytest.mark.e2e
 UW = "istio.io/use-waypoint"
@@ -39,31 +38,6 @@ def waypoint(name: str, ns: str, for_: str = "service") -> str:
     return GENERATED_WAYPOINT.format(name=name, ns=ns, for_=for_)
 
 
-def make_ready(kubectl: Kubectl, name: str, ns: str, ip: str = "10.0.0.50") -> None:
-    """Play istiod: publish the waypoint's address in status (W1)."""
-    kubectl(
-        "patch",
-        "gateway",
-        name,
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": {"addresses": [{"type": "IPAddress", "value": ip}]}}),
-    )
-
-
-def eventually(fn: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Watches are asynchronous: retry until ``fn`` returns a truthy value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = fn()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.3)
-
-
 def service(name: str, ns: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -85,12 +59,14 @@ def test_seed_workflows_command_for_command(kubectl: Kubectl, webhook: Webhook) 
     make_ready(kubectl, "waypoint", "default")
 
     # kubectl label ns default istio.io/use-waypoint=waypoint
-    out = eventually(
+    out = wait_until(
         lambda: (
             (p := kubectl("label", "ns", "default", f"{UW}=waypoint", "--overwrite"))
             and "WaypointNotReady" not in p.stderr
             and p
-        )
+        ),
+        10,
+        "the view to see the waypoint ready",
     )
     assert "namespace/default labeled" in out.stdout and "Warning" not in out.stderr, out.stderr
 
@@ -305,8 +281,10 @@ def test_cross_namespace_attachment_denied_and_allowed(kubectl: Kubectl, ns: str
     other = f"{ns}-c"
     kubectl("create", "namespace", other)
     labels = {UW: "shared", "istio.io/use-waypoint-namespace": ns}
-    p = eventually(
-        lambda: (q := kubectl.apply(service("a", other, labels), check=False)) and "AttachmentDenied" in q.stderr and q
+    p = wait_until(
+        lambda: (q := kubectl.apply(service("a", other, labels), check=False)) and "AttachmentDenied" in q.stderr and q,
+        10,
+        "the view to see the waypoint",
     )
     assert p.returncode != 0 and "AttachmentDenied:" in p.stderr
     kubectl("label", "namespace", other, "team=blue")

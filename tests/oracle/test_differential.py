@@ -32,7 +32,7 @@ import pytest
 import requests
 
 from tests.e2e.webhook_process import Webhook
-from tests.harness import Kubectl, probe_denial, wait_until, webhook_configs
+from tests.harness import Kubectl, patch_status, probe_denial, wait_until, webhook_configs
 from tests.oracle.istiod_process import Istiod, start_istiod, stop
 from tests.oracle.scenarios import Case, cases, gw, ns, svc
 
@@ -73,18 +73,7 @@ def _apply_all(k: Kubectl, all_cases: list[Case]) -> None:
             k.apply(docs)
     for o in objects:
         if o["kind"] in ("Gateway", "Pod") and "status" in o:
-            m = o["metadata"]
-            k(
-                "patch",
-                o["kind"].lower(),
-                m["name"],
-                "-n",
-                m["namespace"],
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                json.dumps({"status": o["status"]}),
-            )
+            patch_status(k, o["kind"], o["metadata"]["name"], o["metadata"]["namespace"], o["status"])
 
 
 def _stored(k: Kubectl) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -251,17 +240,7 @@ def test_istiod_crashes_on_an_unevaluable_selector_unless_the_webhook_refuses_it
     )
     k.apply([ns("crash"), ns("crash-i")])
     k.apply({key: v for key, v in bad.items() if key != "status"})
-    k(
-        "patch",
-        "gateway",
-        "wp",
-        "-n",
-        "crash-i",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": bad["status"]}),
-    )
+    patch_status(k, "Gateway", "wp", "crash-i", bad["status"])
     reference = svc("s", "crash", {"istio.io/use-waypoint": "wp", "istio.io/use-waypoint-namespace": "crash-i"})
     port = int(unregistered_webhook.url.rsplit(":", 1)[1])
     configs = webhook_configs(k, port, unregistered_webhook.ca.read_bytes())

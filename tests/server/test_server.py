@@ -7,7 +7,7 @@ import http.client
 import json
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import requests
 import yaml
 
 from tests.builders import review_body
+from tests.harness import eventually
 from tests.server.running import ROOT, Server, start_server, stop_server
 from webhook import tls
 
@@ -176,15 +177,6 @@ def test_health_and_readiness(server: Server) -> None:
     assert requests.get(server.url + "/readyz", verify=server.ca, timeout=5).status_code == 200
 
 
-def _wait(cond: Callable[[], object], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_seed_workflows_through_http(tmp_path: Path) -> None:
     """Each seed manifest is mutated then validated over HTTP, in order, and what is admitted is
     stored into the served state (as the API server would), so later steps see earlier ones."""
@@ -251,7 +243,7 @@ def test_state_and_certificate_hot_reload(tmp_path: Path) -> None:
                 }
             )
         )
-        assert _wait(lambda: "warnings" not in srv.post("/validate", review(obj)).json()["response"])
+        assert eventually(lambda: "warnings" not in srv.post("/validate", review(obj)).json()["response"], 10, 0.1)
 
         # Rotate to a certificate from a brand-new CA; new connections must get it without a restart.
         old_ca = tmp_path / "old-ca.crt"
@@ -265,7 +257,7 @@ def test_state_and_certificate_hot_reload(tmp_path: Path) -> None:
             except requests.exceptions.SSLError:
                 return False
 
-        assert _wait(new_cert_served, 15)
+        assert eventually(new_cert_served, 15, 0.1)
         with pytest.raises(requests.exceptions.SSLError):
             requests.get(srv.url + "/healthz", verify=str(old_ca), timeout=2)
         assert srv.proc.poll() is None
