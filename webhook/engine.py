@@ -25,8 +25,7 @@ from webhook.request import AdmissionRequest
 from webhook.rules.context import DEFAULT_WAYPOINT_CLASSES, Context
 from webhook.rules.defaults import PatchOp, gateway_defaults
 from webhook.rules.gateways import judge_gateway, judge_gateway_class
-from webhook.rules.references import judge_consumer
-from webhook.rules.registry import DELETE_RULES, UPDATE_RULES
+from webhook.rules.registry import DELETE_RULES, UPDATE_RULES, judge_consumer
 from webhook.rules.rule import run
 from webhook.state.view import ClusterView
 

@@ -86,6 +86,11 @@ def holder(k: Kubectl) -> str:
     return p.stdout if p.returncode == 0 else ""
 
 
+def service(name: str, ns: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {"ports": [{"port": 80}]}}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def broken(k: Kubectl) -> str:
     """Objects admission would deny or warn about, created while no webhook is registered."""
@@ -272,6 +277,11 @@ def test_report_crd_installed_after_the_audit_started(
         assert "PolicyReport CRD" in log.read_text() and proc.poll() is None
         install_report_crds(k)
         wait_until(lambda: ("Namespace", "", "stale") in reports(k), 30, "reports once the CRD exists")
+        # A deleted object's report goes with it (no garbage collector runs here: the audit deletes it).
+        k.apply(service("doomed", broken, {UW: "None"}))
+        wait_until(lambda: ("Service", broken, "doomed") in reports(k), 30, "the report on a broken Service")
+        k("delete", "service", "doomed", "-n", broken)
+        wait_until(lambda: ("Service", broken, "doomed") not in reports(k), 30, "the deleted Service's report to go")
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0, log.read_text()

@@ -12,7 +12,7 @@ import pytest
 
 from webhook import engine
 from webhook.findings import Finding
-from webhook.rules import gateways, references
+from webhook.rules import gateways, registry
 from webhook.rules.context import Context
 from webhook.rules.rule import Rule
 
@@ -33,7 +33,7 @@ def rules_emit_only_declared_codes(monkeypatch: pytest.MonkeyPatch) -> Iterator[
     tables: list[tuple[object, str]] = [
         (gateways, "GATEWAY_RULES"),
         (gateways, "CLASS_RULES"),
-        (references, "CONSUMER_RULES"),
+        (registry, "CONSUMER_RULES"),
         (engine, "DELETE_RULES"),
         (engine, "UPDATE_RULES"),
     ]

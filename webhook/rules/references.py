@@ -17,7 +17,6 @@ from webhook.model import (
     CANARY_WEIGHT,
     DATAPLANE_MODE,
     GATEWAY_NAME_LABEL,
-    INGRESS_USE_WAYPOINT,
     INJECTION_LABEL,
     SERVICE,
     SERVICE_TRAFFIC,
@@ -35,13 +34,8 @@ from webhook.model import (
 )
 from webhook.rules.context import Context, path_of
 from webhook.rules.permissions import Attachment, attachment
-from webhook.rules.rule import Rule, rule, run
+from webhook.rules.rule import Rule, rule
 from webhook.rules.traffic import effective_waypoint_for
-
-GO_BOOLS = frozenset({"1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"})
-GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-INGRESS_KINDS = frozenset({"Namespace", "Service", "ServiceEntry"})
-DATAPLANE_KINDS = frozenset({"Namespace", "Pod"})
 
 
 @dataclass(frozen=True)
@@ -195,61 +189,6 @@ def canary(c: Consumer, ctx: Context) -> list[Finding]:
             f = Finding(o.code, f"{what}: canary {o.text}", field, triggers)
             out.append(f if own or o.code in DENY_EVEN_INHERITED else f.capped(Severity.WARN))
     return out
-
-
-def use_waypoint_annotation(c: Consumer, ctx: Context) -> list[Finding]:
-    """L1: use-waypoint and use-waypoint-namespace count only as labels."""
-    out = []
-    for key in (USE_WAYPOINT, USE_WAYPOINT_NAMESPACE):
-        if key in c.meta.annotations:
-            out.append(
-                Finding(
-                    Code.UseWaypointAnnotation,
-                    f"{c.display()}: {key} is an annotation, which Istio ignores; make it a label",
-                    f"{c.meta.prefix}.annotations[{key}]",
-                    (path_of(c.meta.prefix, "annotations", key),),
-                )
-            )
-    return out
-
-
-def dataplane_mode(c: Consumer, ctx: Context) -> list[Finding]:
-    """L4: istio.io/dataplane-mode other than ambient or none has no effect."""
-    mode = c.labels.get(DATAPLANE_MODE)
-    if mode is None or mode in ("ambient", "none"):
-        return []
-    site = _object_site(c)
-    return [
-        Finding(
-            Code.InvalidDataplaneMode,
-            f"{c.display()}: dataplane-mode {quoted(mode)} is neither ambient nor none; it has no effect",
-            site.field(DATAPLANE_MODE),
-            site.triggers(DATAPLANE_MODE),
-        )
-    ]
-
-
-def ingress_use_waypoint(c: Consumer, ctx: Context) -> list[Finding]:
-    """istio.io/ingress-use-waypoint is parsed as a Go boolean: say how a value other than true or false reads."""
-    ingress = c.labels.get(INGRESS_USE_WAYPOINT)
-    if ingress is None or ingress in ("true", "false"):
-        return []
-    meaning = (
-        "read as true"
-        if ingress in GO_TRUE
-        else "read as false"
-        if ingress in GO_BOOLS
-        else "not a boolean, read as false"
-    )
-    site = _object_site(c)
-    return [
-        Finding(
-            Code.InvalidIngressUseWaypoint,
-            f"{c.display()}: ingress-use-waypoint {quoted(ingress)} is {meaning}; write true or false",
-            site.field(INGRESS_USE_WAYPOINT),
-            site.triggers(INGRESS_USE_WAYPOINT),
-        )
-    ]
 
 
 def _sites(c: Consumer) -> list[Site]:
@@ -549,10 +488,7 @@ _RESOLUTION = (
     Code.NamespaceWaypointTrafficType,
     Code.UnsupportedTrafficType,
 )
-CONSUMER_RULES: tuple[Rule[Consumer], ...] = (
-    rule(use_waypoint_annotation, [Code.UseWaypointAnnotation], _ALL, "L1"),
-    rule(dataplane_mode, [Code.InvalidDataplaneMode], DATAPLANE_KINDS, "L4"),
-    rule(ingress_use_waypoint, [Code.InvalidIngressUseWaypoint], INGRESS_KINDS, "W6"),
+REFERENCE_RULES: tuple[Rule[Consumer], ...] = (
     rule(
         reference_syntax,
         [Code.InvalidUseWaypointNamespace, Code.OrphanUseWaypointNamespace, Code.InvalidUseWaypoint],
@@ -576,10 +512,3 @@ CONSUMER_RULES: tuple[Rule[Consumer], ...] = (
         "R6",
     ),
 )
-
-
-def judge_consumer(c: Consumer, ctx: Context) -> list[Finding]:
-    """Every consumer rule for the object's kind; none for a Gateway's own instance (R0)."""
-    if c.excluded or is_waypoint_instance(c, ctx):
-        return []
-    return run(CONSUMER_RULES, c, c.kind, ctx.fresh())

@@ -6,13 +6,34 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from webhook.findings import Code
+from webhook.findings import Code, Finding
+from webhook.model import Consumer
+from webhook.rules.context import Context
 from webhook.rules.gateways import CLASS_RULES, GATEWAY_RULES
 from webhook.rules.impact import DELETE_RULES, UPDATE_RULES
-from webhook.rules.references import CONSUMER_RULES
-from webhook.rules.rule import Rule
+from webhook.rules.labels import LABEL_RULES
+from webhook.rules.references import REFERENCE_RULES, is_waypoint_instance
+from webhook.rules.rule import Rule, run
 
-__all__ = ["CLASS_RULES", "CONSUMER_RULES", "DELETE_RULES", "GATEWAY_RULES", "UPDATE_RULES", "all_rules"]
+# Consumers: the labels themselves first, then what they reference.
+CONSUMER_RULES: tuple[Rule[Consumer], ...] = (*LABEL_RULES, *REFERENCE_RULES)
+
+__all__ = [
+    "CLASS_RULES",
+    "CONSUMER_RULES",
+    "DELETE_RULES",
+    "GATEWAY_RULES",
+    "UPDATE_RULES",
+    "all_rules",
+    "judge_consumer",
+]
+
+
+def judge_consumer(c: Consumer, ctx: Context) -> list[Finding]:
+    """Every consumer rule for the object's kind; none for a Gateway's own instance (R0)."""
+    if c.excluded or is_waypoint_instance(c, ctx):
+        return []
+    return run(CONSUMER_RULES, c, c.kind, ctx.fresh())
 
 
 def all_rules() -> Iterator[Rule[Any]]:
