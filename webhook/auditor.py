@@ -96,6 +96,7 @@ class ReportWriter:
         self.writes: dict[str, int] = {"create": 0, "update": 0, "delete": 0, "error": 0}
         self._next_write = 0.0
         self._last_try = -1e9
+        self._failures = 0  # consecutive failed batches: the backoff, and how often to log
         self.thread = threading.Thread(target=self.run, name="reports", daemon=True)
 
     # -- called by the lease and the audit loop --
@@ -173,13 +174,19 @@ class ReportWriter:
                 self.available = False
                 self.on_progress()
                 self.enqueue(pending)
-            except Exception as e:
+            except Exception as e:  # RBAC missing, API server away: retry, backing off to a minute
                 self.writes["error"] += 1
-                log.warning("writing reports: %s: %s", type(e).__name__, e)
+                if self._failures == 0 or self._failures % 10 == 0:
+                    log.warning("writing reports: %s: %s (retrying with backoff)", type(e).__name__, e)
+                self._failures += 1
                 self.enqueue(pending)
                 with self._cond:
                     self._resync = True
-                self.stopped.wait(2.0)
+                self.stopped.wait(min(60.0, 2.0 * 2 ** min(self._failures - 1, 5)))
+            else:
+                if self._failures:
+                    log.info("writing reports again after %d failure(s)", self._failures)
+                self._failures = 0
 
     def _list(self) -> set[ObjKey]:
         """Read every report we own; return the keys to look at (ours, and every finding)."""

@@ -50,6 +50,7 @@ class LeaseElector:
         self._observed: Any = None  # the last record seen (holder, renewTime, transitions)
         self._observed_at = 0.0  # when it last changed, by our monotonic clock
         self._last_renew = 0.0
+        self._last_problem = ""
         self.thread = threading.Thread(target=self.run, name="lease", daemon=True)
 
     def _call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -127,8 +128,12 @@ class LeaseElector:
                 held = self.try_acquire_or_renew()
                 if held:
                     self._last_renew = time.monotonic()
-            except Exception as e:  # API server away, timeouts: keep trying, stop leading in time
-                log.warning("lease %s/%s: %s: %s", self.namespace, self.name, type(e).__name__, e)
+                self._last_problem = ""
+            except Exception as e:  # API server away, timeouts, RBAC: keep trying, stop leading in time
+                problem = f"{type(e).__name__}: {e}"
+                if problem != self._last_problem:  # once per distinct problem, not every retry
+                    log.warning("lease %s/%s: %s", self.namespace, self.name, problem)
+                    self._last_problem = problem
                 # still leading until the renew deadline passes: nobody may take over before then
                 held = self.leading.is_set() and time.monotonic() - self._last_renew < self.renew_deadline
             if held:
