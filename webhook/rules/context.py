@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.model import AGENTGATEWAY_WAYPOINT_CLASS, ISTIO_WAYPOINT_CLASS, WAYPOINT_CONTROLLERS
@@ -23,7 +23,7 @@ class Context:
 
     def fresh(self) -> Context:
         """The same context with an empty memo, for judging one object."""
-        return replace(self, memo={})
+        return Context(self.view, self.waypoint_classes, self.pin_waypoint_for, {})
 
     def is_waypoint_class(self, class_name: str) -> bool:
         """W2: by name (built-in or configured), or by the GatewayClass's controllerName, which is

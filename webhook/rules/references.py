@@ -191,9 +191,16 @@ def canary(c: Consumer, ctx: Context) -> list[Finding]:
     return out
 
 
-def _sites(c: Consumer) -> list[Site]:
-    """Where the object names waypoints with its own labels: itself, and each ServiceEntry endpoint (R4)."""
-    return [_object_site(c), *(_endpoint_site(c, path, labels) for path, labels in c.endpoints)]
+def _sites(c: Consumer, ctx: Context) -> list[Site]:
+    """Where the object names waypoints with its own labels: itself, and each ServiceEntry endpoint
+    (R4). Built once per judgement: several rules walk them."""
+    sites: list[Site] | None = ctx.memo.get("sites")
+    if sites is None:
+        sites = ctx.memo["sites"] = [
+            _object_site(c),
+            *(_endpoint_site(c, path, labels) for path, labels in c.endpoints),
+        ]
+    return sites
 
 
 def _reference_syntax(site: Site) -> list[Finding]:
@@ -244,6 +251,14 @@ def _reference_syntax(site: Site) -> list[Finding]:
     return out
 
 
+def _refs(c: Consumer, ctx: Context) -> list[tuple[str, str] | None]:
+    """:func:`_well_formed` for each of :func:`_sites`, once per judgement."""
+    refs: list[tuple[str, str] | None] | None = ctx.memo.get("refs")
+    if refs is None:
+        refs = ctx.memo["refs"] = [_well_formed(c, site) for site in _sites(c, ctx)]
+    return refs
+
+
 def _well_formed(c: Consumer, site: Site) -> tuple[str, str] | None:
     """The (namespace, name) a site's own pair names, when it is well formed and not "none"."""
     name = site.labels.get(USE_WAYPOINT)
@@ -258,7 +273,7 @@ def _well_formed(c: Consumer, site: Site) -> tuple[str, str] | None:
 def reference_syntax(c: Consumer, ctx: Context) -> list[Finding]:
     """L1, L2: the syntax of each use-waypoint pair the object carries (its own, its endpoints')."""
     out: list[Finding] = []
-    for site in _sites(c):
+    for site in _sites(c, ctx):
         out += _reference_syntax(site)
     return out
 
@@ -267,8 +282,7 @@ def reference_binding(c: Consumer, ctx: Context) -> list[Finding]:
     """R1, R3, R4, P1-P4, W1, W2, W6: what binding a well-formed own reference meets."""
     out: list[Finding] = []
     ns_labels = c.labels if c.kind == "Namespace" else None
-    for site in _sites(c):
-        ref = _well_formed(c, site)
+    for site, ref in zip(_sites(c, ctx), _refs(c, ctx), strict=True):
         if ref is not None:
             out += _resolve(c, site, ref, ctx, ns_labels, inherited=False)
     return out
@@ -276,10 +290,9 @@ def reference_binding(c: Consumer, ctx: Context) -> list[Finding]:
 
 def capture(c: Consumer, ctx: Context) -> list[Finding]:
     """L5: a binding only matters for traffic ambient captures (known once the view is synced)."""
-    site = _object_site(c)
-    if _well_formed(c, site) is None or not ctx.view.synced():
+    if _refs(c, ctx)[0] is None or not ctx.view.synced():
         return []
-    return _capture(c, site, ctx)
+    return _capture(c, _sites(c, ctx)[0], ctx)
 
 
 def inherited_reference(c: Consumer, ctx: Context) -> list[Finding]:

@@ -50,5 +50,7 @@ def run(rules: Iterable[Rule[S]], subject: S, kind: str, ctx: Context) -> list[F
     out: list[Finding] = []
     for r in rules:
         if kind in r.kinds:
-            out += r.check(subject, ctx)
+            found = r.check(subject, ctx)
+            if found:
+                out += found
     return out
