@@ -13,7 +13,7 @@ CERTS_OUT ?= certs/generated
 MANIFESTS ?= manifests
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit test-server test-e2e test-pod test-oracle prereqs lint certs controlplane istiod bench bench-hostile bench-audit clean
+.PHONY: install run test test-unit test-server test-e2e test-pod test-oracle prereqs lint certs controlplane istiod bench bench-hostile bench-audit bench-core clean
 
 install: $(STAMP)
 
@@ -78,6 +78,10 @@ bench: install controlplane
 # 200 hostile connections held open while real reviews are measured (about a minute).
 bench-hostile: install
 	$(BIN)/python bench/hostile.py
+
+# The rules' own cost per request, in-process (seconds).
+bench-core: install
+	$(BIN)/python bench/core.py
 
 # The audit at 10,000 namespaces, 1,000 waypoints and 50,000 consumers: full and incremental (seconds).
 bench-audit: install
