@@ -4,7 +4,7 @@ made it do so."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -14,7 +14,7 @@ from webhook import engine
 from webhook.findings import Finding
 from webhook.rules import gateways, registry
 from webhook.rules.context import Context
-from webhook.rules.rule import Rule
+from webhook.rules.rule import Rule, RuleTable
 
 
 def _declared_only(r: Rule[Any]) -> Rule[Any]:
@@ -37,7 +37,6 @@ def rules_emit_only_declared_codes(monkeypatch: pytest.MonkeyPatch) -> Iterator[
         (engine, "DELETE_RULES"),
         (engine, "UPDATE_RULES"),
     ]
-    wrap: Callable[[tuple[Rule[Any], ...]], tuple[Rule[Any], ...]] = lambda rules: tuple(map(_declared_only, rules))  # noqa: E731
     for module, name in tables:
-        monkeypatch.setattr(module, name, wrap(getattr(module, name)))
+        monkeypatch.setattr(module, name, RuleTable(*map(_declared_only, getattr(module, name))))
     yield

@@ -23,7 +23,7 @@ from webhook.model import (
 )
 from webhook.rules.context import Context
 from webhook.rules.permissions import routes_problem
-from webhook.rules.rule import Rule, rule, run
+from webhook.rules.rule import RuleTable, rule, run
 from webhook.rules.traffic import effective_waypoint_for
 
 LABELS_WAYPOINT_FOR = ("metadata", "labels", WAYPOINT_FOR)
@@ -235,7 +235,7 @@ def class_inbound_binding_syntax(gc: GatewayClass, ctx: Context) -> list[Finding
 
 
 _GW, _GC = frozenset({"Gateway"}), frozenset({"GatewayClass"})
-GATEWAY_RULES: tuple[Rule[Gateway], ...] = (
+GATEWAY_RULES: RuleTable[Gateway] = RuleTable(
     rule(waypoint_for_value, [Code.InvalidWaypointFor], _GW, "L3", stateless=True),
     rule(inbound_binding_syntax, [Code.InvalidInboundBinding], _GW, "P1", stateless=True),
     rule(inbound_binding_match, [Code.InboundBindingUnmatched], _GW, "P1"),
@@ -246,7 +246,7 @@ GATEWAY_RULES: tuple[Rule[Gateway], ...] = (
     rule(accepts_traffic, [Code.WaypointAcceptsNoTraffic], _GW, "L3"),
     rule(pod_label_override, [Code.WaypointPodLabelOverride], _GW, "W5, W6"),
 )
-CLASS_RULES: tuple[Rule[GatewayClass], ...] = (
+CLASS_RULES: RuleTable[GatewayClass] = RuleTable(
     rule(class_waypoint_for_value, [Code.InvalidWaypointFor], _GC, "L3", stateless=True),
     rule(class_inbound_binding_syntax, [Code.InvalidInboundBinding], _GC, "P1", stateless=True),
 )

@@ -10,7 +10,7 @@ from webhook.findings import Code, Finding
 from webhook.model import WAYPOINT_FOR, AllowedRoutes, Gateway, label_field
 from webhook.rules.context import Context
 from webhook.rules.permissions import Attachment, attachment
-from webhook.rules.rule import Rule, rule
+from webhook.rules.rule import RuleTable, rule
 from webhook.rules.traffic import effective_waypoint_for
 from webhook.state.view import ConsumerRef
 
@@ -98,9 +98,9 @@ def consumers_would_break(change: tuple[Gateway, Gateway], ctx: Context) -> list
 
 _GW = frozenset({"Gateway"})
 # Request-level rules: what a Gateway's DELETE, or an UPDATE (old, new), does to its consumers.
-DELETE_RULES: tuple[Rule[Gateway], ...] = (
+DELETE_RULES: RuleTable[Gateway] = RuleTable(
     rule(waypoint_in_use, [Code.WaypointInUse, Code.StateUnavailable], _GW, "B1"),
 )
-UPDATE_RULES: tuple[Rule[tuple[Gateway, Gateway]], ...] = (
+UPDATE_RULES: RuleTable[tuple[Gateway, Gateway]] = RuleTable(
     rule(consumers_would_break, [Code.ConsumersWouldBreak, Code.StateUnavailable], _GW, "B1, L3, P1"),
 )

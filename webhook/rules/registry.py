@@ -13,10 +13,10 @@ from webhook.rules.gateways import CLASS_RULES, GATEWAY_RULES
 from webhook.rules.impact import DELETE_RULES, UPDATE_RULES
 from webhook.rules.labels import LABEL_RULES
 from webhook.rules.references import REFERENCE_RULES, is_waypoint_instance
-from webhook.rules.rule import Rule, run
+from webhook.rules.rule import Rule, RuleTable, run
 
 # Consumers: the labels themselves first, then what they reference.
-CONSUMER_RULES: tuple[Rule[Consumer], ...] = (*LABEL_RULES, *REFERENCE_RULES)
+CONSUMER_RULES: RuleTable[Consumer] = RuleTable(*LABEL_RULES, *REFERENCE_RULES)
 
 __all__ = [
     "CLASS_RULES",

@@ -10,7 +10,7 @@ order its findings are reported.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -45,12 +45,27 @@ def rule(
     return Rule(check, frozenset(codes), frozenset(kinds), ids, stateless)
 
 
-def run(rules: Iterable[Rule[S]], subject: S, kind: str, ctx: Context) -> list[Finding]:
-    """Every rule for ``kind``, in registry order."""
+class RuleTable(Generic[S]):
+    """Rules in the order their findings are reported, with each kind's selection made once:
+    the engine runs a table per object judged."""
+
+    def __init__(self, *rules: Rule[S]) -> None:
+        self.rules = rules
+        kinds = {k for r in rules for k in r.kinds}
+        self.by_kind: dict[str, tuple[Rule[S], ...]] = {k: tuple(r for r in rules if k in r.kinds) for k in kinds}
+
+    def __iter__(self) -> Iterator[Rule[S]]:
+        return iter(self.rules)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+
+def run(table: RuleTable[S], subject: S, kind: str, ctx: Context) -> list[Finding]:
+    """Every rule of the table for ``kind``, in order."""
     out: list[Finding] = []
-    for r in rules:
-        if kind in r.kinds:
-            found = r.check(subject, ctx)
-            if found:
-                out += found
+    for r in table.by_kind.get(kind, ()):
+        found = r.check(subject, ctx)
+        if found:
+            out += found
     return out
