@@ -217,11 +217,31 @@ def fail_open_configs(k: Kubectl, wh: Webhook, tmp: Path) -> list[dict[str, Any]
     return out
 
 
+# One case each policy denies: each policy and binding takes effect on its own, asynchronously.
+PROBES = (
+    "Service use-waypoint=None",
+    "Pod use-waypoint=None",
+    "Namespace use-waypoint=None",
+    "ServiceEntry use-waypoint=None",
+    "WorkloadEntry use-waypoint-namespace=Bad.NS",
+    "Gateway waypoint-for=bogus",
+    "GatewayClass waypoint-for=Service",
+)
+
+
 def policies_ready(k: Kubectl) -> None:
-    """Bindings take effect asynchronously. (Type checking reports into the policies' status from
+    """Every binding in effect. (Type checking reports into the policies' status from
     kube-controller-manager, which this control plane does not run: an expression that failed at
     run time would show in the table as an error, which fails the test.)"""
-    wait_until(lambda: outcome(CASES[0].run(k)) == "InvalidUseWaypoint", 60, "the policies to take effect", 0.5)
+    cases = {c.name: c for c in CASES}
+    assert set(PROBES) <= set(cases)
+    for name in PROBES:
+        case = cases[name]
+
+        def denied(case: Case = case) -> bool:
+            return outcome(case.run(k)) != "allowed"
+
+        wait_until(denied, 60, f"the policy for {name!r}", 0.5)
 
 
 def test_policy_agrees_with_the_webhook_and_holds_when_the_webhook_is_down(
