@@ -1,4 +1,4 @@
-"""Command line: ``serve``, ``auditor``, ``check``, ``audit``, ``certs`` and ``codes``.
+"""Command line: serve, auditor, check, audit, certs, codes and policy.
 
 Exit status for ``check``: 0 all admitted, 1 something denied, 2 unusable input or
 configuration (the message names the file and line).
