@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import requests
 
+from tests.builders import consumer, review_body
 from tests.e2e.controlplane import ControlPlane, free_port
 from tests.e2e.webhook_process import Webhook
 from tests.harness import EXE, Kubectl, serve_command, wait_until
@@ -84,22 +84,9 @@ def test_unsynced_server_is_not_ready_and_reports_state_unavailable(tmp_path: Pa
         assert r.status_code == 503 and "cluster view not synced yet" in r.json()["reasons"]
 
         def review(label: str) -> dict[str, Any]:
-            body = {
-                "apiVersion": "admission.k8s.io/v1",
-                "kind": "AdmissionReview",
-                "request": {
-                    "uid": "x",
-                    "kind": {"group": "", "version": "v1", "kind": "Service"},
-                    "namespace": "default",
-                    "operation": "CREATE",
-                    "object": {
-                        "metadata": {"name": "s", "namespace": "default", "labels": {"istio.io/use-waypoint": label}}
-                    },
-                },
-            }
             got: dict[str, Any] = requests.post(
                 url + "/validate",
-                data=orjson.dumps(body),
+                data=review_body(consumer("Service", "s", "default", {"istio.io/use-waypoint": label}), uid="x"),
                 verify=ca,
                 timeout=5,
                 headers={"Content-Type": "application/json"},

@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.builders import review_body
 from tests.e2e.webhook_process import Webhook
 from tests.harness import Kubectl, patch_status, probe_denial, wait_until, webhook_configs
 from tests.oracle.istiod_process import Istiod, start_istiod, stop
@@ -96,23 +97,9 @@ def _condition(obj: dict[str, Any]) -> tuple[str, str, str] | None:
 def _verdict(wh: Webhook, kind: str, obj: dict[str, Any]) -> list[tuple[str, str, str]]:
     """The webhook's findings on the stored object, as (code, field, message)."""
     obj = {k: v for k, v in obj.items() if k != "status"}
-    group, version = ("", "v1") if kind in ("Service", "Pod") else ("networking.istio.io", "v1")
-    review = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "oracle",
-            "kind": {"group": group, "version": version, "kind": kind},
-            "operation": "CREATE",
-            "namespace": obj["metadata"]["namespace"],
-            "name": obj["metadata"]["name"],
-            "object": obj,
-            "userInfo": {"username": "oracle"},
-        },
-    }
     r = requests.post(
         wh.url + "/validate",
-        data=json.dumps(review),
+        data=review_body(obj, uid="oracle", kind=kind),
         headers={"Content-Type": "application/json"},
         verify=str(wh.ca),
         timeout=10,

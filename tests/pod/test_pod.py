@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.builders import ns_labels, review_body
 from tests.harness import policy_reports, probe_denial, wait_until, webhook_configs
 from tests.pod import image as images
 from tests.pod.container import CONTAINER, MEASURED, Pod
@@ -177,24 +178,7 @@ def test_idle_memory_is_recorded(pod: Pod) -> None:
 def test_sigterm_drains_an_in_flight_request_and_exits_zero(pod: Pod) -> None:
     """Last: kubelet's stop. A request already being read when SIGTERM arrives is still answered;
     the process exits 0 within terminationGracePeriodSeconds (less the preStop sleep)."""
-    review = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "drain-1",
-            "kind": {"group": "", "version": "v1", "kind": "Namespace"},
-            "resource": {"group": "", "version": "v1", "resource": "namespaces"},
-            "operation": "CREATE",
-            "name": "x",
-            "userInfo": {"username": "u"},
-            "object": {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": "x", "labels": {"istio.io/use-waypoint": "None"}},
-            },
-        },
-    }
-    body = json.dumps(review).encode()
+    body = review_body(ns_labels("x", {"istio.io/use-waypoint": "None"}), uid="drain-1")
     head = (
         f"POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"

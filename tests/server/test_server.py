@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import requests
 import yaml
@@ -25,7 +24,9 @@ pytestmark = pytest.mark.server
 UW = "istio.io/use-waypoint"
 
 
-def review(obj: dict[str, Any], uid: str = "u-1", op: str = "CREATE", old: dict[str, Any] | None = None) -> bytes:
+def review(
+    obj: dict[str, Any] | None, uid: str = "u-1", op: str = "CREATE", old: dict[str, Any] | None = None
+) -> bytes:
     return review_body(obj, uid, op, old)
 
 
@@ -201,23 +202,7 @@ def test_seed_workflows_through_http(tmp_path: Path) -> None:
                 time.sleep(0.5)  # the state poll interval is 0.2 s
         # Final state: the reviews Service is clean, and deleting its waypoint warns it is in use.
         gw = next(yaml.safe_load_all((ROOT / "examples" / "seed" / "04-reviews-svc-waypoint.yaml").read_text()))
-        d = srv.post(
-            "/validate",
-            orjson.dumps(
-                {
-                    "apiVersion": "admission.k8s.io/v1",
-                    "kind": "AdmissionReview",
-                    "request": {
-                        "uid": "del",
-                        "kind": {"group": "gateway.networking.k8s.io", "version": "v1", "kind": "Gateway"},
-                        "namespace": "default",
-                        "operation": "DELETE",
-                        "object": None,
-                        "oldObject": gw,
-                    },
-                }
-            ),
-        ).json()
+        d = srv.post("/validate", review(None, uid="del", op="DELETE", old=gw)).json()
         assert d["response"]["warnings"][0].startswith("WaypointInUse: ")
     finally:
         stop_server(srv)
