@@ -127,34 +127,13 @@ def parser() -> argparse.ArgumentParser:
         "Prometheus when --client-ca makes the main port require client certificates)",
     )
     d = Deadlines()
-    s.add_argument(
-        "--handshake-timeout",
-        type=_seconds,
-        default=d.handshake,
-        metavar="SECONDS",
-        help=f"accept to TLS established (default {d.handshake:g})",
-    )
-    s.add_argument(
-        "--header-timeout",
-        type=_seconds,
-        default=d.header,
-        metavar="SECONDS",
-        help=f"first byte of a request to the end of its headers (default {d.header:g})",
-    )
-    s.add_argument(
-        "--body-timeout",
-        type=_seconds,
-        default=d.body,
-        metavar="SECONDS",
-        help=f"end of the headers to the end of the body (default {d.body:g})",
-    )
-    s.add_argument(
-        "--response-timeout",
-        type=_seconds,
-        default=d.response,
-        metavar="SECONDS",
-        help=f"a request's turn in a thread, writing the answer included (default {d.response:g})",
-    )
+    for flag, default, what in (
+        ("--handshake-timeout", d.handshake, "accept to TLS established"),
+        ("--header-timeout", d.header, "first byte of a request to the end of its headers"),
+        ("--body-timeout", d.body, "end of the headers to the end of the body"),
+        ("--response-timeout", d.response, "a request's turn in a thread, writing the answer included"),
+    ):
+        s.add_argument(flag, type=_seconds, default=default, metavar="SECONDS", help=f"{what} (default {default:g})")
     s.add_argument(
         "--log-format",
         choices=("text", "json"),
