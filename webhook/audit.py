@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from webhook import kubeapi
+from webhook.checker import Result
 from webhook.engine import Settings
 from webhook.findings import Severity
 from webhook.kinds import KINDS, WATCHED
@@ -36,32 +37,8 @@ LIVE: tuple[tuple[str, str, str], ...] = tuple(
 )
 
 
-@dataclass
-class Entry:
-    """One object with findings, in the shape of ``check -o json`` plus where it came from."""
-
-    api_version: str
-    kind: str
-    namespace: str
-    name: str
-    source: str
-    findings: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def allowed(self) -> bool:
-        return all(f["severity"] != "deny" for f in self.findings)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "apiVersion": self.api_version,
-            "kind": self.kind,
-            "namespace": self.namespace,
-            "name": self.name,
-            "allowed": self.allowed,
-            "findings": self.findings,
-            "patch": [],
-            "source": self.source,
-        }
+# One object with findings: the entry shape of ``check -o json``, with where it came from.
+Entry = Result
 
 
 @dataclass(frozen=True)
@@ -130,7 +107,10 @@ def run(source: Source, settings: Settings, filters: Filters) -> list[Entry]:
             if Severity.parse(r.severity) >= filters.min_severity and (not filters.codes or r.code in filters.codes)
         ]
         if findings:
-            entries.append(Entry(str(obj.get("apiVersion")), req.kind.kind, req.namespace, req.name, where, findings))
+            allowed = all(f["severity"] != "deny" for f in findings)
+            entries.append(
+                Entry(str(obj.get("apiVersion")), req.kind.kind, req.namespace, req.name, where, allowed, findings)
+            )
     return entries
 
 
