@@ -49,20 +49,34 @@ class NotServed(Exception):
     """HTTP 404 on a collection: its CRD is not installed."""
 
 
-def list_items(
+class Gone(Exception):
+    """HTTP 410: the resourceVersion or continue token is too old; list again from the start."""
+
+
+def list_pages(
     api: Any, path: str, query: Query | None = None, limit: int = 500, timeout: tuple[float, float] = (10, 120)
 ) -> Iterator[dict[str, Any]]:
-    """Every item of a collection, ``limit`` per page. Raises :class:`NotServed` on 404 and
-    RuntimeError on any other failure."""
+    """Every page of a collection, ``limit`` items each. Raises :class:`NotServed` on 404,
+    :class:`Gone` on 410, and RuntimeError on any other failure."""
     cont = None
     while True:
         q = [*(query or []), ("limit", limit)] + ([("continue", cont)] if cont else [])
         status, page = call(api, "GET", path, query=q, timeout=timeout)
         if status == 404:
             raise NotServed(path)
+        if status == 410:
+            raise Gone(str(page)[:300])
         if status >= 300 or not isinstance(page, dict):
             raise RuntimeError(f"listing {path}: HTTP {status}: {str(page)[:300]}")
-        yield from page.get("items") or []
+        yield page
         cont = (page.get("metadata") or {}).get("continue")
         if not cont:
             return
+
+
+def list_items(
+    api: Any, path: str, query: Query | None = None, limit: int = 500, timeout: tuple[float, float] = (10, 120)
+) -> Iterator[dict[str, Any]]:
+    """Every item of a collection (:func:`list_pages`)."""
+    for page in list_pages(api, path, query, limit, timeout):
+        yield from page.get("items") or []

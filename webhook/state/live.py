@@ -29,6 +29,7 @@ from kubernetes import client, config
 from kubernetes.watch.watch import iter_resp_lines
 
 from webhook.kinds import WATCHED
+from webhook.kubeapi import Gone, NotServed, list_pages
 from webhook.metrics import Metrics
 from webhook.model import Malformed
 from webhook.state.index import Index, IndexView
@@ -58,14 +59,6 @@ RESOURCES: tuple[Resource, ...] = tuple(
 # The continuous audit watches the same resources, Pods whole: a Pod can carry a waypoint key
 # other than use-waypoint (dataplane-mode, a misplaced annotation) and still be wrong.
 AUDIT_RESOURCES: tuple[Resource, ...] = tuple(replace(r, label_selector=None) for r in RESOURCES)
-
-
-class Gone(Exception):
-    """The resourceVersion is too old (HTTP 410): relist."""
-
-
-class NotServed(Exception):
-    """HTTP 404 on the collection: the CRD is not installed (yet)."""
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
@@ -112,17 +105,10 @@ class Watcher:
     def relist(self, reason: str) -> str:
         self.view.metrics.state_relists.labels(self.resource.name, reason).inc()
         items: list[dict[str, Any]] = []
-        cont = None
-        while True:
-            query = [("limit", 500), *self._selector()] + ([("continue", cont)] if cont else [])
-            resp = self._get(query, 60)
-            body = json.loads(resp.data)
-            resp.release_conn()
-            items += body.get("items") or []
-            cont = (body.get("metadata") or {}).get("continue")
-            if not cont:
-                rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
-                break
+        rv = ""
+        for page in list_pages(self.view.api, self.resource.path, self._selector(), timeout=(10, 60)):
+            items += page.get("items") or []
+            rv = str((page.get("metadata") or {}).get("resourceVersion") or "")
         seen = set()
         for item in items:
             item.setdefault("apiVersion", self.resource.api_version)
