@@ -29,6 +29,11 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _record(spec: dict[str, Any]) -> tuple[Any, ...]:
+    """What must change for a holder to count as alive: who holds it, when renewed, how often taken."""
+    return (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("leaseTransitions"))
+
+
 class LeaseElector:
     def __init__(
         self,
@@ -89,11 +94,9 @@ class LeaseElector:
             return True
         if status >= 300 or not isinstance(lease, dict):
             raise RuntimeError(f"reading Lease {self.namespace}/{self.name}: HTTP {status}")
-        current: dict[str, Any] = lease.get("spec") or {}
-        spec = current
-        record = (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("leaseTransitions"))
-        if record != self._observed:
-            self._observe_record(record)
+        spec: dict[str, Any] = lease.get("spec") or {}
+        if _record(spec) != self._observed:
+            self._observe(spec)
         holder = spec.get("holderIdentity") or ""
         held_by_other = holder and holder != self.identity
         if held_by_other and time.monotonic() - self._observed_at < float(spec.get("leaseDurationSeconds") or duration):
@@ -116,10 +119,8 @@ class LeaseElector:
         return True
 
     def _observe(self, spec: dict[str, Any]) -> None:
-        self._observe_record((spec.get("holderIdentity"), spec.get("renewTime"), spec.get("leaseTransitions")))
-
-    def _observe_record(self, record: Any) -> None:
-        self._observed, self._observed_at = record, time.monotonic()
+        """A record seen changing: the lease duration counts from now, by our clock."""
+        self._observed, self._observed_at = _record(spec), time.monotonic()
 
     # -- loop --
     def run(self) -> None:
