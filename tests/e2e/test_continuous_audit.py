@@ -68,10 +68,6 @@ def gauge(metrics: str, name: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def reports(k: Kubectl) -> dict[tuple[str, str, str], dict[str, Any]]:
-    return policy_reports(k)
-
-
 def holder(k: Kubectl) -> str:
     p = k(
         "get",
@@ -144,7 +140,7 @@ def server_a(
 
 def test_objects_created_before_the_webhook_are_reported(k: Kubectl, server_a: Webhook, broken: str) -> None:
     want = {("Service", broken, "typo"), ("Namespace", "", "stale")}
-    found = wait_until(lambda: (r := reports(k)) and set(r) >= want and r, 60, "the first reports")
+    found = wait_until(lambda: (r := policy_reports(k)) and set(r) >= want and r, 60, "the first reports")
     assert set(found) == {("Service", broken, "typo"), ("Namespace", "", "stale")}, found
     typo = found[("Service", broken, "typo")]
     assert typo["kind"] == "PolicyReport" and typo["metadata"]["namespace"] == broken
@@ -177,11 +173,11 @@ def test_deleting_a_waypoint_reports_its_consumers_within_seconds_and_fixing_it_
     k: Kubectl, server_a: Webhook, broken: str
 ) -> None:
     key = ("Service", broken, "reviews")
-    wait_until(lambda: ("Service", broken, "typo") in reports(k), 60, "the first reports")
+    wait_until(lambda: ("Service", broken, "typo") in policy_reports(k), 60, "the first reports")
     gw = json.loads(k("get", "gateway", "wp", "-n", broken, "-o", "json").stdout)
     started = time.monotonic()
     k("delete", "gateway", "wp", "-n", broken)
-    report = wait_until(lambda: reports(k).get(key), 15, "a report on the consumer of the deleted waypoint")
+    report = wait_until(lambda: policy_reports(k).get(key), 15, "a report on the consumer of the deleted waypoint")
     appeared = time.monotonic() - started
     assert [r["rule"] for r in report["results"]] == ["WaypointNotFound"] and report["summary"]["warn"] == 1
     wait_until(
@@ -195,7 +191,7 @@ def test_deleting_a_waypoint_reports_its_consumers_within_seconds_and_fixing_it_
     started = time.monotonic()
     k.apply(gw)
     make_ready(k, "wp", broken)
-    wait_until(lambda: key not in reports(k), 15, "the consumer's report to be deleted")
+    wait_until(lambda: key not in policy_reports(k), 15, "the consumer's report to be deleted")
     cleared = time.monotonic() - started
     wait_until(
         lambda: finding_count(server_a.metrics(), "WaypointNotFound", "Service", broken) == 0,
@@ -208,25 +204,27 @@ def test_deleting_a_waypoint_reports_its_consumers_within_seconds_and_fixing_it_
 def test_two_servers_do_not_fight_and_the_second_takes_over(
     audit_cluster: ControlPlane, k: Kubectl, server_a: Webhook, broken: str, tmp_path: Path
 ) -> None:
-    wait_until(lambda: ("Service", broken, "typo") in reports(k), 60, "the first reports")
+    wait_until(lambda: ("Service", broken, "typo") in policy_reports(k), 60, "the first reports")
     leader = wait_until(lambda: holder(k), 30, "a Lease holder")
     b = start_webhook(audit_cluster, k, tmp_path / "b", ["--audit"])
     try:
         wait_until(lambda: gauge(b.metrics(), "waypoint_webhook_audit_up") == 1, 60, "server B's audit")
-        before = {key: r["metadata"]["resourceVersion"] for key, r in reports(k).items()}
+        before = {key: r["metadata"]["resourceVersion"] for key, r in policy_reports(k).items()}
         time.sleep(8)  # several renewals and B's full pass
         assert holder(k) == leader
         assert gauge(b.metrics(), "waypoint_webhook_audit_leader") == 0
-        assert {key: r["metadata"]["resourceVersion"] for key, r in reports(k).items()} == before
+        assert {key: r["metadata"]["resourceVersion"] for key, r in policy_reports(k).items()} == before
 
         server_a.stop()  # releases the Lease on its way out
         wait_until(lambda: holder(k) not in ("", leader), 30, "server B to take the Lease")
         wait_until(lambda: gauge(b.metrics(), "waypoint_webhook_audit_leader") == 1, 30, "B to lead")
         time.sleep(3)
         # B found every report already right: nothing rewritten on the failover.
-        assert {key: r["metadata"]["resourceVersion"] for key, r in reports(k).items()} == before
+        assert {key: r["metadata"]["resourceVersion"] for key, r in policy_reports(k).items()} == before
         k("label", "service", "typo", "-n", broken, f"{UW}=wp", "--overwrite")  # fixed: B prunes the report
-        wait_until(lambda: ("Service", broken, "typo") not in reports(k), 15, "B to delete the fixed object's report")
+        wait_until(
+            lambda: ("Service", broken, "typo") not in policy_reports(k), 15, "B to delete the fixed object's report"
+        )
     finally:
         b.stop()
 
@@ -276,12 +274,14 @@ def test_report_crd_installed_after_the_audit_started(
         assert (current() or {}).get("reports_available") is False, log.read_text()
         assert "PolicyReport CRD" in log.read_text() and proc.poll() is None
         install_report_crds(k)
-        wait_until(lambda: ("Namespace", "", "stale") in reports(k), 30, "reports once the CRD exists")
+        wait_until(lambda: ("Namespace", "", "stale") in policy_reports(k), 30, "reports once the CRD exists")
         # A deleted object's report goes with it (no garbage collector runs here: the audit deletes it).
         k.apply(service("doomed", broken, {UW: "None"}))
-        wait_until(lambda: ("Service", broken, "doomed") in reports(k), 30, "the report on a broken Service")
+        wait_until(lambda: ("Service", broken, "doomed") in policy_reports(k), 30, "the report on a broken Service")
         k("delete", "service", "doomed", "-n", broken)
-        wait_until(lambda: ("Service", broken, "doomed") not in reports(k), 30, "the deleted Service's report to go")
+        wait_until(
+            lambda: ("Service", broken, "doomed") not in policy_reports(k), 30, "the deleted Service's report to go"
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0, log.read_text()
