@@ -6,7 +6,7 @@ Two cluster sizes from :func:`bench.state.write_state`: small (1,000 namespaces,
 (``ru_maxrss`` of that child) is the cost of that one thing:
 
 1. ``waypoint-webhook audit --state DIR -o json``, the one-off audit: wall time and peak memory;
-2. the continuous audit's core (:class:`webhook.tracker.Tracker`, fed the objects as watch events
+2. the continuous audit's core (:class:`webhook.audit.tracker.Tracker`, fed the objects as watch events
    the way the live view feeds it): the full pass, its memory, and then incremental passes after
    one change: an ordinary waypoint deleted, the hot waypoint deleted, and a Namespace relabelled.
    Each reports how many objects it judged and how long it took; the claim to check is that this
@@ -49,9 +49,9 @@ def _rss_mb() -> float:
 
 def child_tracker(state: Path) -> dict[str, Any]:
     """In a child process: feed the tracker, full pass, then the incremental passes."""
-    from webhook.engine import Settings
-    from webhook.state.index import Index
-    from webhook.tracker import Tracker
+    from webhook.audit.tracker import Tracker
+    from webhook.core.engine import Settings
+    from webhook.core.index import Index
 
     base = _rss_mb()
     index = Index()

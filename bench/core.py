@@ -21,9 +21,9 @@ import orjson  # noqa: E402
 
 from bench.payloads import all_payloads  # noqa: E402
 from bench.state import write_state  # noqa: E402
-from webhook.admission import decode  # noqa: E402
-from webhook.engine import Engine, Settings  # noqa: E402
-from webhook.state.files import FileView  # noqa: E402
+from webhook.admission.wire import decode  # noqa: E402
+from webhook.cluster.files import FileView  # noqa: E402
+from webhook.core.engine import Engine, Settings  # noqa: E402
 
 
 def main() -> int:

@@ -9,8 +9,8 @@ import sys
 import orjson
 from flask import Flask, Response, request
 
-from webhook import serving
-from webhook.tls import CertReloader
+from webhook.admission import serving
+from webhook.admission.tls import CertReloader
 
 
 def build_app(_: CertReloader | None) -> Flask:

@@ -46,8 +46,8 @@ sys.path.insert(0, str(ROOT))
 from tests.builders import consumer, review_body  # noqa: E402
 from tests.e2e.controlplane import free_port  # noqa: E402
 from tests.harness import serve_command  # noqa: E402
-from webhook import tls  # noqa: E402
-from webhook.worker import Deadlines  # noqa: E402
+from webhook.admission import tls  # noqa: E402
+from webhook.admission.worker import Deadlines  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 KINDS = ("truncated-hello", "idle-tcp", "idle-tls", "slowloris", "stalled-body")

@@ -40,7 +40,7 @@ from bench import payloads  # noqa: E402
 from bench.state import write_state  # noqa: E402
 from tests.e2e.controlplane import free_port  # noqa: E402
 from tests.harness import serve_command  # noqa: E402
-from webhook import tls  # noqa: E402
+from webhook.admission import tls  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 

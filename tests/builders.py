@@ -9,13 +9,13 @@ from typing import Any
 
 import orjson
 
-from webhook import kinds as kind_table
-from webhook.engine import Engine, Settings, Verdict
-from webhook.findings import Policy, Severity
-from webhook.request import AdmissionRequest, GroupVersionKind
-from webhook.state.index import Index, IndexView
+from webhook.core import kinds as kind_table
+from webhook.core.engine import Engine, Settings, Verdict
+from webhook.core.findings import Policy, Severity
+from webhook.core.index import Index, IndexView
+from webhook.core.request import AdmissionRequest, GroupVersionKind
 
-# docs/rules.md B0, written out independently of webhook.kinds (which tests/unit/test_kinds.py checks against it).
+# docs/rules.md B0, written out independently of webhook.core.kinds (which tests/unit/test_kinds.py checks against it).
 B0 = {
     ("gateway.networking.k8s.io", "gateways"): ({"v1", "v1beta1"}, {"CREATE", "UPDATE", "DELETE"}),
     ("gateway.networking.k8s.io", "gatewayclasses"): ({"v1", "v1beta1"}, {"CREATE", "UPDATE"}),

@@ -22,7 +22,7 @@ from tests.e2e.controlplane import ControlPlane
 from tests.e2e.webhook_process import Webhook, start_webhook
 from tests.harness import ROOT, Kubectl, apply_identity, install_crds, probe_denial, running_cluster, wait_until
 from tests.harness import webhook_configs as shipped_configs
-from webhook.policy import documents
+from webhook.core.policies import documents
 
 pytestmark = pytest.mark.e2e
 UW, UWN = "istio.io/use-waypoint", "istio.io/use-waypoint-namespace"

@@ -16,7 +16,7 @@ from tests.builders import consumer, review_body
 from tests.e2e.controlplane import ControlPlane, free_port
 from tests.e2e.webhook_process import Webhook
 from tests.harness import EXE, Kubectl, serve_command, wait_until
-from webhook.state.live import RESOURCES, LiveView, Resource
+from webhook.cluster.live import RESOURCES, LiveView, Resource
 
 pytestmark = pytest.mark.e2e
 

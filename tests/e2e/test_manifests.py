@@ -18,7 +18,7 @@ from cryptography import x509
 from tests.builders import B0
 from tests.e2e.webhook_process import ROOT, Webhook
 from tests.harness import Kubectl, rendered_manifests
-from webhook.install import WEBHOOK_KINDS
+from webhook.cli.install import WEBHOOK_KINDS
 
 pytestmark = pytest.mark.e2e
 

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from tests.builders import KINDS, consumer, engine, request, state
 from tests.robustness.strategies import SEEDS, UW, UWN, YAML, mutated, paths
-from webhook.model import Malformed
-from webhook.request import AdmissionRequest, GroupVersionKind
-from webhook.state.index import Index
+from webhook.core.index import Index
+from webhook.core.model import Malformed
+from webhook.core.request import AdmissionRequest, GroupVersionKind
 
 WORLD = [s for s in SEEDS if s["kind"] in ("Gateway", "GatewayClass", "Namespace")]
 

@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.robustness.strategies import SEEDS, YAML, mutated
-from webhook.cli import main
-from webhook.state.files import FileView, StateError, read_documents
+from webhook.cli.commands import main
+from webhook.cluster.files import FileView, StateError, read_documents
 
 # Pieces of YAML syntax, so random text reaches the parser's corners rather than plain scalars.
 PIECES = st.sampled_from(

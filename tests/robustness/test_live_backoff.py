@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from kubernetes import client
 
-from webhook.state.live import RESOURCES, LiveView
+from webhook.cluster.live import RESOURCES, LiveView
 
 SECONDS = 6.0
 

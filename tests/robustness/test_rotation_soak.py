@@ -16,7 +16,7 @@ import requests
 
 from tests.builders import consumer, review_body
 from tests.server.running import ROOT, Server, start_server, stop_server
-from webhook import tls
+from webhook.admission import tls
 
 pytestmark = pytest.mark.server
 BODY = review_body(consumer("Service", "s", labels={"istio.io/use-waypoint": "None"}), uid="load")

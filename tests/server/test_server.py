@@ -18,7 +18,7 @@ import yaml
 from tests.builders import review_body
 from tests.harness import eventually
 from tests.server.running import ROOT, Server, start_server, stop_server
-from webhook import tls
+from webhook.admission import tls
 
 pytestmark = pytest.mark.server
 UW = "istio.io/use-waypoint"

@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from webhook import engine
-from webhook.findings import Finding
-from webhook.rules import gateways, registry
-from webhook.rules.context import Context
-from webhook.rules.rule import Rule, RuleTable
+from webhook.core import dispatch
+from webhook.core.findings import Finding
+from webhook.core.rules.context import Context
+from webhook.core.rules.rule import Rule
 
 
 def _declared_only(r: Rule[Any]) -> Rule[Any]:
@@ -30,13 +29,6 @@ def _declared_only(r: Rule[Any]) -> Rule[Any]:
 
 @pytest.fixture(autouse=True)
 def rules_emit_only_declared_codes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    tables: list[tuple[object, str]] = [
-        (gateways, "GATEWAY_RULES"),
-        (gateways, "CLASS_RULES"),
-        (registry, "CONSUMER_RULES"),
-        (engine, "DELETE_RULES"),
-        (engine, "UPDATE_RULES"),
-    ]
-    for module, name in tables:
-        monkeypatch.setattr(module, name, RuleTable(*map(_declared_only, getattr(module, name))))
+    # Engines built without a registry of their own take dispatch.REGISTRY when they are made.
+    monkeypatch.setattr(dispatch, "REGISTRY", dispatch.REGISTRY.map_rules(_declared_only))
     yield

@@ -13,10 +13,10 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from tests.builders import consumer, engine, gateway, namespace, state
-from webhook.admission import BadRequest, bound_warnings, decode
-from webhook.engine import Engine, Verdict
-from webhook.request import AdmissionRequest
-from webhook.server import create_app
+from webhook.admission.app import create_app
+from webhook.admission.wire import BadRequest, bound_warnings, decode
+from webhook.core.engine import Engine, Verdict
+from webhook.core.request import AdmissionRequest
 
 UW = "istio.io/use-waypoint"
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.builders import consumer, gateway, ns_labels
-from webhook.cli import main
+from webhook.cli.commands import main
 
 UW = "istio.io/use-waypoint"
 

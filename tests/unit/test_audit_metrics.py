@@ -1,4 +1,4 @@
-"""/metrics shows the continuous audit from its status file, and nothing stale (webhook.metrics)."""
+"""/metrics shows the continuous audit from its status file, and nothing stale (webhook.admission.metrics)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook.metrics import Metrics
+from webhook.admission.metrics import Metrics
 
 
 def _status(path: Path, age: float, **extra: object) -> None:

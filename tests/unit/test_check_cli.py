@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from webhook.cli import main
+from webhook.cli.commands import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = sorted(str(p) for p in (ROOT / "examples" / "seed").glob("*.yaml"))

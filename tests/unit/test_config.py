@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from webhook.config import ConfigError, Options, build_settings
-from webhook.findings import Code, Severity
+from webhook.cli.config import ConfigError, Options, build_settings
+from webhook.core.findings import Code, Severity
 
 
 def write(tmp_path: Path, text: str) -> str:

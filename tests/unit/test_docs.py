@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from webhook.checker import check_documents
-from webhook.engine import Settings
-from webhook.findings import CODES, Code
-from webhook.state.files import read_documents
-from webhook.state.index import Index
+from webhook.cli.check import check_documents
+from webhook.cluster.files import read_documents
+from webhook.core.engine import Settings
+from webhook.core.findings import CODES, Code
+from webhook.core.index import Index
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "rules.md").read_text()
@@ -52,7 +52,7 @@ def test_example_triggers_its_code(code: str) -> None:
     docs = read_documents(Path(f"docs/rules.md#{code}"), blocks[-1])
     results = check_documents(docs, index, Settings())
     last = results[-1]
-    got = {f["code"]: f["severity"] for f in last.findings}
+    got = {str(f.code): str(f.severity) for f in last.findings}
     assert got.get(code) == str(Code(code).info.default), f"{code}: the example's last object gave {got}"
 
 
@@ -62,7 +62,7 @@ def test_examples_without_manifests_say_how_to_trigger() -> None:
 
 
 def test_readme_code_table_is_what_codes_prints(capsys: pytest.CaptureFixture[str]) -> None:
-    from webhook.cli import main
+    from webhook.cli.commands import main
 
     assert main(["codes"]) == 0
     printed = capsys.readouterr().out.strip()

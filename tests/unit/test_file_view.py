@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook.state.files import FileView, StateError
+from webhook.cluster.files import FileView, StateError
 
 GW = """apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway

@@ -1,4 +1,4 @@
-"""The table of kinds (webhook.kinds) against docs/rules.md B0 and against what is shipped: the
+"""The table of kinds (webhook.core.kinds) against docs/rules.md B0 and against what is shipped: the
 webhook rules, the ClusterRole, the live view's watches. A kind added to the table and forgotten
 in a manifest (so the API server never sends it, or the view cannot list it) fails here, not in
 production."""
@@ -12,10 +12,10 @@ import yaml
 
 from tests.builders import B0
 from tests.builders import KINDS as BUILDER_KINDS
-from webhook.kinds import BY_KIND, KINDS, WATCHED, Role
-from webhook.metrics import KINDS as METRIC_KINDS
-from webhook.state.index import Index
-from webhook.state.live import AUDIT_RESOURCES, RESOURCES
+from webhook.admission.metrics import KINDS as METRIC_KINDS
+from webhook.cluster.live import AUDIT_RESOURCES, RESOURCES
+from webhook.core.index import Index
+from webhook.core.kinds import BY_KIND, KINDS, WATCHED, Role
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""Leader election (webhook.lease) against an in-memory Lease API with resourceVersions: one
+"""Leader election (webhook.audit.lease) against an in-memory Lease API with resourceVersions: one
 holder at a time, a takeover only after the holder's record stops changing for the lease
 duration (or at once after a release), and a refused Lease logged once, not at every retry."""
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.harness import wait_until
-from webhook.lease import LeaseElector
+from webhook.audit.lease import LeaseElector
 
 
 @dataclass
@@ -100,7 +100,7 @@ def test_an_abandoned_lease_is_taken_after_its_duration() -> None:
 def test_a_forbidden_lease_is_logged_once_and_never_led(caplog: pytest.LogCaptureFixture) -> None:
     api, events = FakeLeases(forbidden=True), list[str]()
     a = elector(api, "a", events)
-    with caplog.at_level(logging.WARNING, logger="webhook.lease"):
+    with caplog.at_level(logging.WARNING, logger="webhook.audit.lease"):
         a.start()
         time.sleep(0.5)  # about ten retries
         a.stop()

@@ -10,7 +10,7 @@ import pytest
 
 from tests.builders import MESH, engine, gateway, gateway_class, request, state
 from tests.crds import schema
-from webhook.state.index import Index
+from webhook.core.index import Index
 
 UW = "istio.io/use-waypoint"
 
@@ -129,7 +129,7 @@ def test_update_is_defaulted_too() -> None:
 
 def test_builtin_patch_applier_matches_jsonpatch() -> None:
     """The offline checker applies patches itself (no jsonpatch at run time); it must agree."""
-    from webhook.rules.defaults import apply_patch
+    from webhook.core.rules.defaults import apply_patch
 
     for obj in (minimal(), minimal(labels={"a": "b"}), minimal(listeners=[])):
         ops, expected = mutate(obj)

@@ -1,4 +1,4 @@
-"""The fail-open overlay's ValidatingAdmissionPolicies (webhook.policy) against the registry: they
+"""The fail-open overlay's ValidatingAdmissionPolicies (webhook.core.policies) against the registry: they
 enforce exactly the stateless deny rules, say the same codes, and the shipped file is what the
 generator prints. (What the API server makes of them is tests/e2e/test_fail_open.py.)"""
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from webhook.cli import POLICY_HEADER, main
-from webhook.findings import Severity
-from webhook.policy import ENFORCED, POLICIES, documents
-from webhook.rules.registry import all_rules
+from webhook.cli.commands import POLICY_HEADER, main
+from webhook.core.dispatch import all_rules
+from webhook.core.findings import Severity
+from webhook.core.policies import ENFORCED, POLICIES, documents
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "manifests" / "fail-open" / "policy.yaml"

@@ -1,4 +1,4 @@
-"""The rule registry (webhook.rules.registry): every code is emitted by a declared rule, every rule
+"""The rule registry (webhook.core.dispatch): every code is emitted by a declared rule, every rule
 cites rule IDs the docs define, and no rule can fire on a key the CEL matchConditions do not
 forward. (tests/unit/conftest.py checks, in every unit test, that rules emit only what they declare.)"""
 
@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from webhook import forwarding, model
-from webhook.findings import Code
-from webhook.kinds import BY_KIND, CONSUMER_KINDS, KINDS, Role
-from webhook.model import parse_consumer
-from webhook.rules.context import Context
-from webhook.rules.registry import CONSUMER_RULES, all_rules, emitted_codes
-from webhook.state.index import Index, IndexView
+from webhook.core import forwarding, model
+from webhook.core.dispatch import CONSUMER_RULES, all_rules, emitted_codes
+from webhook.core.findings import Code
+from webhook.core.index import Index, IndexView
+from webhook.core.kinds import BY_KIND, CONSUMER_KINDS, KINDS, Role
+from webhook.core.model import parse_consumer
+from webhook.core.rules.context import Context
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "rules.md").read_text()

@@ -19,8 +19,8 @@ from tests.builders import (
     verdict_codes,
     workload,
 )
-from webhook.findings import Policy, Severity, parse_overrides
-from webhook.state.index import Index
+from webhook.core.findings import Policy, Severity, parse_overrides
+from webhook.core.index import Index
 
 UW = "istio.io/use-waypoint"
 UWN = "istio.io/use-waypoint-namespace"

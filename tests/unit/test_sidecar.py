@@ -1,5 +1,5 @@
 """The auditor beside the workers: the gunicorn master restarts it when it dies and stops it when
-the master exits (webhook.serving.Sidecar)."""
+the master exits (webhook.admission.serving.Sidecar)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import sys
 
 from tests.harness import wait_until
-from webhook.serving import Sidecar
+from webhook.admission.serving import Sidecar
 
 CHILD = [sys.executable, "-c", "import time; time.sleep(600)"]
 

@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from webhook import tls
-from webhook.tls import CertReloader
+from webhook.admission import tls
+from webhook.admission.tls import CertReloader
 
 
 def _write(d: Path, issued: tls.Issued) -> None:

@@ -11,12 +11,13 @@ import pytest
 
 from tests.builders import consumer, gateway, gateway_class, ns_labels
 from tests.crds import report_schema
-from webhook import reports
-from webhook.engine import Settings
-from webhook.forwarding import consumer_forwarded
-from webhook.state.index import Index, IndexView
-from webhook.stored import audit_engine, judge_stored, stored_request
-from webhook.tracker import Audited, Tracker, trim
+from webhook.audit import reports
+from webhook.audit.tracker import Audited, Tracker, trim
+from webhook.core.engine import Settings
+from webhook.core.forwarding import consumer_forwarded
+from webhook.core.index import Index, IndexView
+from webhook.core.request import stored_request
+from webhook.core.stored import audit_engine, judge_stored
 
 UW, UWNS = "istio.io/use-waypoint", "istio.io/use-waypoint-namespace"
 AMBIENT = {"istio.io/dataplane-mode": "ambient"}

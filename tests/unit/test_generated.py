@@ -1,0 +1,37 @@
+"""Every generated artefact is what `make generate` writes (webhook.cli.generate): the README's code
+table, the rules reference's index, the CEL matchConditions and the fail-open policies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from webhook.cli import generate
+from webhook.core import forwarding
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_no_generated_file_is_stale() -> None:
+    stale = generate.stale(ROOT)
+    assert not stale, f"stale: {', '.join(stale)}; run `make generate`"
+
+
+def test_the_folded_conditions_load_back_to_the_expressions() -> None:
+    text = generate.replace_conditions((ROOT / "manifests" / "webhooks.yaml").read_text())
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    exprs = {c["name"]: c["expression"] for d in docs for wh in d["webhooks"] for c in wh.get("matchConditions", [])}
+    assert exprs["carries-waypoint-labels"] == forwarding.consumer_condition()
+    assert exprs["template-carries-waypoint-labels"] == forwarding.template_condition()
+
+
+def test_a_hand_edit_is_found(tmp_path: Path) -> None:
+    for a in generate.ARTEFACTS:
+        target = tmp_path / a.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text((ROOT / a.path).read_text())
+    readme = tmp_path / "README.md"
+    readme.write_text(readme.read_text().replace("| `InvalidWaypointFor` | deny |", "| `InvalidWaypointFor` | warn |"))
+    assert generate.stale(tmp_path) == ["README.md"]
+    assert generate.write(tmp_path) == ["README.md"] and generate.stale(tmp_path) == []
