@@ -33,8 +33,8 @@ run: install certs/dev/tls.crt
 	  --tls-cert certs/dev/tls.crt --tls-key certs/dev/tls.key --state examples/state
 
 lint: install
-	$(BIN)/ruff check webhook tests $(wildcard bench)
-	$(BIN)/ruff format --check webhook tests $(wildcard bench)
+	$(BIN)/ruff check webhook testkit tests $(wildcard bench)
+	$(BIN)/ruff format --check webhook testkit tests $(wildcard bench)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.state import write_state  # noqa: E402
-from tests.harness import EXE  # noqa: E402
+from testkit.harness import EXE  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SIZES = {"small": (1_000, 100, 5_000), "large": (10_000, 1_000, 50_000)}

@@ -43,9 +43,9 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.builders import consumer, review_body  # noqa: E402
-from tests.e2e.controlplane import free_port  # noqa: E402
-from tests.harness import serve_command  # noqa: E402
+from testkit.builders import consumer, review_body  # noqa: E402
+from testkit.controlplane import free_port  # noqa: E402
+from testkit.harness import serve_command  # noqa: E402
 from webhook.admission import tls  # noqa: E402
 from webhook.admission.worker import Deadlines  # noqa: E402
 

@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench import payloads  # noqa: E402
 from bench.state import write_state  # noqa: E402
-from tests.e2e.controlplane import free_port  # noqa: E402
-from tests.harness import serve_command  # noqa: E402
+from testkit.controlplane import free_port  # noqa: E402
+from testkit.harness import serve_command  # noqa: E402
 from webhook.admission import tls  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -266,9 +266,9 @@ def bench_memory(work: Path, certs: Path, out: dict[str, Any]) -> None:
 
 def bench_apiserver(load: Load, work: Path, out: dict[str, Any]) -> None:
     """20 concurrent clients creating labelled Services and Pods, with and without the webhook."""
-    from tests.e2e.controlplane import ControlPlane
-    from tests.e2e.webhook_process import start_webhook
-    from tests.harness import Kubectl, rendered_manifests, webhook_configs
+    from testkit.controlplane import ControlPlane
+    from testkit.harness import Kubectl, rendered_manifests, webhook_configs
+    from testkit.webhook_process import start_webhook
 
     cp = ControlPlane(work / "cp")
     cp.start()

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.controlplane import ControlPlane
-from tests.e2e.webhook_process import Webhook, start_webhook
-from tests.harness import Kubectl, apply_identity, probe_denial, running_cluster, webhook_configs
+from testkit.controlplane import ControlPlane
+from testkit.harness import Kubectl, apply_identity, probe_denial, running_cluster, webhook_configs
+from testkit.webhook_process import Webhook, start_webhook
 
 
 @pytest.fixture(scope="session")

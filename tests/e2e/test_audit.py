@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from tests.e2e.controlplane import ControlPlane
-from tests.e2e.webhook_process import Webhook
-from tests.harness import EXE, Kubectl
+from testkit.controlplane import ControlPlane
+from testkit.harness import EXE, Kubectl
+from testkit.webhook_process import Webhook
 
 pytestmark = pytest.mark.e2e
 UW = "istio.io/use-waypoint"

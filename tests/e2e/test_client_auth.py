@@ -17,9 +17,9 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from tests.e2e.controlplane import ControlPlane, dn, free_port, key_pem, make_cert, pem
-from tests.e2e.webhook_process import Webhook, start_webhook
-from tests.harness import Kubectl, apply_identity, probe_denial, running_cluster, webhook_configs
+from testkit.controlplane import ControlPlane, dn, free_port, key_pem, make_cert, pem
+from testkit.harness import Kubectl, apply_identity, probe_denial, running_cluster, webhook_configs
+from testkit.webhook_process import Webhook, start_webhook
 
 pytestmark = pytest.mark.e2e
 

@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.controlplane import ControlPlane, spawn
-from tests.e2e.webhook_process import Webhook, start_webhook
-from tests.harness import (
+from testkit.controlplane import ControlPlane, spawn
+from testkit.harness import (
     EXE,
     REPORT_CRDS,
     Kubectl,
@@ -32,6 +31,7 @@ from tests.harness import (
     running_cluster,
     wait_until,
 )
+from testkit.webhook_process import Webhook, start_webhook
 
 pytestmark = pytest.mark.e2e
 UW = "istio.io/use-waypoint"

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.controlplane import ControlPlane
-from tests.e2e.webhook_process import Webhook, start_webhook
-from tests.harness import ROOT, Kubectl, apply_identity, install_crds, probe_denial, running_cluster, wait_until
-from tests.harness import webhook_configs as shipped_configs
+from testkit.controlplane import ControlPlane
+from testkit.harness import ROOT, Kubectl, apply_identity, install_crds, probe_denial, running_cluster, wait_until
+from testkit.harness import webhook_configs as shipped_configs
+from testkit.webhook_process import Webhook, start_webhook
 from webhook.core.policies import documents
 
 pytestmark = pytest.mark.e2e

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.controlplane import ControlPlane, alive
-from tests.harness import ROOT, Kubectl, running_cluster, wait_until
+from testkit.controlplane import ControlPlane, alive
+from testkit.harness import ROOT, Kubectl, running_cluster, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -60,7 +60,7 @@ def test_killed_test_process_takes_its_control_plane_with_it(tmp_path: Path) -> 
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
         from pathlib import Path
-        from tests.e2e.controlplane import ControlPlane
+        from testkit.controlplane import ControlPlane
         cp = ControlPlane(Path({str(tmp_path)!r}))
         cp.start()
         print(" ".join(str(p) for p in cp.pids), flush=True)

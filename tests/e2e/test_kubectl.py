@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.controlplane import ControlPlane
-from tests.e2e.webhook_process import SA, Webhook
-from tests.harness import Kubectl, eventually, make_ready, wait_until
+from testkit.controlplane import ControlPlane
+from testkit.harness import Kubectl, eventually, make_ready, wait_until
+from testkit.webhook_process import SA, Webhook
 
 pytestmark = pytest.mark.e2e
 UW = "istio.io/use-waypoint"

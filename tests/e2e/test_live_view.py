@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.builders import consumer, review_body
-from tests.e2e.controlplane import ControlPlane, free_port
-from tests.e2e.webhook_process import Webhook
-from tests.harness import EXE, Kubectl, serve_command, wait_until
+from testkit.builders import consumer, review_body
+from testkit.controlplane import ControlPlane, free_port
+from testkit.harness import EXE, Kubectl, serve_command, wait_until
+from testkit.webhook_process import Webhook
 from webhook.cluster.live import RESOURCES, LiveView, Resource
 
 pytestmark = pytest.mark.e2e

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from cryptography import x509
 
-from tests.builders import B0
-from tests.e2e.webhook_process import ROOT, Webhook
-from tests.harness import Kubectl, rendered_manifests
+from testkit.builders import B0
+from testkit.harness import Kubectl, rendered_manifests
+from testkit.webhook_process import ROOT, Webhook
 from webhook.cli.install import WEBHOOK_KINDS
 
 pytestmark = pytest.mark.e2e

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from tests.crds import crd_documents, istio_crds_file
-from tests.e2e.controlplane import ControlPlane
-from tests.e2e.webhook_process import Webhook, start_webhook
-from tests.harness import Kubectl, apply_identity, install_crds, running_cluster
+from testkit.controlplane import ControlPlane
+from testkit.crds import crd_documents, istio_crds_file
+from testkit.harness import Kubectl, apply_identity, install_crds, running_cluster
+from testkit.webhook_process import Webhook, start_webhook
 from tests.oracle.istiod_process import Istiod, start_istiod, stop
 
 

@@ -8,8 +8,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.e2e.controlplane import free_port, spawn
-from tests.harness import wait_until
+from testkit.controlplane import free_port, spawn
+from testkit.harness import wait_until
 
 HERE = Path(__file__).resolve().parent
 

@@ -31,9 +31,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.builders import review_body
-from tests.e2e.webhook_process import Webhook
-from tests.harness import Kubectl, patch_status, probe_denial, wait_until, webhook_configs
+from testkit.builders import review_body
+from testkit.harness import Kubectl, patch_status, probe_denial, wait_until, webhook_configs
+from testkit.webhook_process import Webhook
 from tests.oracle.istiod_process import Istiod, start_istiod, stop
 from tests.oracle.scenarios import Case, cases, gw, ns, svc
 

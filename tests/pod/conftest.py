@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.controlplane import ControlPlane
-from tests.harness import EXE, Kubectl, apply_identity, install_crds, install_report_crds, running_cluster
+from testkit.controlplane import ControlPlane
+from testkit.harness import EXE, Kubectl, apply_identity, install_crds, install_report_crds, running_cluster
 from tests.pod import image as images
 from tests.pod.container import CONTAINER, MAX_LIFETIME, MEASURED, Pod
 from tests.pod.podspec import pod_run

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import requests
 
-from tests.harness import Kubectl
+from testkit.harness import Kubectl
 from tests.pod import image as images
 from tests.pod.podspec import PodRun
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.builders import ns_labels, review_body
-from tests.harness import policy_reports, probe_denial, wait_until, webhook_configs
+from testkit.builders import ns_labels, review_body
+from testkit.harness import policy_reports, probe_denial, wait_until, webhook_configs
 from tests.pod import image as images
 from tests.pod.container import CONTAINER, MEASURED, Pod
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from tests.builders import MESH, consumer, gateway, gateway_class, namespace, workload
+from testkit.builders import MESH, consumer, gateway, gateway_class, namespace, workload
 
 UW, UWN = "istio.io/use-waypoint", "istio.io/use-waypoint-namespace"
 Path = tuple[str | int, ...]

@@ -13,7 +13,7 @@ import jsonpatch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.builders import KINDS, consumer, engine, request, state
+from testkit.builders import KINDS, consumer, engine, request, state
 from tests.robustness.strategies import SEEDS, UW, UWN, YAML, mutated, paths
 from webhook.core.index import Index
 from webhook.core.model import Malformed

@@ -19,7 +19,7 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.builders import KINDS, consumer, review_body
+from testkit.builders import KINDS, consumer, review_body
 from tests.robustness.strategies import JSON, SEEDS, mutated
 from tests.server.running import ROOT, Server, start_server, stop_server
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.builders import consumer, review_body
+from testkit.builders import consumer, review_body
 from tests.server.running import ROOT, Server, start_server, stop_server
 from webhook.admission import tls
 

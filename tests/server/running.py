@@ -12,8 +12,8 @@ from typing import Any
 
 import requests
 
-from tests.e2e.controlplane import free_port, spawn
-from tests.harness import EXE, serve_command
+from testkit.controlplane import free_port, spawn
+from testkit.harness import EXE, serve_command
 
 ROOT = Path(__file__).resolve().parents[2]
 

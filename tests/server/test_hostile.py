@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.builders import consumer, review_body
+from testkit.builders import consumer, review_body
 from tests.server.running import ROOT, Server, start_server, stop_server
 
 pytestmark = pytest.mark.server

@@ -15,8 +15,8 @@ import pytest
 import requests
 import yaml
 
-from tests.builders import review_body
-from tests.harness import eventually
+from testkit.builders import review_body
+from testkit.harness import eventually
 from tests.server.running import ROOT, Server, start_server, stop_server
 from webhook.admission import tls
 
@@ -253,7 +253,7 @@ def test_state_and_certificate_hot_reload(tmp_path: Path) -> None:
 def test_serve_refuses_bad_state_with_file_and_line(tmp_path: Path) -> None:
     import subprocess
 
-    from tests.harness import EXE
+    from testkit.harness import EXE
 
     (tmp_path / "bad.yaml").write_text("kind: [\n")
     p = subprocess.run(

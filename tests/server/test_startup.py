@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.harness import EXE
+from testkit.harness import EXE
 from tests.server.running import start_server, stop_server
 
 pytestmark = pytest.mark.server

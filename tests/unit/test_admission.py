@@ -12,7 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from tests.builders import consumer, engine, gateway, namespace, state
+from testkit.builders import consumer, engine, gateway, namespace, state
 from webhook.admission.app import create_app
 from webhook.admission.wire import BadRequest, bound_warnings, decode
 from webhook.core.engine import Engine, Verdict

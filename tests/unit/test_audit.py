@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.builders import consumer, gateway, ns_labels
+from testkit.builders import consumer, gateway, ns_labels
 from webhook.cli.commands import main
 
 UW = "istio.io/use-waypoint"

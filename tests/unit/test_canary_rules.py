@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.builders import consumer, engine, gateway, judge, ns_labels, request, state, verdict_codes
+from testkit.builders import consumer, engine, gateway, judge, ns_labels, request, state, verdict_codes
 
 UW, UWN = "istio.io/use-waypoint", "istio.io/use-waypoint-namespace"
 C, CN, W = (

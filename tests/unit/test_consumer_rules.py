@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.builders import consumer, engine, gateway, gateway_class, judge, namespace, ns_labels, state, workload
+from testkit.builders import consumer, engine, gateway, gateway_class, judge, namespace, ns_labels, state, workload
 
 UW = "istio.io/use-waypoint"
 UWN = "istio.io/use-waypoint-namespace"
@@ -429,7 +429,7 @@ def test_pod_templates_are_judged_as_pods(kind: str) -> None:
 
 
 def test_template_field_path_points_into_the_template() -> None:
-    from tests.builders import request
+    from testkit.builders import request
 
     v = engine(STATE).validate(request(workload("CronJob", labels={UW: "None"})))
     assert v.judged[0].finding.field == "spec.jobTemplate.spec.template.metadata.labels[istio.io/use-waypoint]"
@@ -450,7 +450,7 @@ def test_state_unavailable_when_unsynced_but_syntax_still_checked() -> None:
 
 
 def test_field_paths_follow_spec_c() -> None:
-    from tests.builders import request
+    from testkit.builders import request
 
     v = engine(STATE).validate(request(svc({UW: "same", UWN: "infra"})))
     assert [(j.code, j.finding.field) for j in v.judged] == [

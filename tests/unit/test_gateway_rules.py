@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.builders import MESH, engine, gateway, gateway_class, judge, request, state
+from testkit.builders import MESH, engine, gateway, gateway_class, judge, request, state
 
 SELECTOR_NS = {"from": "Selector", "selector": {"matchLabels": {"kubernetes.io/metadata.name": "consumer"}}}
 
@@ -436,7 +436,7 @@ def test_a_gateway_class_with_a_malformed_binding_is_denied() -> None:
 def test_changing_the_inbound_binding_can_break_consumers() -> None:
     """ConsumersWouldBreak sees P1: dropping the binding moves the consulted listener from the bound
     one (All) back to the mesh listener (Same), which refuses the consumers in other namespaces."""
-    from tests.builders import consumer, ns_labels, verdict_codes
+    from testkit.builders import consumer, ns_labels, verdict_codes
 
     bound = _gw(
         "wp",

@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from tests.builders import B0
-from tests.builders import KINDS as BUILDER_KINDS
+from testkit.builders import B0
+from testkit.builders import KINDS as BUILDER_KINDS
 from webhook.admission.metrics import KINDS as METRIC_KINDS
 from webhook.cluster.live import AUDIT_RESOURCES, RESOURCES
 from webhook.core.index import Index

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import wait_until
+from testkit.harness import wait_until
 from webhook.audit.lease import LeaseElector
 
 

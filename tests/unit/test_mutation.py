@@ -8,8 +8,8 @@ import jsonpatch
 import jsonschema
 import pytest
 
-from tests.builders import MESH, engine, gateway, gateway_class, request, state
-from tests.crds import schema
+from testkit.builders import MESH, engine, gateway, gateway_class, request, state
+from testkit.crds import schema
 from webhook.core.index import Index
 
 UW = "istio.io/use-waypoint"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.builders import (
+from testkit.builders import (
     consumer,
     engine,
     gateway,

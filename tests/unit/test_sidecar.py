@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from tests.harness import wait_until
+from testkit.harness import wait_until
 from webhook.admission.serving import Sidecar
 
 CHILD = [sys.executable, "-c", "import time; time.sleep(600)"]

@@ -9,8 +9,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.builders import consumer, gateway, gateway_class, ns_labels
-from tests.crds import report_schema
+from testkit.builders import consumer, gateway, gateway_class, ns_labels
+from testkit.crds import report_schema
 from webhook.audit import reports
 from webhook.audit.tracker import Audited, Tracker, trim
 from webhook.core.engine import Settings

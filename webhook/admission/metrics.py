@@ -128,11 +128,19 @@ class AuditCollector:
 
 
 class Metrics:
+    """Every metric the server exports, in a registry of its own."""
+
     def __init__(self, audit_status: str | None = None) -> None:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry(auto_describe=True)
         self.audit = AuditCollector(audit_status) if audit_status else None
-        r = self.registry
+        self._request_children: dict[tuple[str, str, str, str], Any] = {}
+        self._duration_children: dict[str, Any] = {}
+        self._review_metrics(self.registry)
+        self._state_metrics(self.registry)
+        self._certificate_metrics(self.registry)
+
+    def _review_metrics(self, r: CollectorRegistry) -> None:
         self.requests = Counter(
             "waypoint_webhook_admission_requests_total",
             "Admission reviews answered, by webhook, kind, operation and result.",
@@ -158,15 +166,18 @@ class Metrics:
             ["status"],
             registry=r,
         )
+        self.connections_closed = Counter(
+            "waypoint_webhook_connections_closed_total",
+            "Connections the server closed before a whole request was answered, by reason "
+            "(a phase's deadline passed, or the TLS handshake failed).",
+            ["reason"],
+            registry=r,
+        )
+
+    def _state_metrics(self, r: CollectorRegistry) -> None:
         self.state_synced = Gauge(
             "waypoint_webhook_state_synced",
             "1 when this process's cluster view is synced (min over workers).",
-            registry=r,
-            multiprocess_mode="min",
-        )
-        self.cert_expiry = Gauge(
-            "waypoint_webhook_certificate_expiry_timestamp_seconds",
-            "notAfter of the serving certificate in use, as a Unix time.",
             registry=r,
             multiprocess_mode="min",
         )
@@ -176,14 +187,19 @@ class Metrics:
             ["resource", "type"],
             registry=r,
         )
-        self._request_children: dict[tuple[str, str, str, str], Any] = {}
-        self._duration_children: dict[str, Any] = {}
-        self.connections_closed = Counter(
-            "waypoint_webhook_connections_closed_total",
-            "Connections the server closed before a whole request was answered, by reason "
-            "(a phase's deadline passed, or the TLS handshake failed).",
-            ["reason"],
+        self.state_relists = Counter(
+            "waypoint_webhook_state_relists_total",
+            "Full relists of a watched resource, by resource and reason.",
+            ["resource", "reason"],
             registry=r,
+        )
+
+    def _certificate_metrics(self, r: CollectorRegistry) -> None:
+        self.cert_expiry = Gauge(
+            "waypoint_webhook_certificate_expiry_timestamp_seconds",
+            "notAfter of the serving certificate in use, as a Unix time.",
+            registry=r,
+            multiprocess_mode="min",
         )
         self.cert_rejected = Gauge(
             "waypoint_webhook_certificate_rejected",
@@ -191,12 +207,6 @@ class Metrics:
             "not match) and the previous pair is still serving.",
             registry=r,
             multiprocess_mode="max",
-        )
-        self.state_relists = Counter(
-            "waypoint_webhook_state_relists_total",
-            "Full relists of a watched resource, by resource and reason.",
-            ["resource", "reason"],
-            registry=r,
         )
 
     def request_done(self, webhook: str, kind: str, operation: str, result: str, seconds: float) -> None:

@@ -52,15 +52,15 @@ class Answer:
     close: bool = False
 
 
-def json_answer(status: int, payload: Mapping[str, Any], close: bool = False) -> Answer:
+def json_answer(status: int, payload: Mapping[str, Any], *, close: bool = False) -> Answer:
     return Answer(status, orjson.dumps(payload), close)
 
 
-def reject(metrics: Metrics, status: int, message: str, close: bool = False) -> Answer:
+def reject(metrics: Metrics, status: int, message: str, *, close: bool = False) -> Answer:
     """A request refused before review: counted, logged at debug, answered with a JSON error."""
     metrics.bad_requests.labels(str(status)).inc()
     log.debug("answering %d before review: %s", status, message)
-    return json_answer(status, {"error": message}, close)
+    return json_answer(status, {"error": message}, close=close)
 
 
 @dataclass(frozen=True)

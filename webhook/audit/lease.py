@@ -69,29 +69,9 @@ class LeaseElector:
     def try_acquire_or_renew(self) -> bool:
         """One round: True when we hold the Lease afterwards."""
         status, lease = self._call("GET", f"{self._path}/{self.name}")
-        now = _now()
         duration = max(1, round(self.duration))
         if status == 404:
-            first: dict[str, Any] = {
-                "holderIdentity": self.identity,
-                "leaseDurationSeconds": duration,
-                "acquireTime": now,
-                "renewTime": now,
-                "leaseTransitions": 0,
-            }
-            body = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": first,
-            }
-            status, _ = self._call("POST", self._path, body)
-            if status == 409:
-                return False
-            if status >= 300:
-                raise RuntimeError(f"creating Lease {self.namespace}/{self.name}: HTTP {status}")
-            self._observe(first)
-            return True
+            return self._create(duration)
         if status >= 300 or not isinstance(lease, dict):
             raise RuntimeError(f"reading Lease {self.namespace}/{self.name}: HTTP {status}")
         spec: dict[str, Any] = lease.get("spec") or {}
@@ -101,6 +81,34 @@ class LeaseElector:
         held_by_other = holder and holder != self.identity
         if held_by_other and time.monotonic() - self._observed_at < float(spec.get("leaseDurationSeconds") or duration):
             return False
+        return self._take(lease, spec, holder, duration)
+
+    def _create(self, duration: int) -> bool:
+        now = _now()
+        first: dict[str, Any] = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": duration,
+            "acquireTime": now,
+            "renewTime": now,
+            "leaseTransitions": 0,
+        }
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": first,
+        }
+        status, _ = self._call("POST", self._path, body)
+        if status == 409:
+            return False
+        if status >= 300:
+            raise RuntimeError(f"creating Lease {self.namespace}/{self.name}: HTTP {status}")
+        self._observe(first)
+        return True
+
+    def _take(self, lease: dict[str, Any], spec: dict[str, Any], holder: str, duration: int) -> bool:
+        """Renew our Lease, or take over one whose holder let it expire (a transition)."""
+        now = _now()
         transitions = int(spec.get("leaseTransitions") or 0)
         new_spec = {
             "holderIdentity": self.identity,

@@ -48,6 +48,33 @@ def collection(namespace: str) -> str:
     return f"/apis/{GROUP}/{VERSION}/clusterpolicyreports"
 
 
+def _owned_by(api_version: str, kind: str, namespace: str, name: str, uid: str) -> tuple[dict[str, Any], ...]:
+    """The report's scope and metadata: named after, scoped to and owned by its object."""
+    scope = {"apiVersion": api_version, "kind": kind, "name": name}
+    metadata: dict[str, Any] = {"name": report_name(kind, namespace, name, uid), "labels": {MANAGED_BY: MANAGER}}
+    if namespace:
+        scope["namespace"] = metadata["namespace"] = namespace
+    if uid:
+        scope["uid"] = uid
+        metadata["ownerReferences"] = [{"apiVersion": api_version, "kind": kind, "name": name, "uid": uid}]
+    return scope, metadata
+
+
+def _entry(r: Judged, since: Mapping[tuple[str, str], int], now: int) -> dict[str, Any]:
+    return {
+        "policy": POLICY,
+        "rule": str(r.code),
+        "result": _RESULT.get(r.severity, "warn"),
+        "severity": _SEVERITY.get(r.severity, "medium"),
+        "category": CATEGORY,
+        "source": SOURCE,
+        "scored": True,
+        "message": r.message,
+        "properties": {"field": r.field},
+        "timestamp": {"seconds": since.get((r.code, r.field), now), "nanos": 0},
+    }
+
+
 def render(
     api_version: str,
     kind: str,
@@ -60,19 +87,7 @@ def render(
 ) -> dict[str, Any]:
     """The report for one object. ``since`` carries over when each (code, field) was first reported,
     so an unchanged finding keeps its timestamp and an unchanged report is never rewritten."""
-    scope = {"apiVersion": api_version, "kind": kind, "name": name}
-    if namespace:
-        scope["namespace"] = namespace
-    if uid:
-        scope["uid"] = uid
-    metadata: dict[str, Any] = {
-        "name": report_name(kind, namespace, name, uid),
-        "labels": {MANAGED_BY: MANAGER},
-    }
-    if namespace:
-        metadata["namespace"] = namespace
-    if uid:
-        metadata["ownerReferences"] = [{"apiVersion": api_version, "kind": kind, "name": name, "uid": uid}]
+    scope, metadata = _owned_by(api_version, kind, namespace, name, uid)
     ordered = sorted(results, key=lambda r: (r.severity is not Severity.DENY, r.code, r.field))
     return {
         "apiVersion": API_VERSION,
@@ -86,21 +101,7 @@ def render(
             "error": 0,
             "skip": 0,
         },
-        "results": [
-            {
-                "policy": POLICY,
-                "rule": str(r.code),
-                "result": _RESULT.get(r.severity, "warn"),
-                "severity": _SEVERITY.get(r.severity, "medium"),
-                "category": CATEGORY,
-                "source": SOURCE,
-                "scored": True,
-                "message": r.message,
-                "properties": {"field": r.field},
-                "timestamp": {"seconds": since.get((r.code, r.field), now), "nanos": 0},
-            }
-            for r in ordered
-        ],
+        "results": [_entry(r, since, now) for r in ordered],
     }
 
 

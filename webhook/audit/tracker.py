@@ -51,6 +51,45 @@ AUDITED: Mapping[tuple[str, str], bool] = {k.group_kind: k.role is not Role.CONS
 _KEPT_ANNOTATION = "istio.io/"
 
 
+# The spec fields each consumer kind's rules read; the rest of a consumer's spec is dropped.
+_SPEC_KEPT: Mapping[str, tuple[str, ...]] = {
+    "Service": ("type",),
+    "Pod": ("hostNetwork",),
+    "WorkloadEntry": ("labels",),
+}
+
+
+def _trim_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Labels, Istio annotations and the controller reference; what names the object."""
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict):
+        annotations = {k: v for k, v in annotations.items() if isinstance(k, str) and _KEPT_ANNOTATION in k}
+    owners = meta.get("ownerReferences")
+    if isinstance(owners, list):
+        owners = [o for o in owners if isinstance(o, dict) and o.get("controller") is True] or None
+    kept = (
+        ("name", meta.get("name")),
+        ("namespace", meta.get("namespace")),
+        ("generateName", meta.get("generateName")),
+        ("uid", meta.get("uid")),
+        ("labels", meta.get("labels")),
+        ("annotations", annotations),
+        ("ownerReferences", owners),
+    )
+    return {k: v for k, v in kept if v is not None}
+
+
+def _trim_spec(kind: object, spec: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(kind, str) and kind in _SPEC_KEPT:
+        return {k: spec[k] for k in _SPEC_KEPT[kind] if k in spec}
+    if kind != "ServiceEntry":
+        return spec  # a workload: its pod template is judged as a Pod
+    eps = spec.get("endpoints")
+    if not isinstance(eps, list):
+        return {k: spec[k] for k in ("endpoints",) if k in spec}
+    return {"endpoints": [{"labels": e["labels"]} if isinstance(e, dict) and "labels" in e else e for e in eps]}
+
+
 def trim(obj: Mapping[str, Any]) -> dict[str, Any]:
     """What the rules read of a stored object, and what a report names it by.
 
@@ -62,45 +101,12 @@ def trim(obj: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(meta, dict):
         return dict(obj)
     kind = obj.get("kind")
-    annotations = meta.get("annotations")
-    if isinstance(annotations, dict):
-        annotations = {k: v for k, v in annotations.items() if isinstance(k, str) and _KEPT_ANNOTATION in k}
-    owners = meta.get("ownerReferences")
-    if isinstance(owners, list):
-        owners = [o for o in owners if isinstance(o, dict) and o.get("controller") is True] or None
-    kept_meta = {
-        k: v
-        for k, v in (
-            ("name", meta.get("name")),
-            ("namespace", meta.get("namespace")),
-            ("generateName", meta.get("generateName")),
-            ("uid", meta.get("uid")),
-            ("labels", meta.get("labels")),
-            ("annotations", annotations),
-            ("ownerReferences", owners),
-        )
-        if v is not None
-    }
-    out: dict[str, Any] = {"apiVersion": obj.get("apiVersion"), "kind": kind, "metadata": kept_meta}
+    out: dict[str, Any] = {"apiVersion": obj.get("apiVersion"), "kind": kind, "metadata": _trim_meta(meta)}
     spec = obj.get("spec")
     if kind in ("Gateway", "GatewayClass", "Namespace"):
         out.update({k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")})
     elif isinstance(spec, dict):
-        if kind == "Service":
-            out["spec"] = {k: spec[k] for k in ("type",) if k in spec}
-        elif kind == "Pod":
-            out["spec"] = {k: spec[k] for k in ("hostNetwork",) if k in spec}
-        elif kind == "WorkloadEntry":
-            out["spec"] = {k: spec[k] for k in ("labels",) if k in spec}
-        elif kind == "ServiceEntry":
-            eps = spec.get("endpoints")
-            out["spec"] = (
-                {"endpoints": [{"labels": e["labels"]} if isinstance(e, dict) and "labels" in e else e for e in eps]}
-                if isinstance(eps, list)
-                else {k: spec[k] for k in ("endpoints",) if k in spec}
-            )
-        else:
-            out["spec"] = spec
+        out["spec"] = _trim_spec(kind, spec)
     elif spec is not None:
         out["spec"] = spec  # the wrong type: the rules report it
     return out

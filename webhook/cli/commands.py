@@ -87,7 +87,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _install(args: argparse.Namespace, out: Path) -> None:
     from webhook.cli import install
 
-    _, reused = install.generate(args.namespace, out, Path(args.manifests), args.days, args.fail_open)
+    _, reused = install.generate(args.namespace, out, Path(args.manifests), args.days, fail_open=args.fail_open)
     names = ", ".join(install.dns_names(args.namespace))
     print(f"wrote {out}/: serving certificate for {names} ({'existing CA reused' if reused else 'new CA'}),")
     fail_open = " (fail-open: webhooks at Ignore, syntax rules as ValidatingAdmissionPolicies)"

@@ -95,7 +95,7 @@ def binding_patches(namespace: str) -> list[dict[str, Any]]:
     ]
 
 
-def kustomization(out: Path, manifests: Path, namespace: str, fail_open: bool = False) -> dict[str, Any]:
+def kustomization(out: Path, manifests: Path, namespace: str, *, fail_open: bool = False) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
@@ -109,7 +109,7 @@ def kustomization(out: Path, manifests: Path, namespace: str, fail_open: bool = 
 
 
 def generate(
-    namespace: str, out: Path, manifests: Path, days: int = 365, fail_open: bool = False
+    namespace: str, out: Path, manifests: Path, days: int = 365, *, fail_open: bool = False
 ) -> tuple[tls.Issued, bool]:
     """Write the install into ``out``; reuse the CA found there, so the caBundle stays valid
     across serving-certificate rotations. Returns the issued pair and whether the CA was reused."""
@@ -125,6 +125,6 @@ def generate(
     (out / "webhooks-patch.yaml").write_text(yaml.safe_dump_all(patches, sort_keys=False))
     (out / "kustomization.yaml").write_text(
         "# Written by `make certs`; install with `kubectl apply -k certs/`.\n"
-        + yaml.safe_dump(kustomization(out, manifests, namespace, fail_open), sort_keys=False)
+        + yaml.safe_dump(kustomization(out, manifests, namespace, fail_open=fail_open), sort_keys=False)
     )
     return issued, ca_pair is not None

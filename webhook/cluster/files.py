@@ -90,11 +90,7 @@ def _line_of(text: str, error: BaseException) -> int | None:
     return text.count("\n", 0, position) + 1 if isinstance(position, int) else None
 
 
-def read_documents(path: Path, text: str | None = None) -> list[Document]:
-    """Parse one file into documents, with errors that name the file and line.
-
-    Bounded: files over ``MAX_FILE_BYTES``, and documents whose aliases expand them more than
-    ``MAX_EXPANSION`` times, are refused before anything walks them."""
+def _read_text(path: Path, text: str | None) -> str:
     try:
         if text is None:
             if path.stat().st_size > MAX_FILE_BYTES:
@@ -104,45 +100,55 @@ def read_documents(path: Path, text: str | None = None) -> list[Document]:
         raise StateError(f"{path}: cannot read: {e}") from e
     if len(text) > MAX_FILE_BYTES:
         raise StateError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
+    return text
+
+
+def read_documents(path: Path, text: str | None = None) -> list[Document]:
+    """Parse one file into documents, with errors that name the file and line.
+
+    Bounded: files over ``MAX_FILE_BYTES``, and documents whose aliases expand them more than
+    ``MAX_EXPANSION`` times, are refused before anything walks them."""
+    text = _read_text(path, text)
     if path.suffix == ".json":
         return _read_json(path, text)
     docs: list[Document] = []
     loader = _Loader(text)
-    line = 0
+    where = [0]  # the line of the document being read, for errors
     try:
-        index = 0
-        while loader.check_node():
-            node = loader.get_node()
-            index += 1
-            if node is None:
-                continue
-            line = node.start_mark.line + 1
-            expanded, distinct = _sizes(node)
-            limit = MAX_EXPANSION * distinct + EXPANSION_SLACK
-            if expanded > limit:
-                raise StateError(
-                    f"{path}:{line}: document {index} expands to more than {limit} nodes through YAML aliases"
-                )
-            obj = loader.construct_document(node)
-            if obj is None:
-                continue
-            for item in _flatten(obj):
-                if not isinstance(item, dict):
-                    raise StateError(f"{path}:{line}: document {index} is not a mapping")
-                docs.append(Document(f"{path}:{line}", item))
+        _read_yaml(path, loader, docs, where)
     except StateError:
         raise
     except yaml.YAMLError as e:
-        where = _line_of(text, e) or line
         problem = getattr(e, "problem", None) or getattr(e, "reason", None) or str(e)
-        raise StateError(f"{path}:{where}: invalid YAML: {problem}") from e
+        raise StateError(f"{path}:{_line_of(text, e) or where[0]}: invalid YAML: {problem}") from e
     except RecursionError:
-        raise StateError(f"{path}:{line}: invalid YAML: nested too deeply") from None
+        raise StateError(f"{path}:{where[0]}: invalid YAML: nested too deeply") from None
     except (ValueError, TypeError, OverflowError) as e:  # e.g. a timestamp that is no date
-        raise StateError(f"{path}:{line}: invalid YAML value: {e}") from None
+        raise StateError(f"{path}:{where[0]}: invalid YAML value: {e}") from None
     finally:
         loader.dispose()
     return docs
+
+
+def _read_yaml(path: Path, loader: yaml.SafeLoader, docs: list[Document], where: list[int]) -> None:
+    index = 0
+    while loader.check_node():
+        node = loader.get_node()
+        index += 1
+        if node is None:
+            continue
+        line = where[0] = node.start_mark.line + 1
+        expanded, distinct = _sizes(node)
+        limit = MAX_EXPANSION * distinct + EXPANSION_SLACK
+        if expanded > limit:
+            raise StateError(f"{path}:{line}: document {index} expands to more than {limit} nodes through YAML aliases")
+        obj = loader.construct_document(node)
+        if obj is None:
+            continue
+        for item in _flatten(obj):
+            if not isinstance(item, dict):
+                raise StateError(f"{path}:{line}: document {index} is not a mapping")
+            docs.append(Document(f"{path}:{line}", item))
 
 
 def _read_json(path: Path, text: str) -> list[Document]:

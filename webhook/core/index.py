@@ -132,7 +132,7 @@ class Index:
             return list(found.values()) if found else []
 
     # -- writes --
-    def apply(self, raw: Mapping[str, Any], deleted: bool = False) -> bool:
+    def apply(self, raw: Mapping[str, Any], *, deleted: bool = False) -> bool:
         """Add, replace or remove one object; returns False for kinds the index does not keep.
 
         Raises :class:`Malformed` for a tracked kind whose fields have the wrong shape.
@@ -144,47 +144,50 @@ class Index:
         spec = spec_of(group_of(api_version), kind)
         if spec is None or spec.role is Role.WORKLOAD:
             return False
-        what = spec.role
         meta = raw.get("metadata") or {}
         if not isinstance(meta, dict):
             raise Malformed("metadata", "must be an object")
         name, namespace = meta.get("name") or "", meta.get("namespace") or ""
-        if what is Role.GATEWAY:
+        if spec.role is Role.GATEWAY:
             if deleted:
                 self.delete_gateway(namespace, name)
             else:
                 self.put_gateway(waypoint_info(raw))
-        elif what is Role.CLASS:
-            with self._lock:
-                if deleted:
-                    self.classes.pop(name, None)
-                else:
-                    gc = parse_gateway_class(raw)
-                    self.classes[name] = ClassInfo(gc.waypoint_for, gc.controller, gc.inbound_binding)
-        elif what is Role.NAMESPACE:
-            if deleted:
-                with self._lock:
-                    self.namespaces.pop(name, None)
-                    self.namespace_notes.pop(name, None)
-                self.delete_consumer(("Namespace", name, name))
-            else:
-                ns_name, labels = parse_namespace_labels(raw)
-                consumer = parse_consumer("Namespace", raw)
-                notes = {k: v for k, v in consumer.meta.annotations.items() if k in NAMESPACE_ANNOTATIONS}
-                with self._lock:
-                    self.namespaces[ns_name] = labels
-                    if notes:
-                        self.namespace_notes[ns_name] = notes
-                    else:
-                        self.namespace_notes.pop(ns_name, None)
-                self.put_consumer(consumer)
+        elif spec.role is Role.CLASS:
+            self._apply_class(raw, name, deleted)
+        elif spec.role is Role.NAMESPACE:
+            self._apply_namespace(raw, name, deleted)
+        elif deleted:
+            self.delete_consumer((kind, namespace, name))
         else:
-            key = (kind, namespace, name)
-            if deleted:
-                self.delete_consumer(key)
-            else:
-                self.put_consumer(parse_consumer(kind, raw))
+            self.put_consumer(parse_consumer(kind, raw))
         return True
+
+    def _apply_class(self, raw: Mapping[str, Any], name: str, deleted: bool) -> None:
+        with self._lock:
+            if deleted:
+                self.classes.pop(name, None)
+            else:
+                gc = parse_gateway_class(raw)
+                self.classes[name] = ClassInfo(gc.waypoint_for, gc.controller, gc.inbound_binding)
+
+    def _apply_namespace(self, raw: Mapping[str, Any], name: str, deleted: bool) -> None:
+        if deleted:
+            with self._lock:
+                self.namespaces.pop(name, None)
+                self.namespace_notes.pop(name, None)
+            self.delete_consumer(("Namespace", name, name))
+            return
+        ns_name, labels = parse_namespace_labels(raw)
+        consumer = parse_consumer("Namespace", raw)
+        notes = {k: v for k, v in consumer.meta.annotations.items() if k in NAMESPACE_ANNOTATIONS}
+        with self._lock:
+            self.namespaces[ns_name] = labels
+            if notes:
+                self.namespace_notes[ns_name] = notes
+            else:
+                self.namespace_notes.pop(ns_name, None)
+        self.put_consumer(consumer)
 
     def put_gateway(self, info: WaypointInfo) -> None:
         with self._lock:

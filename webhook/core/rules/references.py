@@ -36,6 +36,7 @@ from webhook.core.rules.context import Context, path_of
 from webhook.core.rules.permissions import Attachment, attachment
 from webhook.core.rules.rule import Rule, rule
 from webhook.core.rules.traffic import effective_waypoint_for
+from webhook.core.view import WaypointInfo
 
 
 @dataclass(frozen=True)
@@ -116,44 +117,68 @@ def _primary(c: Consumer, ctx: Context) -> tuple[tuple[str, str], bool] | None:
     return ((ns, name), own) if is_dns1123_label(ns) else None
 
 
+@dataclass(frozen=True)
+class _Canary:
+    """Where a consumer's canary reference comes from (its own labels or its Namespace's, R6)."""
+
+    own: bool
+    name: str
+    ns_label: str | None
+    what: str
+    field: str
+    triggers: tuple[tuple[str, ...], ...]
+
+
+def _canary_of(c: Consumer, ctx: Context) -> _Canary | None:
+    own = c.kind == "Namespace" or USE_WAYPOINT_CANARY in c.labels
+    labels = c.labels if own else ctx.view.namespace_labels(c.namespace)
+    name = labels.get(USE_WAYPOINT_CANARY)
+    if name is None or name == "none":
+        return None
+    prefix = c.meta.prefix
+    return _Canary(
+        own,
+        name,
+        labels.get(USE_WAYPOINT_CANARY_NAMESPACE),
+        c.display() if own else f"{c.display()} (canary via namespace {c.namespace})",
+        f"{prefix}.labels[{USE_WAYPOINT_CANARY}]" if own else f"namespace {c.namespace} labels[{USE_WAYPOINT_CANARY}]",
+        (
+            path_of(prefix, "labels", USE_WAYPOINT_CANARY),
+            path_of(prefix, "labels", USE_WAYPOINT_CANARY_NAMESPACE),
+            path_of(prefix, "annotations", CANARY_WEIGHT),
+        ),
+    )
+
+
+def _canary_syntax(c: Consumer, k: _Canary) -> list[Finding] | None:
+    """The canary's own names, when they are invalid (None when they are valid)."""
+    bad_ns = k.ns_label is not None and not is_dns1123_label(k.ns_label)
+    if k.name.lower() != "none" and is_dns1123_subdomain(k.name) and not bad_ns:
+        return None
+    if not k.own:
+        return []  # the Namespace was denied for it when it was labelled
+    code, key, value = (
+        (Code.InvalidUseWaypointNamespace, USE_WAYPOINT_CANARY_NAMESPACE, k.ns_label)
+        if bad_ns
+        else (Code.InvalidUseWaypoint, USE_WAYPOINT_CANARY, k.name)
+    )
+    shown = '""' if value == "" else quoted(value)
+    prefix = c.meta.prefix
+    return [Finding(code, f"{k.what}: {key} {shown} is not a valid name", f"{prefix}.labels[{key}]", k.triggers)]
+
+
 def canary(c: Consumer, ctx: Context) -> list[Finding]:
     """The canary label and the weight annotation fall back to the Namespace's (unlike the
     primary reference). The canary applies only when the primary resolved cleanly; then it is
     judged like a primary reference, and problems that come from the Namespace's labels are
     warnings on the object. Istio drops a failing canary silently (it only appends to the
     WaypointBound condition's message), which is why the webhook says it here."""
-    if c.kind not in CANARY_KINDS:
+    k = _canary_of(c, ctx) if c.kind in CANARY_KINDS else None
+    if k is None:
         return []
-    own = c.kind == "Namespace" or USE_WAYPOINT_CANARY in c.labels
-    labels = c.labels if own else ctx.view.namespace_labels(c.namespace)
-    name = labels.get(USE_WAYPOINT_CANARY)
-    if name is None or name == "none":
-        return []
-    prefix = c.meta.prefix
-    field = (
-        f"{prefix}.labels[{USE_WAYPOINT_CANARY}]" if own else f"namespace {c.namespace} labels[{USE_WAYPOINT_CANARY}]"
-    )
-    triggers = (
-        path_of(prefix, "labels", USE_WAYPOINT_CANARY),
-        path_of(prefix, "labels", USE_WAYPOINT_CANARY_NAMESPACE),
-        path_of(prefix, "annotations", CANARY_WEIGHT),
-    )
-    what = c.display() if own else f"{c.display()} (canary via namespace {c.namespace})"
-    ns_label = labels.get(USE_WAYPOINT_CANARY_NAMESPACE)
-    if (
-        name.lower() == "none"
-        or not is_dns1123_subdomain(name)
-        or (ns_label is not None and not is_dns1123_label(ns_label))
-    ):
-        if not own:
-            return []  # the Namespace was denied for it when it was labelled
-        code, key, value = (
-            (Code.InvalidUseWaypointNamespace, USE_WAYPOINT_CANARY_NAMESPACE, ns_label)
-            if ns_label is not None and not is_dns1123_label(ns_label)
-            else (Code.InvalidUseWaypoint, USE_WAYPOINT_CANARY, name)
-        )
-        shown = '""' if value == "" else quoted(value)
-        return [Finding(code, f"{what}: {key} {shown} is not a valid name", f"{prefix}.labels[{key}]", triggers)]
+    bad = _canary_syntax(c, k)
+    if bad is not None:
+        return bad
     primary = _primary(c, ctx)
     if primary is None or not ctx.view.synced():
         return []
@@ -161,33 +186,34 @@ def canary(c: Consumer, ctx: Context) -> list[Finding]:
     ns_labels = c.labels if c.kind == "Namespace" else None
     if _cached_outcomes(c, SERVICE_TRAFFIC, ref, ctx, ns_labels, not primary_own):
         return []  # the primary did not resolve cleanly: Istio ignores the canary
-    target = (ns_label if ns_label is not None else c.namespace, name)
+    return _canary_findings(c, ctx, k, ref, ns_labels)
+
+
+def _canary_findings(
+    c: Consumer, ctx: Context, k: _Canary, ref: tuple[str, str], ns_labels: Mapping[str, str] | None
+) -> list[Finding]:
+    """Beside a cleanly resolved primary: the canary is the primary, its weight is unusable, or
+    what its own resolution meets."""
+    target = (k.ns_label if k.ns_label is not None else c.namespace, k.name)
     own_weight = c.kind == "Namespace" or CANARY_WEIGHT in c.meta.annotations
     weight = (c.meta.annotations if own_weight else ctx.view.namespace_annotations(c.namespace)).get(CANARY_WEIGHT)
-    out: list[Finding] = []
     if target == ref:
-        out.append(
-            Finding(
-                Code.CanarySameAsPrimary,
-                f"{what}: the canary waypoint {target[0]}/{target[1]} is the primary one",
-                field,
-                triggers,
-            )
-        )
-    elif not _weight_ok(weight):
+        text = f"{k.what}: the canary waypoint {target[0]}/{target[1]} is the primary one"
+        return [Finding(Code.CanarySameAsPrimary, text, k.field, k.triggers)]
+    if not _weight_ok(weight):
         f = Finding(
             Code.CanaryInvalidWeight,
-            f"{what}: {CANARY_WEIGHT} {quoted(weight)} is not an integer from 0 to 100; Istio drops the canary",
-            f"{prefix}.annotations[{CANARY_WEIGHT}]"
+            f"{k.what}: {CANARY_WEIGHT} {quoted(weight)} is not an integer from 0 to 100; Istio drops the canary",
+            f"{c.meta.prefix}.annotations[{CANARY_WEIGHT}]"
             if own_weight
             else f"namespace {c.namespace} annotations[{CANARY_WEIGHT}]",
-            triggers,
+            k.triggers,
         )
-        out.append(f if own_weight else f.capped(Severity.WARN))
-    else:
-        for o in _cached_outcomes(c, SERVICE_TRAFFIC, target, ctx, ns_labels, not own):
-            f = Finding(o.code, f"{what}: canary {o.text}", field, triggers)
-            out.append(f if own or o.code in DENY_EVEN_INHERITED else f.capped(Severity.WARN))
+        return [f if own_weight else f.capped(Severity.WARN)]
+    out: list[Finding] = []
+    for o in _cached_outcomes(c, SERVICE_TRAFFIC, target, ctx, ns_labels, not k.own):
+        f = Finding(o.code, f"{k.what}: canary {o.text}", k.field, k.triggers)
+        out.append(f if k.own or o.code in DENY_EVEN_INHERITED else f.capped(Severity.WARN))
     return out
 
 
@@ -400,50 +426,51 @@ def _outcomes(
             Outcome(Code.WaypointNotReady, f"waypoint {where} has no address yet; traffic bypasses it until ready")
         )
     labels = ns_labels if ns_labels is not None else view.namespace_labels(c.namespace)
-    class_info = view.gateway_class(gw.class_name)
-    routes = gw.routes(class_info.inbound_binding if class_info else None)  # P1
-    decision = attachment(routes, gw.namespace, c.namespace, labels)
-    if decision is Attachment.UNKNOWN:
-        # A5: istiod dereferences the unparsable selector as soon as something references the
-        # Gateway, and crashes, again on every restart: deny even an inherited reference.
-        out.append(
-            Outcome(
-                Code.UnevaluableAllowedRoutes,
-                f"waypoint {where} has an allowedRoutes selector istiod cannot evaluate (it crashes on it); fix the Gateway",
-            )
-        )
-    elif decision is not Attachment.ALLOWED:
-        out.append(
-            Outcome(
-                Code.AttachmentDenied,
-                f"waypoint {where} refuses binding: its allowedRoutes ({routes.from_}) do not admit namespace "
-                f"{c.namespace}",
-            )
-        )
-    eff = effective_waypoint_for(gw.waypoint_for, view.class_waypoint_for(gw.class_name))
-    if c.kind == "Namespace":
-        if SERVICE not in eff.serves:
-            out.append(
-                Outcome(
-                    Code.NamespaceWaypointTrafficType,
-                    f"waypoint {where} is for {quoted(eff.raw)}, so it will not serve the Services here",
-                )
-            )
-    elif not (traffic & eff.serves) and (SERVICE in traffic or not inherited):
-        # R3: an inherited workload mismatch is silently "no waypoint".
-        need = "service or all" if SERVICE in traffic else "workload or all"
-        out.append(
-            Outcome(
-                Code.UnsupportedTrafficType,
-                f"waypoint {where} is for {quoted(eff.raw)}, needs {need}; no fallback applies",
-            )
-        )
+    out += _attachment(c, gw, where, labels, ctx)
+    out += _traffic_type(c, gw, where, traffic, inherited, ctx)
     if gw.ready and not gw.usable and not out:
         # W1: bound as far as istiod is concerned, but ztunnel gets no address (a lone NamedAddress)
         out.append(
             Outcome(Code.WaypointNotReady, f"waypoint {where} has no Hostname or IP address; traffic bypasses it")
         )
     return out
+
+
+def _attachment(c: Consumer, gw: WaypointInfo, where: str, labels: Mapping[str, str], ctx: Context) -> list[Outcome]:
+    """P1-P4: the consulted listener's allowedRoutes against the consumer's namespace."""
+    class_info = ctx.view.gateway_class(gw.class_name)
+    routes = gw.routes(class_info.inbound_binding if class_info else None)  # P1
+    decision = attachment(routes, gw.namespace, c.namespace, labels)
+    if decision is Attachment.UNKNOWN:
+        # A5: istiod dereferences the unparsable selector as soon as something references the
+        # Gateway, and crashes, again on every restart: deny even an inherited reference.
+        text = (
+            f"waypoint {where} has an allowedRoutes selector istiod cannot evaluate (it crashes on it); fix the Gateway"
+        )
+        return [Outcome(Code.UnevaluableAllowedRoutes, text)]
+    if decision is not Attachment.ALLOWED:
+        text = (
+            f"waypoint {where} refuses binding: its allowedRoutes ({routes.from_}) do not admit namespace {c.namespace}"
+        )
+        return [Outcome(Code.AttachmentDenied, text)]
+    return []
+
+
+def _traffic_type(
+    c: Consumer, gw: WaypointInfo, where: str, traffic: frozenset[str], inherited: bool, ctx: Context
+) -> list[Outcome]:
+    """R3: whether the waypoint's effective waypoint-for serves this kind of object."""
+    eff = effective_waypoint_for(gw.waypoint_for, ctx.view.class_waypoint_for(gw.class_name))
+    if c.kind == "Namespace":
+        if SERVICE in eff.serves:
+            return []
+        text = f"waypoint {where} is for {quoted(eff.raw)}, so it will not serve the Services here"
+        return [Outcome(Code.NamespaceWaypointTrafficType, text)]
+    if (traffic & eff.serves) or not (SERVICE in traffic or not inherited):
+        return []  # served, or an inherited workload mismatch: silently "no waypoint" (R3)
+    need = "service or all" if SERVICE in traffic else "workload or all"
+    text = f"waypoint {where} is for {quoted(eff.raw)}, needs {need}; no fallback applies"
+    return [Outcome(Code.UnsupportedTrafficType, text)]
 
 
 def _has_sidecar(c: Consumer, ns_labels: Mapping[str, str]) -> str:

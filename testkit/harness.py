@@ -16,8 +16,8 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from tests.crds import gateway_api_files, istio_crds, policy_report_files
-from tests.e2e.controlplane import ControlPlane
+from testkit.controlplane import ControlPlane
+from testkit.crds import gateway_api_files, istio_crds, policy_report_files
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = str(Path(sys.executable).parent / "waypoint-webhook")

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-HERE = Path(__file__).resolve().parent
+BUILD = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "controlplane" / "build.sh"
 
 
 def free_port() -> int:
@@ -69,7 +69,7 @@ def assets() -> Path:
     env = os.environ.get("KUBEBUILDER_ASSETS")
     if env and (Path(env) / "kube-apiserver").exists() and (Path(env) / "etcd").exists():
         return Path(env)
-    out = subprocess.run([str(HERE / "controlplane" / "build.sh")], capture_output=True, text=True, check=True)
+    out = subprocess.run([str(BUILD)], capture_output=True, text=True, check=True)
     return Path(out.stdout.strip().splitlines()[-1])
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import requests
 
-from tests.e2e.controlplane import ControlPlane, free_port, spawn
-from tests.harness import EXE, Kubectl, serve_command
+from testkit.controlplane import ControlPlane, free_port, spawn
+from testkit.harness import EXE, Kubectl, serve_command
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SA = "system:serviceaccount:waypoint-webhook:waypoint-webhook"
 
 

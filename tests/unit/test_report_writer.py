@@ -1,0 +1,181 @@
+"""The report writer (webhook.audit.writer) as a reconcile loop, against an in-memory PolicyReport
+API: desired reports against existing ones, per-key retries with backoff so one refused report
+never holds back the others, and a new leader that rewrites nothing already right."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from testkit.builders import consumer
+from testkit.harness import wait_until
+from webhook.audit import writer
+from webhook.audit.tracker import Tracker
+from webhook.audit.writer import ReportWriter, WorkQueue
+from webhook.core.engine import Settings
+from webhook.core.index import Index
+
+UW = "istio.io/use-waypoint"
+
+
+@dataclass
+class Raw:
+    status: int
+    data: bytes
+
+    def release_conn(self) -> None:
+        pass
+
+
+@dataclass
+class Call:
+    response: Raw
+
+
+@dataclass
+class FakeReports:
+    """PolicyReports and ClusterPolicyReports with resourceVersions; ``refuse`` names reports the
+    server answers 500 for (as etcd's size limit does), until removed."""
+
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> report
+    refuse: set[str] = field(default_factory=set)
+    version: int = 0
+    writes: list[tuple[str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def param_serialize(self, method: str, path: str, body: Any = None, **_: Any) -> tuple[Any, ...]:
+        return method, path, None, body, None
+
+    def call_api(self, method: str, path: str, headers: Any, body: Any, post: Any, **_: Any) -> Call:
+        with self.lock:
+            status, payload = self._handle(method, path.partition("?")[0], copy.deepcopy(body))
+            return Call(Raw(status, json.dumps(payload).encode()))
+
+    def _handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        if method == "GET" and path.endswith(("policyreports", "clusterpolicyreports")):
+            kind = "clusterpolicyreports" if path.endswith("clusterpolicyreports") else "/policyreports"
+            return 200, {"metadata": {}, "items": [r for p, r in self.reports.items() if kind in p]}
+        if method == "POST":
+            path = f"{path}/{body['metadata']['name']}"
+            if path in self.reports:
+                return 409, {}
+        name = path.rsplit("/", 1)[1]
+        if method in ("POST", "PUT") and name in self.refuse:
+            return 500, {"message": "etcdserver: request is too large"}
+        if method == "GET":
+            return (200, self.reports[path]) if path in self.reports else (404, {})
+        if method == "DELETE":
+            self.writes.append((method, name))
+            return (200, self.reports.pop(path)) if path in self.reports else (404, {})
+        if method == "PUT" and self.reports.get(path, {}).get("metadata", {}).get("resourceVersion") != body[
+            "metadata"
+        ].get("resourceVersion"):
+            return 409, {}
+        self.version += 1
+        body["metadata"]["resourceVersion"] = str(self.version)
+        self.reports[path] = body
+        self.writes.append((method, name))
+        return 200, body
+
+
+def tracker_with(*names: str) -> Tracker:
+    """One broken Service per name (InvalidUseWaypoint), judged."""
+    index = Index()
+    tracker = Tracker(index, Settings())
+    for n in names:
+        obj = consumer("Service", n, "shop", labels={UW: "None"})
+        obj["metadata"]["uid"] = f"uid-{n}"
+        index.apply(obj)
+        tracker.observe(obj, False)
+    tracker.mark_all()
+    tracker.recompute()
+    return tracker
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writer, "RETRY_BASE", 0.05)
+
+
+@pytest.fixture
+def running() -> Iterator[list[ReportWriter]]:
+    started: list[ReportWriter] = []
+    yield started
+    for w in started:
+        w.stop()
+
+
+def start(api: FakeReports, tracker: Tracker, running: list[ReportWriter]) -> ReportWriter:
+    w = ReportWriter(api, tracker, qps=0, retry=0.2)
+    w.start()
+    running.append(w)
+    w.start_leading()
+    return w
+
+
+def test_each_object_with_findings_gets_one_report(running: list[ReportWriter]) -> None:
+    api, tracker = FakeReports(), tracker_with("a", "b", "c")
+    start(api, tracker, running)
+    wait_until(lambda: len(api.reports) == 3, 5, "three reports")
+    assert sorted(r["scope"]["name"] for r in api.reports.values()) == ["a", "b", "c"]
+    assert all(r["summary"]["fail"] == 1 for r in api.reports.values())
+
+
+def test_one_refused_report_never_holds_back_the_others(running: list[ReportWriter], fast_retries: None) -> None:
+    api, tracker = FakeReports(refuse={"waypoint-webhook-uid-a"}), tracker_with("a", "b", "c")
+    w = start(api, tracker, running)
+    wait_until(lambda: len(api.reports) == 2, 5, "the two reports that are not refused")
+    wait_until(lambda: w.counts.error >= 3, 5, "the refused one retried, with backoff")
+    assert "waypoint-webhook-uid-a" not in {r["metadata"]["name"] for r in api.reports.values()}
+    with api.lock:
+        api.refuse.clear()
+    wait_until(lambda: len(api.reports) == 3, 5, "the refused report once the server takes it")
+
+
+def test_a_new_leader_rewrites_nothing_that_is_right(running: list[ReportWriter]) -> None:
+    api, tracker = FakeReports(), tracker_with("a", "b")
+    first = start(api, tracker, running)
+    wait_until(lambda: len(api.reports) == 2, 5, "the first leader's reports")
+    first.stop()
+    writes = len(api.writes)
+    second = start(api, tracker, running)
+    wait_until(lambda: second.available is True, 5, "the second leader's listing")
+    second.enqueue(tracker.with_findings())
+    wait_until(lambda: second._queue.next_due() is None, 5, "the queue drained")
+    assert len(api.writes) == writes, api.writes[writes:]
+
+
+def test_a_fixed_object_loses_its_report(running: list[ReportWriter]) -> None:
+    api, tracker = FakeReports(), tracker_with("a", "b")
+    w = start(api, tracker, running)
+    wait_until(lambda: len(api.reports) == 2, 5, "two reports")
+    fixed = consumer("Service", "a", "shop")  # the label removed: nothing left to report
+    fixed["metadata"]["uid"] = "uid-a"
+    tracker.index.apply(fixed)
+    tracker.observe(fixed, False)
+    w.enqueue(tracker.recompute())
+    wait_until(lambda: len(api.reports) == 1, 5, "the fixed object's report deleted")
+
+
+def test_the_work_queue_keeps_the_earliest_time_and_pops_in_order() -> None:
+    q = WorkQueue()
+    q.add(("Service", "ns", "b"), 5.0)
+    q.add(("Service", "ns", "a"), 5.0)
+    q.add(("Service", "ns", "b"), 1.0)
+    q.add(("Service", "ns", "b"), 9.0)  # later than what is queued: ignored
+    assert q.next_due() == 1.0
+    assert q.pop_due(1.0) == [("Service", "ns", "b")]
+    assert q.pop_due(4.0) == []
+    assert q.pop_due(5.0) == [("Service", "ns", "a")]
+    assert q.next_due() is None
+
+
+def test_backoff_doubles_per_failure_and_is_capped() -> None:
+    assert [writer.retry_after(n) for n in (1, 2, 3)] == [2.0, 4.0, 8.0]
+    assert writer.retry_after(50) == writer.RETRY_CAP
