@@ -4,13 +4,14 @@
 Why a process of its own: a full pass over a large cluster takes seconds of CPU, which inside a
 worker would hold the GIL while admission requests wait. Here it costs admission nothing.
 
-It watches what the live view watches (Pods whole), keeps the :class:`~webhook.audit.tracker.Tracker`
-current, recomputes what each burst of events can affect (debounced), and runs a full pass at
-start and every ``full_pass_interval``. Every replica audits; the holder of the Lease also writes
-PolicyReports (:class:`~webhook.audit.writer.ReportWriter`). What it found is published to the workers' ``/metrics``
-through a small status file, an :class:`~webhook.core.audit_status.AuditStatus` that
-:mod:`webhook.admission.metrics` reads, written atomically after every
-pass and on a heartbeat, so a stale file shows the auditor is gone.
+It watches what the live view watches (Pods whole), keeps the
+:class:`~webhook.audit.tracker.Tracker` current, recomputes what each burst of events can affect
+(debounced), and runs a full pass at start and every ``full_pass_interval``. Every replica
+audits; the holder of the Lease also writes PolicyReports (:class:`~webhook.audit.writer.ReportWriter`).
+What it found is published to the workers' ``/metrics`` through a small status file, an
+:class:`~webhook.core.audit_status.AuditStatus` that :mod:`webhook.admission.metrics` reads,
+written atomically after every pass, on every change of leadership and on a heartbeat, so a stale
+file shows the auditor is gone.
 """
 
 from __future__ import annotations
@@ -118,18 +119,24 @@ class Auditor:
             opts.lease_retry,
         )
         self.status = StatusFile(opts.status_file)
+        self._publishing = threading.Lock()
         self.last_full_pass = 0.0
         self.full_pass_seconds = 0.0
         self.incremental_seconds = 0.0
         self.passes = 0
 
     def _started_leading(self) -> None:
+        self.publish()  # before the first report: /metrics never shows a report writer that does not lead
         self.writer.start_leading()
-        self.status_due.set()
 
     def _stopped_leading(self) -> None:
         self.writer.stop_leading()
-        self.status_due.set()
+        self.publish()
+
+    def publish(self) -> None:
+        """Write the status file now (the audit loop and the Lease's thread both call it)."""
+        with self._publishing:
+            self.status.write(self.snapshot())
 
     def snapshot(self) -> AuditStatus:
         counts = dict(self.tracker.counts)
@@ -172,13 +179,13 @@ class Auditor:
             self.elector.start()
         try:
             while not self.stop_event.is_set() and not self.view.wait_synced(min(1.0, o.heartbeat)):
-                self.status.write(self.snapshot())
+                self.publish()
                 if o.exit_with_parent and os.getppid() != parent:
                     return
             if self.stop_event.is_set():
                 return
             self.full_pass()
-            self.status.write(self.snapshot())
+            self.publish()
             while not self.stop_event.is_set():
                 if self._wait(o):
                     self.stop_event.wait(o.debounce)  # let a burst (a namespace relabelled…) settle
@@ -190,7 +197,7 @@ class Auditor:
                 if time.time() >= self.last_full_pass + o.full_pass_interval:
                     self.full_pass()
                 self.status_due.clear()
-                self.status.write(self.snapshot())
+                self.publish()
                 if o.exit_with_parent and os.getppid() != parent:
                     log.warning("audit: the server is gone; exiting")
                     return

@@ -1,0 +1,3 @@
+from webhook.cli.commands import main
+
+raise SystemExit(main())

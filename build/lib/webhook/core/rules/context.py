@@ -1,0 +1,47 @@
+"""What every rule may read besides the object: the cluster view and the waypoint classes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhook.core.model import AGENTGATEWAY_WAYPOINT_CLASS, ISTIO_WAYPOINT_CLASS, WAYPOINT_CONTROLLERS
+from webhook.core.view import ClusterView, WaypointInfo
+
+# W2: these names are waypoint classes even when their GatewayClass object is not visible.
+DEFAULT_WAYPOINT_CLASSES = frozenset({ISTIO_WAYPOINT_CLASS, AGENTGATEWAY_WAYPOINT_CLASS})
+
+
+@dataclass(frozen=True)
+class Context:
+    view: ClusterView
+    waypoint_classes: frozenset[str] = field(default=DEFAULT_WAYPOINT_CLASSES)
+    pin_waypoint_for: bool = False  # M2 (docs/rules.md B2): off unless configured
+    # What one judgement has worked out already (a reference's outcomes, shared by an object's
+    # endpoints and its canary): empty for each object judged, see fresh().
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def fresh(self) -> Context:
+        """The same context with an empty memo, for judging one object."""
+        return Context(self.view, self.waypoint_classes, self.pin_waypoint_for, {})
+
+    def is_waypoint_class(self, class_name: str) -> bool:
+        """W2: by name (built-in or configured), or by the GatewayClass's controllerName, which is
+        how istiod decides (a platform team's own class with the mesh controller is one)."""
+        if class_name in self.waypoint_classes:
+            return True
+        info = self.view.gateway_class(class_name)
+        return info is not None and info.controller in WAYPOINT_CONTROLLERS
+
+    def is_sandwich(self, gw: WaypointInfo) -> bool:
+        """W6: a Gateway of another class serves as a waypoint when its own pods are captured by
+        ambient, or when it or its class carries an inbound binding."""
+        if gw.ambient_pods or gw.inbound_binding is not None:
+            return True
+        info = self.view.gateway_class(gw.class_name)
+        return info is not None and info.inbound_binding is not None
+
+
+def path_of(field_prefix: str, *rest: str) -> tuple[str, ...]:
+    """Object path for a trigger: ``path_of("spec.template.metadata", "labels", k)``."""
+    return (*field_prefix.split("."), *rest)
