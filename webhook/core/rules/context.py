@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.core.model import AGENTGATEWAY_WAYPOINT_CLASS, ISTIO_WAYPOINT_CLASS, WAYPOINT_CONTROLLERS
@@ -12,14 +11,28 @@ from webhook.core.view import ClusterView, WaypointInfo
 DEFAULT_WAYPOINT_CLASSES = frozenset({ISTIO_WAYPOINT_CLASS, AGENTGATEWAY_WAYPOINT_CLASS})
 
 
-@dataclass(frozen=True)
 class Context:
-    view: ClusterView
-    waypoint_classes: frozenset[str] = field(default=DEFAULT_WAYPOINT_CLASSES)
-    pin_waypoint_for: bool = False  # M2 (docs/rules.md B2): off unless configured
-    # What one judgement has worked out already (a reference's outcomes, shared by an object's
-    # endpoints and its canary): empty for each object judged, see fresh().
-    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The cluster view and the configuration the rules read, and ``memo``: what one judgement
+    has worked out already (a reference's outcomes, shared by an object's endpoints and its
+    canary), empty for each object judged (:meth:`fresh`, called by the dispatcher).
+
+    A slotted class rather than a frozen dataclass: :meth:`fresh` runs for every object judged,
+    and a frozen dataclass costs three times as much to build (about 1 µs against 0.3 µs). Nothing
+    reassigns its attributes after construction."""
+
+    __slots__ = ("memo", "pin_waypoint_for", "view", "waypoint_classes")
+
+    def __init__(
+        self,
+        view: ClusterView,
+        waypoint_classes: frozenset[str] = DEFAULT_WAYPOINT_CLASSES,
+        pin_waypoint_for: bool = False,  # M2 (docs/rules.md B2): off unless configured
+        memo: dict[Any, Any] | None = None,
+    ) -> None:
+        self.view = view
+        self.waypoint_classes = waypoint_classes
+        self.pin_waypoint_for = pin_waypoint_for
+        self.memo: dict[Any, Any] = {} if memo is None else memo
 
     def fresh(self) -> Context:
         """The same context with an empty memo, for judging one object."""
