@@ -37,7 +37,7 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 
 def test_text_groups_by_namespace_with_denials_first(cluster: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = _run(capsys, "--state", str(cluster))
-    assert code == 0
+    assert code == 1, "denials found: --fail-on deny is the default"
     lines = out.splitlines()
     # the Namespace itself names the deleted waypoint too
     assert lines[-1] == "4 object(s) with findings: 2 would be denied, 2 warned"
@@ -50,7 +50,7 @@ def test_text_groups_by_namespace_with_denials_first(cluster: Path, capsys: pyte
 
 def test_json_has_the_check_shape_and_the_source(cluster: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, out = _run(capsys, "--state", str(cluster), "-o", "json")
-    entries = {e["name"]: e for e in json.loads(out)}
+    entries = {e["name"]: e for e in json.loads(out)["results"]}
     typo = entries["typo"]
     assert typo["allowed"] is False and typo["findings"][0]["code"] == "InvalidUseWaypoint"
     assert typo["source"].startswith(str(cluster / "cluster.yaml") + ":")
@@ -65,9 +65,9 @@ def test_json_has_the_check_shape_and_the_source(cluster: Path, capsys: pytest.C
 @pytest.mark.parametrize(
     ("args", "names", "status"),
     [
-        (["--namespace", "shop"], {"shop", "typo", "inherits"}, 0),
+        (["--namespace", "shop"], {"shop", "typo", "inherits"}, 1),
         (["--code", "WaypointNotFound"], {"shop", "inherits"}, 0),
-        (["--min-severity", "deny"], {"typo", "system"}, 0),
+        (["--min-severity", "deny"], {"typo", "system"}, 1),
         (["--fail-on", "deny"], {"shop", "typo", "inherits", "system"}, 1),
         (["--fail-on", "warn", "--code", "WaypointNotFound"], {"shop", "inherits"}, 1),
         (["--fail-on", "deny", "--code", "WaypointNotFound"], {"shop", "inherits"}, 0),
@@ -78,10 +78,30 @@ def test_filters_and_exit_status(
 ) -> None:
     code, out = _run(capsys, "--state", str(cluster), "-o", "json", *args)
     assert code == status
-    assert {e["name"] for e in json.loads(out)} == names
+    report = json.loads(out)
+    assert {e["name"] for e in report["results"]} == names and report["exitCode"] == status
 
 
 def test_unusable_input_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "bad.yaml").write_text("kind: [\n")
     assert main(["audit", "--state", str(tmp_path)]) == 2
     assert main(["audit", "--state", str(tmp_path), "--code", "NoSuchCode"]) == 2
+
+
+def test_suppressions_are_listed_and_do_not_count(cluster: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _run(capsys, "--state", str(cluster), "-o", "json", "--suppress", "InvalidUseWaypoint=Service/*/*")
+    report = json.loads(out)
+    assert code == 0, "the only denials are suppressed"
+    typo = next(e for e in report["results"] if e["name"] == "typo")
+    assert typo["findings"] == [] and typo["suppressed"][0]["code"] == "InvalidUseWaypoint"
+    assert report["suppressions"] == {"InvalidUseWaypoint=Service/*/*": 2}
+
+
+def test_environment_never_changes_what_audit_judges(
+    cluster: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, plain = _run(capsys, "--state", str(cluster), "-o", "json")
+    monkeypatch.setenv("POD_NAMESPACE", "shop")
+    monkeypatch.setenv("WAYPOINT_WEBHOOK_PRESET", "strict")
+    _, with_env = _run(capsys, "--state", str(cluster), "-o", "json")
+    assert plain == with_env

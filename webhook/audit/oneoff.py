@@ -21,7 +21,7 @@ from webhook.core.engine import Settings
 from webhook.core.findings import Severity
 from webhook.core.index import Index, IndexView
 from webhook.core.model import Malformed
-from webhook.core.request import stored_request
+from webhook.core.request import AdmissionRequest, stored_request
 from webhook.core.result import ObjectRef, Result
 from webhook.core.stored import Source, audit_engine, judge_stored
 
@@ -31,10 +31,29 @@ class Filters:
     namespace: str | None = None
     codes: frozenset[str] = frozenset()
     min_severity: Severity = Severity.WARN
+    kinds: frozenset[str] = frozenset()
+
+    def judges(self, req: AdmissionRequest) -> bool:
+        if self.kinds and req.kind.kind not in self.kinds:
+            return False
+        if not self.namespace or req.namespace == self.namespace:
+            return True
+        return req.kind.kind == "Namespace" and req.name == self.namespace
+
+
+@dataclass
+class Audit:
+    results: list[Result]  # the objects with findings that pass the filters
+    judged: int  # how many objects were judged
 
 
 def run(source: Source, settings: Settings, filters: Filters) -> list[Result]:
     """Judge every object the source yields; only objects with findings that pass the filters."""
+    return audit(source, settings, filters).results
+
+
+def audit(source: Source, settings: Settings, filters: Filters) -> Audit:
+    """Judge every object the source yields, counting them."""
     index = Index()
     for obj, where in source():
         try:
@@ -42,15 +61,12 @@ def run(source: Source, settings: Settings, filters: Filters) -> list[Result]:
         except Malformed as e:
             print(f"waypoint-webhook audit: skipping {where}: {e}", file=sys.stderr)
     engine = audit_engine(IndexView(index), settings)
-    entries = []
+    entries, judged = [], 0
     for obj, where in source():
         req = stored_request(obj)
-        if req is None or (
-            filters.namespace
-            and req.namespace != filters.namespace
-            and not (req.kind.kind == "Namespace" and req.name == filters.namespace)
-        ):
+        if req is None or not filters.judges(req):
             continue
+        judged += 1
         findings = tuple(
             j
             for j in judge_stored(engine, req)
@@ -58,7 +74,7 @@ def run(source: Source, settings: Settings, filters: Filters) -> list[Result]:
         )
         if findings:
             entries.append(Result(ref=ObjectRef.of(obj), findings=findings, source=where))
-    return entries
+    return Audit(entries, judged)
 
 
 def render_text(entries: Sequence[Result]) -> str:
@@ -70,17 +86,11 @@ def render_text(entries: Sequence[Result]) -> str:
         if e.ref.namespace != current:
             current = e.ref.namespace
             lines.append(f"namespace {current}" if current else "cluster-scoped")
-        lines.append(f"  {e.ref.kind} {e.ref.name}: {'DENIED' if not e.allowed else 'warnings'}")
+        verdict = "DENIED" if not e.allowed else "warnings" if e.findings else "suppressed"
+        lines.append(f"  {e.ref.kind} {e.ref.name}: {verdict}")
         for f in sorted(e.findings, key=lambda f: f.severity is not Severity.DENY):
             lines.append(f"    {f.severity!s:<4}  {f.code}: {f.message}  [{f.field}]")
+        lines += [f"    supp  {f.code}: {f.message}  [{f.field}]" for f in e.suppressed]
     denied = sum(not e.allowed for e in entries)
     lines.append(f"{len(entries)} object(s) with findings: {denied} would be denied, {len(entries) - denied} warned")
     return "\n".join(lines)
-
-
-def exit_status(entries: Sequence[Result], fail_on: str | None) -> int:
-    if fail_on == "deny" and any(not e.allowed for e in entries):
-        return 1
-    if fail_on == "warn" and entries:
-        return 1
-    return 0

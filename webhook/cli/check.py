@@ -1,143 +1,162 @@
-"""Offline ``check``: judge manifests as the API server would admit them, without a cluster.
+"""Offline ``check``: judge manifests as the cluster will hold them after ``kubectl apply -f dir/``.
 
-Each document is a CREATE against the state plus the documents before it (so one file holding
-a Namespace, a Gateway and a Service is checked in order), mutated first and then validated, as
-the API server does (docs/rules.md B2).
+Order-independent: every input (and the ``--state``, or the live cluster with ``--kubeconfig``)
+forms the cluster view first; then each object is judged against that view as a CREATE,
+mutated first and then validated as the API server does (docs/rules.md B2). So a Namespace in one
+file and its waypoint in another give the same answer in any order, and the results come out
+sorted by file and line, whatever order the files were named in.
+
+Waypoints declared in the inputs are taken as ready: istiod will give them addresses, and a
+pipeline that warns on every consumer of a waypoint it is about to create says nothing useful.
+``--as-written`` judges their ``status`` exactly as written instead. Objects in the cluster view
+from ``--state`` are always taken as written.
+
+Every namespace is judged. An object admission would never see (an excluded namespace, or no
+waypoint key for the webhooks' matchConditions) is judged all the same, because istiod reads it,
+and marked as such; ``--admission`` simulates admission exactly instead, reporting those objects
+as skipped with the reason.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
-from webhook.cluster.files import SUFFIXES, Document, StateError, load_index, read_documents
-from webhook.core.engine import Engine, Settings
-from webhook.core.findings import Severity, malformed
+from webhook.cli import suppress
+from webhook.cli.inputs import Skipped
+from webhook.cluster.files import Document
+from webhook.core.engine import Engine, Settings, value_at
+from webhook.core.findings import malformed
+from webhook.core.forwarding import consumer_forwarded, template_forwarded
 from webhook.core.index import Index, IndexView
+from webhook.core.kinds import KindSpec, Role, group_of, spec_of
 from webhook.core.model import Malformed
-from webhook.core.request import stored_request
+from webhook.core.request import AdmissionRequest, stored_request
 from webhook.core.result import ObjectRef, Result
 from webhook.core.rules.defaults import apply_patch
 
 
-def check_documents(docs: Sequence[Document], index: Index, settings: Settings) -> list[Result]:
-    engine = Engine(IndexView(index), settings)
-    results = []
-    for n, doc in enumerate(docs):
-        result, admitted = _check_one(engine, doc, n)
-        results.append(result)
-        if admitted is not None:
-            with contextlib.suppress(Malformed):
-                index.apply(admitted)  # later documents see this one, as after a real apply
-    return results
+@dataclass(frozen=True, kw_only=True)
+class CheckOptions:
+    as_written: bool = False  # judge the inputs' waypoints by their status as written
+    admission: bool = False  # simulate admission exactly: what it would not review is skipped
+    suppressions: tuple[suppress.Suppression, ...] = ()
 
 
-def _check_one(engine: Engine, doc: Document, n: int) -> tuple[Result, dict[str, Any] | None]:
-    """One document, mutated then validated as the API server does; and the object as it would be
-    stored, when it is admitted."""
-    req = stored_request(doc.obj, f"check-{n}")
-    if req is None:
-        raise StateError(f"{doc.source}: document has no apiVersion/kind")
-    obj = dict(doc.obj)
-    if req.namespace and isinstance(obj.get("metadata"), dict):
-        obj["metadata"] = {**obj["metadata"], "namespace": req.namespace}
-    ref = ObjectRef.of(obj)
-    try:
-        patch = engine.mutate(req).patch
-        mutated = apply_patch(obj, patch) if patch else obj
-        verdict = engine.validate(replace(req, object=mutated))
-    except Malformed as e:
-        return Result(ref=ref, findings=(malformed(e.field, e.problem),), source=doc.source), None
-    result = Result(ref=ref, findings=tuple(verdict.judged), patch=tuple(patch), source=doc.source)
-    return result, mutated if result.allowed else None
+@dataclass(frozen=True)
+class Judged:
+    """The outcome of judging the inputs."""
+
+    results: list[Result]
+    skipped: list[Skipped]
+    not_judged: Counter[str]
 
 
-def check_files(paths: Sequence[str], state: str | None, settings: Settings) -> list[Result]:
-    """Raises StateError for unusable input (exit status 2)."""
-    index = load_index(Path(state)) if state else Index()
-    docs: list[Document] = []
-    for p in paths:
-        if p == "-":
-            docs += read_documents(Path("<stdin>"), sys.stdin.read())
+@dataclass(frozen=True)
+class Input:
+    """One handled document, normalised as the API server would store it (a default namespace)."""
+
+    doc: Document
+    spec: KindSpec
+    req: AdmissionRequest
+    obj: dict[str, Any]
+
+
+def _source_key(doc: Document) -> tuple[str, int]:
+    path, _, line = doc.source.rpartition(":")
+    return (path, int(line)) if line.isdigit() else (doc.source, 0)
+
+
+def _inputs(docs: Sequence[Document], not_judged: Counter[str]) -> list[Input]:
+    out = []
+    for n, doc in enumerate(sorted(docs, key=_source_key)):
+        req = stored_request(doc.obj, f"check-{n}")
+        spec = spec_of(group_of(str(doc.obj.get("apiVersion"))), str(doc.obj.get("kind")))
+        if req is None or spec is None:
+            not_judged[f"{doc.obj.get('kind')} ({doc.obj.get('apiVersion')})"] += 1
             continue
-        path = Path(p)
-        if not path.is_file():
-            raise StateError(f"{p}: no such file")
-        docs += read_documents(path)
-    for d in docs:
-        if stored_request(d.obj) is None:
-            raise StateError(f"{d.source}: document has no apiVersion/kind")
-    return check_documents(docs, index, settings)
-
-
-def expand_paths(paths: Sequence[str], recursive: bool) -> list[str]:
-    """Files as given, in order; a directory gives its manifests (sorted), and with ``recursive``
-    those of its subdirectories too, as ``kubectl apply -f dir -R`` reads them."""
-    out: list[str] = []
-    for p in paths:
-        path = Path(p)
-        if p != "-" and path.is_dir():
-            found = path.rglob("*") if recursive else path.glob("*")
-            out += sorted(str(f) for f in found if f.is_file() and f.suffix in SUFFIXES)
-        else:
-            out.append(p)
+        obj = dict(doc.obj)
+        if req.namespace and isinstance(obj.get("metadata"), dict):
+            obj["metadata"] = {**obj["metadata"], "namespace": req.namespace}
+        out.append(Input(doc, spec, replace(req, object=obj), obj))
     return out
 
 
-def _location(source: str) -> tuple[str, int | None]:
-    path, _, line = source.rpartition(":")
-    return (path, int(line)) if line.isdigit() and path else (source, None)
+def assumed_ready(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Gateway without addresses as istiod will make it: with one (its Service's name)."""
+    status = obj.get("status")
+    if obj.get("kind") != "Gateway" or (isinstance(status, dict) and status.get("addresses")):
+        return obj
+    meta = obj.get("metadata") or {}
+    address = f"{meta.get('name')}.{meta.get('namespace') or 'default'}.svc.cluster.local"
+    return {**obj, "status": {**(status or {}), "addresses": [{"type": "Hostname", "value": address}]}}
 
 
-def sarif(results: Sequence[Result]) -> dict[str, Any]:
-    """SARIF 2.1.0 for code-scanning views: one result per finding at the document's file and line."""
-    from webhook.core.findings import CODES
-
-    rules = [
-        {
-            "id": code,
-            "shortDescription": {"text": info.summary},
-            "helpUri": f"docs/rules.md#{code.lower()}",
-            "defaultConfiguration": {"level": "error" if info.default is Severity.DENY else "warning"},
-        }
-        for code, info in CODES.items()
-    ]
-    out = []
-    for r in results:
-        path, line = _location(r.source)
-        region = {"region": {"startLine": line}} if line else {}
-        who = r.ref.display()
-        for f in r.findings:
-            out.append(
-                {
-                    "ruleId": str(f.code),
-                    "level": "error" if f.severity is Severity.DENY else "warning",
-                    "message": {
-                        "text": f"{f.message} [{f.field}]" if who in f.message else f"{who}: {f.message} [{f.field}]"
-                    },
-                    "locations": [{"physicalLocation": {"artifactLocation": {"uri": path}, **region}}],
-                }
-            )
-    return {
-        "version": "2.1.0",
-        "runs": [{"tool": {"driver": {"name": "waypoint-webhook", "rules": rules}}, "results": out}],
-    }
+def _apply(index: Index, obj: dict[str, Any]) -> None:
+    with contextlib.suppress(Malformed):  # judged below, where it is reported
+        index.apply(obj)
 
 
-def render_text(results: Sequence[Result]) -> str:
-    """Denied objects first, then those with warnings, then the rest (each group in input order)."""
-    lines = []
-    ordered = sorted(results, key=lambda r: (r.allowed, not r.findings))
-    for r in ordered:
-        verdict = "allowed" if r.allowed else "DENIED"
-        extra = f", defaults added: {', '.join(op['path'] for op in r.patch)}" if r.patch else ""
-        lines.append(f"{r.ref.display()} ({r.source}): {verdict}{extra}")
-        lines += [f"  {f.severity!s:<4}  {f.code}: {f.message}  [{f.field}]" for f in r.findings]
-    denied = sum(not r.allowed for r in results)
-    warned = sum(any(f.severity is Severity.WARN for f in r.findings) for r in results)
-    lines.append(f"{len(results)} object(s) checked: {denied} denied, {warned} with warnings")
-    return "\n".join(lines)
+def _view(inputs: Sequence[Input], state: Index, engine: Engine, opts: CheckOptions) -> dict[int, list[Any]]:
+    """Every input into the view, defaults (M1, M2) applied as the mutating webhook would; returns
+    each input's patch."""
+    for i in inputs:
+        _apply(state, i.obj if opts.as_written else assumed_ready(i.obj))
+    patches: dict[int, list[Any]] = {}
+    for n, i in enumerate(inputs):
+        with contextlib.suppress(Malformed):
+            patches[n] = engine.mutate(i.req).patch
+        if patches.get(n):
+            mutated = apply_patch(i.obj, patches[n])
+            _apply(state, mutated if opts.as_written else assumed_ready(mutated))
+    return patches
+
+
+def not_reviewed(i: Input, excluded: frozenset[str]) -> str:
+    """Why admission would never review this object, or ""."""
+    if i.spec.role is Role.NAMESPACE:
+        name = value_at(i.obj, ("metadata", "name"))
+        if name in excluded:
+            return f"namespace {name} is excluded"
+    elif i.req.namespace in excluded:
+        return f"namespace {i.req.namespace} is excluded"
+    if i.spec.role in (Role.NAMESPACE, Role.CONSUMER) and not consumer_forwarded(i.obj):
+        return "it carries no waypoint label, so the webhooks' matchConditions do not send it"
+    if i.spec.role is Role.WORKLOAD and not template_forwarded(i.obj):
+        return "its pod template carries no waypoint label, so the webhooks' matchConditions do not send it"
+    return ""
+
+
+def _judge(engine: Engine, i: Input, patch: list[Any] | None, unseen: str) -> Result:
+    ref = ObjectRef.of(i.obj)
+    if patch is None:  # the mutating webhook could not even parse it
+        try:
+            engine.mutate(i.req)
+        except Malformed as e:
+            return Result(ref=ref, findings=(malformed(e.field, e.problem),), source=i.doc.source, not_reviewed=unseen)
+        patch = []
+    try:
+        verdict = engine.validate(replace(i.req, object=apply_patch(i.obj, patch) if patch else i.obj))
+    except Malformed as e:
+        return Result(ref=ref, findings=(malformed(e.field, e.problem),), source=i.doc.source, not_reviewed=unseen)
+    return Result(ref=ref, findings=tuple(verdict.judged), patch=tuple(patch), source=i.doc.source, not_reviewed=unseen)
+
+
+def check_documents(docs: Sequence[Document], state: Index, settings: Settings, opts: CheckOptions) -> Judged:
+    """Judge ``docs`` against ``state`` plus themselves (``state`` receives them)."""
+    not_judged: Counter[str] = Counter()
+    inputs = _inputs(docs, not_judged)
+    engine = Engine(IndexView(state), replace(settings, excluded_namespaces=frozenset()))
+    patches = _view(inputs, state, engine, opts)
+    results, skipped = [], []
+    for n, i in enumerate(inputs):
+        unseen = not_reviewed(i, settings.excluded_namespaces)
+        if unseen and opts.admission:
+            skipped.append(Skipped(i.doc.source, f"not reviewed by admission: {unseen}"))
+            continue
+        result = _judge(engine, i, patches.get(n), unseen)
+        results.append(suppress.apply(result, opts.suppressions))
+    return Judged(results, skipped, not_judged)

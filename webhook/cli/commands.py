@@ -8,11 +8,15 @@ denied, 2 unusable input or configuration (the message names the file and line).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import orjson
 import yaml
@@ -20,19 +24,29 @@ import yaml
 from webhook.admission import logs
 from webhook.admission.serving import ServeOptions
 from webhook.admission.worker import Deadlines
+from webhook.cli import formats, suppress, version
 from webhook.cli.config import ConfigError, Options, build_settings
 from webhook.cli.generate import POLICY_HEADER, code_table, policy_file
-from webhook.cli.parser import parser
+from webhook.cli.inputs import InputError
+from webhook.cli.parser import parser, subparsers
+from webhook.cli.report import Report, render_text, summary_line
 from webhook.cluster.files import StateError
 from webhook.core.engine import Settings
-from webhook.core.findings import CODES, Severity, parse_overrides
+from webhook.core.findings import CODES, Judged, Severity, parse_overrides
+from webhook.core.index import Index
+from webhook.core.model import Malformed
+from webhook.core.result import Result
 
 log = logging.getLogger("webhook")
 
 __all__ = ["COMMANDS", "POLICY_HEADER", "main"]
 
 
-def _settings(args: argparse.Namespace) -> tuple[Settings, str]:
+def _settings(args: argparse.Namespace, server: bool = True) -> tuple[Settings, str]:
+    """Flags, then (for the server and its auditor only) the environment, then the config file.
+    ``check`` and ``audit`` read no environment: POD_NAMESPACE and the server's variables in a CI
+    runner's pod never change what they judge."""
+    env = os.environ if server else {}
     try:
         flags = Options(
             preset=args.preset,
@@ -43,7 +57,7 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, str]:
             log_level=args.log_level,
             pin_waypoint_for=args.pin_waypoint_for,
         )
-        return build_settings(flags, os.environ, args.config)
+        return build_settings(flags, env, args.config)
     except (ValueError, ConfigError) as e:
         print(f"waypoint-webhook: configuration: {e}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -61,27 +75,107 @@ def _json_out(payload: object) -> None:
     sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from webhook.cli.check import check_files, expand_paths, render_text, sarif
+def _emit(report: Report, fmt: str, locate: formats.Locator = lambda r, j: None) -> None:
+    """The requested document, whole, whatever the exit status."""
+    cwd = Path.cwd()
+    if fmt == "json":
+        _json_out(report.to_json())
+    elif fmt == "sarif":
+        _json_out(formats.sarif(report, locate, version.version(), _help_texts(), cwd))
+    elif fmt == "junit":
+        sys.stdout.buffer.write(formats.junit(report, cwd))
+    elif fmt == "github":
+        print(formats.github(report, locate, cwd))
+        print(summary_line(report), file=sys.stderr)
+    elif report.command == "audit":
+        print(_render_audit(report))
+    else:
+        print(render_text(report))
 
-    settings, _ = _settings(args)
+
+def _render_audit(report: Report) -> str:
+    from webhook.audit import oneoff
+
+    lines = [oneoff.render_text(report.results)]
+    lines += [f"note: {n}" for n in report.notices]
+    lines += [f"error: {e.source}: {e.message}" for e in report.errors]
+    if report.cluster_error:
+        lines.append(f"error: {report.cluster_error}")
+    return "\n".join(lines)
+
+
+def _help_texts() -> dict[str, str]:
+    text = resources.files("webhook.cli").joinpath("rules-help.json").read_text(encoding="utf-8")
+    data: dict[str, str] = json.loads(text)
+    return data
+
+
+def _ci_report(args: argparse.Namespace, command: str) -> Report:
+    """The report's frame from the CI flags; a bad ``--suppress`` is a usage error (exit 2)."""
+    try:
+        rules = suppress.parse_all(args.suppress)
+    except ValueError as e:
+        print(f"waypoint-webhook {command}: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return Report(command, suppressions=rules, fail_on=Severity.parse(args.fail_on))
+
+
+def _live_api(kubeconfig: str | None) -> Any:
+    from kubernetes import client
+
+    from webhook.kube.config import client_configuration
+
+    return client.ApiClient(client_configuration(kubeconfig))
+
+
+def _check_state(args: argparse.Namespace, report: Report) -> Index:
+    """What the cluster holds: ``--state`` files, or the live cluster with ``--kubeconfig``."""
+    from webhook.cluster import sources
+    from webhook.cluster.files import load_index
+
+    index = Index()
+    try:
+        if args.state:
+            load_index(Path(args.state), index)
+        elif args.kubeconfig:
+            live = sources.LiveSource(_live_api(args.kubeconfig))
+            for obj, _ in live():
+                with contextlib.suppress(Malformed):
+                    index.apply(obj)
+            report.notices += live.notices
+    except StateError as e:
+        where, _, message = str(e).partition(": ")
+        report.errors.append(InputError(where, message))
+    except (sources.ClusterUnreadable, ValueError) as e:
+        report.cluster_error = str(e)
+    return index
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from webhook.cli.check import CheckOptions, check_documents
+    from webhook.cli.inputs import collect
+
+    settings, _ = _settings(args, server=False)
     if not args.files and not args.paths:
         print("waypoint-webhook check: name manifests with -f FILE|DIR or as arguments", file=sys.stderr)
         return 2
-    try:
-        results = check_files(expand_paths([*args.files, *args.paths], args.recursive), args.state, settings)
-    except StateError as e:
-        print(f"waypoint-webhook check: {e}", file=sys.stderr)
-        return 2
-    status = 0 if all(r.allowed for r in results) else 1
-    shown = [r for r in results if r.findings] if args.only_findings else results
-    if args.output == "json":
-        _json_out([r.to_json() for r in shown])
-    elif args.output == "sarif":
-        _json_out(sarif(results))
-    else:
-        print(render_text(shown))
-    return status
+    report = _ci_report(args, "check")
+    report.allow_empty, report.only_findings = args.allow_empty, args.only_findings
+    inputs = collect([*args.files, *args.paths], args.recursive)
+    report.skipped, report.errors, report.files = inputs.skipped, inputs.errors, inputs.files
+    state = _check_state(args, report)
+    opts = CheckOptions(as_written=args.as_written, admission=args.admission, suppressions=report.suppressions)
+    judged = check_documents(inputs.documents, state, settings, opts)
+    report.results, report.not_judged = judged.results, judged.not_judged
+    report.skipped += judged.skipped
+    by_source = {d.source: d for d in inputs.documents}
+
+    def locate(r: Result, j: Judged | None) -> tuple[int, int] | None:
+        doc = by_source.get(r.source)
+        return doc.position(j.field if j else "") if doc else None
+
+    _emit(report, args.output, locate)
+    return report.exit_code()
 
 
 def _install(args: argparse.Namespace, out: Path) -> None:
@@ -117,31 +211,33 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from webhook.audit import oneoff
     from webhook.cluster import sources
 
-    settings, _ = _settings(args)
+    settings, _ = _settings(args, server=False)
     unknown = sorted(set(args.code) - set(CODES))
     if unknown:
         print(f"waypoint-webhook audit: unknown codes: {', '.join(unknown)}", file=sys.stderr)
         return 2
-    filters = oneoff.Filters(args.namespace, frozenset(args.code), Severity.parse(args.min_severity))
+    report = _ci_report(args, "audit")
+    kinds = frozenset(args.kind)
+    filters = oneoff.Filters(args.namespace, frozenset(args.code), Severity.parse(args.min_severity), kinds)
     try:
         if args.state:
-            source = sources.state_source(args.state)
+            source: Any = sources.state_source(args.state)
         else:
-            from kubernetes import client
-
-            from webhook.kube.config import client_configuration
-
-            api = client.ApiClient(client_configuration(args.kubeconfig))
-            source = sources.live_source(api, lambda line: print(f"# {line}", file=sys.stderr))
-        entries = oneoff.run(source, settings, filters)
-    except (StateError, ValueError, OSError, RuntimeError) as e:
-        print(f"waypoint-webhook audit: {e}", file=sys.stderr)
-        return 2
-    if args.output == "json":
-        _json_out([e.to_json() for e in entries])
-    else:
-        print(oneoff.render_text(entries))
-    return oneoff.exit_status(entries, args.fail_on)
+            progress = (lambda line: print(f"# {line}", file=sys.stderr)) if args.output == "text" else None
+            source = sources.LiveSource(
+                _live_api(args.kubeconfig), progress or (lambda line: None), args.namespace, kinds
+            )
+        found = oneoff.audit(source, settings, filters)
+        report.results = [r for r in (suppress.apply(r, report.suppressions) for r in found.results)]
+        report.notices += getattr(source, "notices", [])
+    except (StateError, OSError) as e:
+        report.errors.append(InputError(*(str(e).partition(": ")[::2])))
+    except (sources.ClusterUnreadable, ValueError) as e:
+        report.cluster_error = str(e)
+    if report.cluster_error or report.errors:
+        print(f"waypoint-webhook audit: {report.cluster_error or report.errors[0].message}", file=sys.stderr)
+    _emit(report, args.output)
+    return report.exit_code()
 
 
 def _policy_argv(args: argparse.Namespace) -> list[str]:
@@ -257,9 +353,36 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Flags a subcommand does not know are reported with that subcommand's own usage."""
+    ap = parser()
+    args, extra = ap.parse_known_args(argv)
+    if args.version:
+        print(version.describe())
+        raise SystemExit(0)
+    if args.command is None:
+        ap.error("a command is required: " + ", ".join(COMMANDS))
+    if extra:
+        subparsers(ap)[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    args = _parse(argv)
+    try:
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as other CLI tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def plugin_main() -> int:
+    """``kubectl waypoint …`` (krew's naming: kubectl-waypoint): the same commands."""
+    return main(sys.argv[1:])
 
 
 if __name__ == "__main__":

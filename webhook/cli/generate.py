@@ -3,7 +3,8 @@
 The README's code table and the rules reference's index come from the :class:`Code` enum and
 the registry; the CEL ``matchConditions`` in ``manifests/webhooks.yaml`` from
 :mod:`webhook.core.forwarding`; ``manifests/fail-open/policy.yaml`` from
-:mod:`webhook.core.policies`. ``tests/unit/test_generated.py`` fails, naming ``make generate``,
+:mod:`webhook.core.policies`; ``webhook/cli/rules-help.json`` (SARIF's inline help, packaged) from the
+rules reference's sections. ``tests/unit/test_generated.py`` fails, naming ``make generate``,
 whenever a file differs from what this module would write, so a hand edit or a forgotten
 regeneration never ships.
 
@@ -13,6 +14,7 @@ directory) writes the files, or with ``--check`` lists the stale ones and exits 
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import textwrap
@@ -97,17 +99,30 @@ def replace_conditions(text: str) -> str:
     return text
 
 
+def rule_sections(doc: str) -> dict[str, str]:
+    """Each code's section of the rules reference, as Markdown: SARIF's inline help."""
+    parts = re.split(r"^### `([A-Za-z]+)`\s*$", doc.split("\n## 3.", 1)[0], flags=re.M)
+    return {code: body.strip() for code, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def help_file(root: Path) -> str:
+    sections = rule_sections((root / "docs" / "rules.md").read_text(encoding="utf-8"))
+    return json.dumps({str(c): sections.get(c, CODES[c].summary) for c in CODES}, indent=1, ensure_ascii=False) + "\n"
+
+
 @dataclass(frozen=True)
 class Artefact:
     path: str  # relative to the repository
-    render: Callable[[str], str]  # the file's current text -> what it must be
+    render: Callable[[str, Path], str]  # (the file's current text, the repository) -> what it must be
 
 
+HELP_FILE = "webhook/cli/rules-help.json"
 ARTEFACTS: tuple[Artefact, ...] = (
-    Artefact("README.md", lambda text: replace_block(text, "codes", code_table())),
-    Artefact("docs/rules.md", lambda text: replace_block(text, "code-index", code_index())),
-    Artefact("manifests/webhooks.yaml", replace_conditions),
-    Artefact("manifests/fail-open/policy.yaml", lambda _: policy_file()),
+    Artefact("README.md", lambda text, _: replace_block(text, "codes", code_table())),
+    Artefact("docs/rules.md", lambda text, _: replace_block(text, "code-index", code_index())),
+    Artefact("manifests/webhooks.yaml", lambda text, _: replace_conditions(text)),
+    Artefact("manifests/fail-open/policy.yaml", lambda _, __: policy_file()),
+    Artefact(HELP_FILE, lambda _, root: help_file(root)),
 )
 
 
@@ -115,8 +130,9 @@ def stale(root: Path) -> list[str]:
     """The artefacts whose files differ from what ``make generate`` writes."""
     out = []
     for a in ARTEFACTS:
-        current = (root / a.path).read_text(encoding="utf-8")
-        if a.render(current) != current:
+        path = root / a.path
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if a.render(current, root) != current:
             out.append(a.path)
     return out
 
@@ -127,7 +143,8 @@ def write(root: Path) -> list[str]:
     for a in ARTEFACTS:
         if a.path in changed:
             path = root / a.path
-            path.write_text(a.render(path.read_text(encoding="utf-8")), encoding="utf-8")
+            current = path.read_text(encoding="utf-8") if path.exists() else ""
+            path.write_text(a.render(current, root), encoding="utf-8")
     return changed
 
 

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING, Any
 
 from webhook.admission.worker import Deadlines
 from webhook.core.findings import PRESETS
 
 DESCRIPTION = "waypoint-webhook: admission webhook for Istio ambient-mode waypoint configuration"
+
+
+class _SubParser(argparse.ArgumentParser):
+    """Subcommands never accept abbreviated flags, whatever their own definition says."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
+if TYPE_CHECKING:
+    Sub = argparse._SubParsersAction[_SubParser]
 
 
 def seconds(text: str) -> float:
@@ -119,7 +132,7 @@ def _serve_state(s: argparse.ArgumentParser) -> None:
     )
 
 
-def _serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _serve(sub: Sub) -> None:
     s = sub.add_parser("serve", help="serve the admission webhook over TLS (gunicorn, gthread)")
     _serve_transport(s)
     _serve_state(s)
@@ -154,7 +167,7 @@ def _auditor_timing(au: argparse.ArgumentParser) -> None:
     au.add_argument("--write-qps", type=float, default=20.0, help="report writes per second at most (default 20)")
 
 
-def _auditor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _auditor(sub: Sub) -> None:
     au = sub.add_parser(
         "auditor",
         help="run the continuous audit alone (what serve --audit runs beside the workers)",
@@ -177,9 +190,44 @@ def _auditor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     policy_flags(au)
 
 
-def _check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    c = sub.add_parser("check", help="judge manifests offline, as CREATEs in order")
-    c.add_argument("paths", nargs="*", metavar="PATH", help="manifest files or directories (as a shell expands globs)")
+FORMATS = ("text", "json", "sarif", "junit", "github")
+
+
+def _ci_flags(p: argparse.ArgumentParser) -> None:
+    """What ``check`` and ``audit`` share as CI gates: formats, the threshold, suppressions."""
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=FORMATS,
+        default="text",
+        help="text, json, sarif (code scanning), junit (test reports) or github (workflow annotations)",
+    )
+    p.add_argument(
+        "--fail-on",
+        choices=("deny", "warn"),
+        default="deny",
+        help="exit 1 when a finding at this severity or above is found (default deny)",
+    )
+    p.add_argument(
+        "--suppress",
+        action="append",
+        default=[],
+        metavar="CODE=KIND/NAMESPACE/NAME",
+        help="set a finding aside (globs in every part; KIND/NAME for cluster-scoped objects); repeatable",
+    )
+
+
+def _check(sub: Sub) -> None:
+    c = sub.add_parser(
+        "check",
+        help="judge manifests offline, as the cluster will hold them after kubectl apply",
+        description="Judge manifest files and directories (read recursively) as the cluster will hold them after "
+        "`kubectl apply`: all inputs form the cluster view, then each object is judged against it. Exit status: "
+        "0 nothing at --fail-on, 1 a finding at --fail-on, 2 an input or usage error (or nothing to check), "
+        "3 the cluster (--kubeconfig) could not be read.",
+        allow_abbrev=False,
+    )
+    c.add_argument("paths", nargs="*", metavar="PATH", help="manifest files or directories, or - for stdin")
     c.add_argument(
         "-f",
         "--filename",
@@ -189,14 +237,29 @@ def _check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="FILE",
         help="manifest file or directory, or - for stdin (repeatable)",
     )
-    c.add_argument("-R", "--recursive", action="store_true", help="also read the subdirectories of directories")
-    c.add_argument("--state", help="cluster state from YAML: a file or a directory")
-    c.add_argument("-o", "--output", choices=("text", "json", "sarif"), default="text")
+    c.add_argument("--no-recursive", dest="recursive", action="store_false", help="read directories one level deep")
+    c.add_argument("-R", "--recursive", action="store_true", default=True, help=argparse.SUPPRESS)
+    src = c.add_mutually_exclusive_group()
+    src.add_argument("--state", help="what the cluster already holds, from YAML: a file or a directory")
+    src.add_argument("--kubeconfig", help="judge against the live cluster (this kubeconfig) merged with the files")
     c.add_argument("--only-findings", action="store_true", help="leave out objects without findings")
+    c.add_argument(
+        "--as-written",
+        action="store_true",
+        help="judge the inputs' waypoints by their status as written (default: taken as ready, as istiod will make them)",
+    )
+    c.add_argument(
+        "--admission",
+        action="store_true",
+        help="simulate admission exactly: objects it would not review (excluded namespaces, no waypoint label) "
+        "are skipped with the reason",
+    )
+    c.add_argument("--allow-empty", action="store_true", help="exit 0 when the inputs hold no Kubernetes object")
+    _ci_flags(c)
     policy_flags(c)
 
 
-def _certs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _certs(sub: Sub) -> None:
     k = sub.add_parser(
         "certs",
         help="write a CA and a serving certificate; with --namespace, the whole kustomize install",
@@ -218,28 +281,29 @@ def _certs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
 
 
-def _audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _audit(sub: Sub) -> None:
     a = sub.add_parser(
         "audit",
         help="judge every existing object of a cluster (or of --state files) against the current state",
         description="What is already broken: every relevant object judged as it is stored, with the rules and "
-        "severities of admission. Exit status 0, or 1 with --fail-on and a finding at that severity, 2 for an "
-        "unusable source.",
+        "severities of admission. Exit status: 0 nothing at --fail-on, 1 a finding at --fail-on (default deny), "
+        "2 an unusable input or usage, 3 the cluster could not be read.",
+        allow_abbrev=False,
     )
     src_a = a.add_mutually_exclusive_group()
     src_a.add_argument(
         "--state", action="append", metavar="PATH", help="YAML files or directories instead of a cluster"
     )
     src_a.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, else $KUBECONFIG)")
-    a.add_argument("-o", "--output", choices=("text", "json"), default="text")
     a.add_argument("-n", "--namespace", help="only this namespace (and the Namespace object itself)")
+    a.add_argument("--kind", action="append", default=[], metavar="KIND", help="only these kinds (repeatable)")
     a.add_argument("--code", action="append", default=[], metavar="CODE", help="only these codes (repeatable)")
     a.add_argument("--min-severity", choices=("warn", "deny"), default="warn")
-    a.add_argument("--fail-on", choices=("deny", "warn"), help="exit 1 when a finding at this severity is found")
+    _ci_flags(a)
     policy_flags(a)
 
 
-def _generated(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _generated(sub: Sub) -> None:
     sub.add_parser("codes", help="print the finding codes with their default severities (Markdown)")
     pol = sub.add_parser(
         "policy",
@@ -251,8 +315,17 @@ def _generated(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="waypoint-webhook", description=DESCRIPTION)
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = argparse.ArgumentParser(prog="waypoint-webhook", description=DESCRIPTION, allow_abbrev=False)
+    ap.add_argument("--version", action="store_true", help="print the version and the source revision, and exit")
+    sub = ap.add_subparsers(dest="command", required=False, parser_class=_SubParser)
     for add in (_serve, _auditor, _check, _certs, _audit, _generated):
         add(sub)
     return ap
+
+
+def subparsers(ap: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each subcommand's own parser, for errors in its own usage."""
+    for action in ap._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}

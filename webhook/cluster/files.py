@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,49 @@ class StateError(Exception):
 
 @dataclass(frozen=True)
 class Document:
-    source: str  # "file.yaml#3 (line 12)" style location, for messages
+    source: str  # "file.yaml:12": where the document (or the List item) starts, for messages
     obj: dict[str, Any]
+    # The composed YAML of the document, kept only when asked for (``check``): where each key is.
+    node: yaml.Node | None = field(default=None, compare=False, repr=False)
+
+    def position(self, path: str) -> tuple[int, int] | None:
+        """Line and column (1-based) of the key a finding's field names (``spec.listeners[0].port``,
+        ``metadata.labels[istio.io/use-waypoint]``), or of the deepest part of it that exists; None
+        without a node. A field that is no path (an inherited reference) gives the document's start."""
+        if self.node is None:
+            return None
+        mark = locate(self.node, field_path(path)).start_mark
+        return mark.line + 1, mark.column + 1
+
+
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[([^\]]*)\]")
+
+
+def field_path(text: str) -> list[str | int]:
+    """``spec.listeners[0].allowedRoutes`` -> ["spec", "listeners", 0, "allowedRoutes"]; a label key
+    in brackets stays whole (``labels[istio.io/use-waypoint]``). Text that is no path gives []."""
+    if not text or " " in text:
+        return []
+    out: list[str | int] = []
+    for name, bracket in _SEGMENT.findall(text):
+        out.append(name if name else int(bracket) if bracket.isdigit() else bracket)
+    return out
+
+
+def locate(node: yaml.Node, path: list[str | int]) -> yaml.Node:
+    """The key node of the last segment of ``path`` found below ``node`` (for a list index, the item)."""
+    found = node
+    for segment in path:
+        if isinstance(node, yaml.MappingNode) and isinstance(segment, str):
+            pair = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == segment), None)
+            if pair is None:
+                return found
+            found, node = pair
+        elif isinstance(node, yaml.SequenceNode) and isinstance(segment, int) and segment < len(node.value):
+            found = node = node.value[segment]
+        else:
+            return found
+    return found
 
 
 def manifest_files(path: Path) -> list[Path]:
@@ -103,19 +145,21 @@ def _read_text(path: Path, text: str | None) -> str:
     return text
 
 
-def read_documents(path: Path, text: str | None = None) -> list[Document]:
-    """Parse one file into documents, with errors that name the file and line.
+def read_documents(path: Path, text: str | None = None, *, keep_nodes: bool = False) -> list[Document]:
+    """Parse one file into documents, with errors that name the file and line. ``keep_nodes``
+    keeps each document's YAML (JSON files are read as YAML then), so that a finding can name the
+    line and column of its key (:meth:`Document.position`).
 
     Bounded: files over ``MAX_FILE_BYTES``, and documents whose aliases expand them more than
     ``MAX_EXPANSION`` times, are refused before anything walks them."""
     text = _read_text(path, text)
-    if path.suffix == ".json":
+    if path.suffix == ".json" and not keep_nodes:
         return _read_json(path, text)
     docs: list[Document] = []
     loader = _Loader(text)
     where = [0]  # the line of the document being read, for errors
     try:
-        _read_yaml(path, loader, docs, where)
+        _read_yaml(path, loader, docs, where, keep_nodes)
     except StateError:
         raise
     except yaml.YAMLError as e:
@@ -130,7 +174,21 @@ def read_documents(path: Path, text: str | None = None) -> list[Document]:
     return docs
 
 
-def _read_yaml(path: Path, loader: yaml.SafeLoader, docs: list[Document], where: list[int]) -> None:
+def _items(node: yaml.Node, obj: Any) -> Iterator[tuple[yaml.Node, Any]]:
+    """:func:`_flatten` with each item's node beside it (a List item starts where its node does)."""
+    if isinstance(obj, dict) and obj.get("kind") == "List" and isinstance(obj.get("items"), list):
+        items = locate(node, ["items"])
+        value = next((v for k, v in node.value if k is items), None) if isinstance(node, yaml.MappingNode) else None
+        nodes = value.value if isinstance(value, yaml.SequenceNode) else []
+        for i, item in enumerate(obj["items"]):
+            yield from _items(nodes[i] if i < len(nodes) else node, item)
+    else:
+        yield node, obj
+
+
+def _read_yaml(
+    path: Path, loader: yaml.SafeLoader, docs: list[Document], where: list[int], keep_nodes: bool = False
+) -> None:
     index = 0
     while loader.check_node():
         node = loader.get_node()
@@ -145,10 +203,11 @@ def _read_yaml(path: Path, loader: yaml.SafeLoader, docs: list[Document], where:
         obj = loader.construct_document(node)
         if obj is None:
             continue
-        for item in _flatten(obj):
+        for item_node, item in _items(node, obj):
             if not isinstance(item, dict):
                 raise StateError(f"{path}:{line}: document {index} is not a mapping")
-            docs.append(Document(f"{path}:{line}", item))
+            item_line = item_node.start_mark.line + 1
+            docs.append(Document(f"{path}:{item_line}", item, item_node if keep_nodes else None))
 
 
 def _read_json(path: Path, text: str) -> list[Document]:

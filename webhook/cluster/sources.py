@@ -1,26 +1,34 @@
-"""Where the one-off audit reads objects from: YAML files, or the API server page by page.
+"""Where the one-off audit (and ``check --kubeconfig``) reads objects from: YAML files, or the API
+server page by page.
 
 A source is called twice (the audit builds its view in a first pass and judges in a second), so
 it is a function that starts a fresh iteration, never a list held in memory.
+
+Reading a live cluster says what it could not read, in one line each, and never lies by
+omission: a resource whose CRD is not installed is named in ``notices`` and the others are still
+read; one the credentials may not list is named too, and skipped when the judgement does not
+depend on it (the workloads, whose pod templates are judged as Pods); an unreachable API server,
+refused credentials, or a forbidden resource the cluster view needs is :class:`ClusterUnreadable`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from webhook.cluster.files import manifest_files, read_documents
-from webhook.core.kinds import KINDS, WATCHED
+from webhook.core.kinds import KINDS, KindSpec, Role
 from webhook.core.stored import Source
 from webhook.kube import api as kubeapi
 
-# What the audit lists from a live cluster: every handled kind, whole (no label selector: an
-# unlabelled Pod can still inherit its namespace's waypoint), the workloads included, whose pod
-# templates are judged as Pods. (path, apiVersion, kind)
-LIVE: tuple[tuple[str, str, str], ...] = tuple(
-    (k.collection, k.api_version(), k.kind) for k in (*WATCHED, *(k for k in KINDS if not k.watch_version))
-)
+# The kinds the judgement itself depends on: without them the view would be wrong, not smaller.
+ESSENTIAL = frozenset(k.kind for k in KINDS if k.role in (Role.GATEWAY, Role.CLASS, Role.NAMESPACE))
+VIEW_ROLE = "the ClusterRole waypoint-webhook-view"
+
+
+class ClusterUnreadable(Exception):
+    """The cluster could not be read well enough to judge it (exit status 3); one line."""
 
 
 def state_source(paths: Sequence[str]) -> Source:
@@ -35,21 +43,105 @@ def state_source(paths: Sequence[str]) -> Source:
     return docs
 
 
-def live_source(api: Any, progress: Callable[[str], None]) -> Source:
-    """Objects from the API server, listed page by page (500 at a time); a resource the cluster
-    does not serve (a CRD not installed) is skipped."""
+def _collection(k: KindSpec, namespace: str | None) -> str:
+    if namespace is None or k.cluster_scoped:
+        return k.collection
+    v = k.watch_version or k.versions[0]
+    prefix = f"/apis/{k.group}/{v}" if k.group else f"/api/{v}"
+    return f"{prefix}/namespaces/{namespace}/{k.resource}"
 
-    def docs() -> Iterator[tuple[dict[str, Any], str]]:
-        for path, api_version, kind in LIVE:
-            count = 0
+
+def _unreachable(api: Any, e: Exception) -> ClusterUnreadable:
+    host = getattr(getattr(api, "configuration", None), "host", "") or "the API server"
+    reason = getattr(e, "reason", None) or e
+    return ClusterUnreadable(f"cannot reach the API server at {host}: {type(reason).__name__}: {reason}")
+
+
+class LiveSource:
+    """Objects from the API server, listed page by page (500 at a time), with what could not be read
+    in ``notices``. ``namespace`` limits every namespaced listing to it (Gateways are still listed
+    cluster-wide when allowed: a reference may cross namespaces); ``kinds`` limits what is read,
+    and makes a missing or forbidden one of them an error."""
+
+    def __init__(
+        self,
+        api: Any,
+        progress: Callable[[str], None] = lambda line: None,
+        namespace: str | None = None,
+        kinds: frozenset[str] = frozenset(),
+    ) -> None:
+        self.api, self.progress, self.namespace, self.kinds = api, progress, namespace, kinds
+        self.notices: list[str] = []
+
+    def _note(self, text: str) -> None:
+        if text not in self.notices:
+            self.notices.append(text)
+
+    def __call__(self) -> Iterator[tuple[dict[str, Any], str]]:
+        for k in KINDS:
+            if self.kinds and k.kind not in self.kinds and k.kind not in ESSENTIAL:
+                continue
+            yield from self._resource(k)
+
+    def _resource(self, k: KindSpec) -> Iterator[tuple[dict[str, Any], str]]:
+        paths = [_collection(k, self.namespace)]
+        if self.namespace and k.role is Role.GATEWAY:
+            paths.insert(0, k.collection)  # cluster-wide first, for cross-namespace references
+        for n, path in enumerate(paths):
             try:
-                for item in kubeapi.list_items(api, path):
-                    item.setdefault("apiVersion", api_version)
-                    item.setdefault("kind", kind)
-                    count += 1
-                    yield item, "cluster"
+                yield from self._list(k, path)
+                return
+            except kubeapi.HttpError as e:
+                if e.status == 403 and n + 1 < len(paths):
+                    self._note(f"{k.resource}: not listed cluster-wide ({e.message}); references to waypoints in "
+                               f"other namespaces are judged without them")  # fmt: skip
+                    continue
+                self._refused(k, e)
+                return
             except kubeapi.NotServed:
-                pass
-            progress(f"{path.rsplit('/', 1)[1]}: {count}")
+                self._missing(k)
+                return
 
-    return docs
+    def _list(self, k: KindSpec, path: str) -> Iterator[tuple[dict[str, Any], str]]:
+        count = 0
+        try:
+            items: Iterable[dict[str, Any]] = (
+                self._one_namespace()
+                if k.kind == "Namespace" and self.namespace
+                else kubeapi.list_items(self.api, path)
+            )
+            for item in items:
+                item.setdefault("apiVersion", k.api_version())
+                item.setdefault("kind", k.kind)
+                count += 1
+                yield item, "cluster"
+        except (kubeapi.HttpError, kubeapi.NotServed):
+            raise
+        except Exception as e:  # urllib3's connection errors, timeouts, TLS
+            raise _unreachable(self.api, e) from None
+        self.progress(f"{k.resource}: {count}")
+
+    def _one_namespace(self) -> list[dict[str, Any]]:
+        path = f"/api/v1/namespaces/{self.namespace}"
+        status, body = kubeapi.call(self.api, "GET", path)
+        if status == 404:
+            return []
+        if status >= 300 or not isinstance(body, dict):
+            raise kubeapi.HttpError(path, status, kubeapi.status_message(body))
+        return [body]
+
+    def _refused(self, k: KindSpec, e: kubeapi.HttpError) -> None:
+        if e.status == 401:
+            raise ClusterUnreadable(f"the API server refused the credentials (HTTP 401): {e.message}")
+        wanted = k.kind in self.kinds
+        if e.status == 403 and not wanted and k.kind not in ESSENTIAL and k.role is Role.WORKLOAD:
+            self._note(f"{k.resource}.{k.group or 'core'}: skipped, {e.message} (workload templates are not judged)")
+            return
+        grant = f"; {VIEW_ROLE} grants it" if e.status == 403 and k.role is not Role.WORKLOAD else ""
+        raise ClusterUnreadable(f"{e.message} (HTTP {e.status}){grant}")
+
+    def _missing(self, k: KindSpec) -> None:
+        what = f"{k.resource}.{k.group}" if k.group else k.resource
+        if k.kind in self.kinds:
+            raise ClusterUnreadable(f"{what} is not served by the API server: its CRD is not installed")
+        self._note(f"{what}: not served (its CRD is not installed): no {k.kind} was read")

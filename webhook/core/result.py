@@ -17,6 +17,12 @@ from webhook.core.kinds import CLUSTER_SCOPED
 PatchOp = dict[str, Any]
 
 
+def printable(text: str) -> str:
+    """Text as JSON can hold it: a file name's undecodable bytes (kept by Python as surrogates)
+    become ``\\xNN`` instead of making the whole document unwritable."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ObjectRef:
     """Which object: what a report is scoped to and a line of output names."""
@@ -54,10 +60,18 @@ class Result:
     findings: tuple[Judged, ...] = ()
     patch: tuple[PatchOp, ...] = ()
     source: str = ""
+    # Findings a CI suppression (``--suppress``) set aside: reported, never counted.
+    suppressed: tuple[Judged, ...] = ()
+    # Why admission would never review this object ("" when it would): an excluded namespace, or
+    # no waypoint key for the webhooks' matchConditions. istiod reads it all the same.
+    not_reviewed: str = ""
 
     @property
     def allowed(self) -> bool:
         return all(j.severity is not Severity.DENY for j in self.findings)
+
+    def worst(self) -> Severity:
+        return max((j.severity for j in self.findings), default=Severity.OFF)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,5 +82,7 @@ class Result:
             "allowed": self.allowed,
             "findings": [j.to_json() for j in self.findings],
             "patch": list(self.patch),
-            "source": self.source,
+            "source": printable(self.source),
+            "suppressed": [j.to_json() for j in self.suppressed],
+            "admission": {"reviewed": not self.not_reviewed, "reason": self.not_reviewed},
         }

@@ -49,6 +49,22 @@ class NotServed(Exception):
     """HTTP 404 on a collection: its CRD is not installed."""
 
 
+class HttpError(RuntimeError):
+    """Any other refusal; ``message`` is the API server's own (a Status names the verb and resource)."""
+
+    def __init__(self, path: str, status: int, message: str) -> None:
+        super().__init__(f"{path}: HTTP {status}: {message}")
+        self.path, self.status, self.message = path, status, message
+
+
+def status_message(body: Any) -> str:
+    """The API server's one-line explanation in a Status body, else the body itself, shortened."""
+    message = body.get("message") if isinstance(body, dict) else None
+    if isinstance(message, str):
+        return message
+    return str(body)[:300]
+
+
 class Gone(Exception):
     """HTTP 410: the resourceVersion or continue token is too old; list again from the start."""
 
@@ -67,7 +83,7 @@ def list_pages(
         if status == 410:
             raise Gone(str(page)[:300])
         if status >= 300 or not isinstance(page, dict):
-            raise RuntimeError(f"listing {path}: HTTP {status}: {str(page)[:300]}")
+            raise HttpError(path, status, status_message(page))
         yield page
         cont = (page.get("metadata") or {}).get("continue")
         if not cont:
