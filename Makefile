@@ -14,7 +14,7 @@ MANIFESTS ?= manifests
 PYTEST_ARGS ?=
 
 
-.PHONY: generate install run test test-unit test-server test-e2e test-pod test-oracle prereqs lint certs controlplane istiod bench bench-hostile bench-audit bench-core clean
+.PHONY: generate bench-check install run test test-unit test-server test-e2e test-pod test-oracle prereqs lint certs controlplane istiod bench bench-hostile bench-audit bench-core clean
 
 install: $(STAMP)
 
@@ -29,6 +29,7 @@ certs/dev/tls.crt: | install
 	$(BIN)/waypoint-webhook certs --out certs/dev --dns localhost --ip 127.0.0.1 >/dev/null
 
 run: install certs/dev/tls.crt
+	@echo "make run: the CLI is $(BIN)/waypoint-webhook (kubectl waypoint with $(BIN) on PATH)"
 	$(BIN)/waypoint-webhook serve --host 127.0.0.1 --port $(PORT) --workers 1 \
 	  --tls-cert certs/dev/tls.crt --tls-key certs/dev/tls.key --state examples/state
 
@@ -88,6 +89,10 @@ bench-hostile: install
 # The rules' own cost per request, in-process (seconds).
 bench-core: install
 	$(BIN)/python bench/core.py
+
+# check on a repository of 523 files as a CI job runs it (seconds): median wall time and peak RSS.
+bench-check: install
+	$(BIN)/python bench/check_repo.py
 
 # The audit at 10,000 namespaces, 1,000 waypoints and 50,000 consumers: full and incremental (seconds).
 bench-audit: install

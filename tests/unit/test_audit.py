@@ -105,3 +105,18 @@ def test_environment_never_changes_what_audit_judges(
     monkeypatch.setenv("WAYPOINT_WEBHOOK_PRESET", "strict")
     _, with_env = _run(capsys, "--state", str(cluster), "-o", "json")
     assert plain == with_env
+
+
+def test_a_repository_as_state_skips_charts_and_names_broken_files(
+    cluster: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (cluster / "chart" / "templates").mkdir(parents=True)
+    (cluster / "chart" / "Chart.yaml").write_text("apiVersion: v2\nname: c\n")
+    (cluster / "chart" / "templates" / "svc.yaml").write_text("metadata:\n  name: {{ .Release.Name }}\n")
+    (cluster / "broken.yaml").write_text("kind: [\n")
+    code, out = _run(capsys, "--state", str(cluster), "-o", "json")
+    report = json.loads(out)
+    assert code == 2, "an unreadable file is an input error"
+    assert {e["name"] for e in report["results"]} >= {"typo", "inherits"}, "every other file is still audited"
+    assert [e["source"].rsplit("/", 1)[1] for e in report["errors"]] == ["broken.yaml:2"]
+    assert report["skipped"][0]["reason"].startswith("a Helm chart")

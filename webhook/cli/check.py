@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from webhook.cli import suppress
-from webhook.cli.inputs import Skipped
 from webhook.cluster.files import Document
+from webhook.cluster.inputs import Skipped
 from webhook.core.engine import Engine, Settings, value_at
 from webhook.core.findings import malformed
 from webhook.core.forwarding import consumer_forwarded, template_forwarded

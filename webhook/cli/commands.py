@@ -14,28 +14,30 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import yaml
 
 from webhook.admission import logs
-from webhook.admission.serving import ServeOptions
-from webhook.admission.worker import Deadlines
 from webhook.cli import formats, suppress, version
 from webhook.cli.config import ConfigError, Options, build_settings
 from webhook.cli.generate import POLICY_HEADER, code_table, policy_file
-from webhook.cli.inputs import InputError
 from webhook.cli.parser import parser, subparsers
 from webhook.cli.report import Report, render_text, summary_line
 from webhook.cluster.files import StateError
+from webhook.cluster.inputs import InputError
 from webhook.core.engine import Settings
 from webhook.core.findings import CODES, Judged, Severity, parse_overrides
 from webhook.core.index import Index
 from webhook.core.model import Malformed
-from webhook.core.result import Result
+from webhook.core.result import ObjectRef, Result
+
+if TYPE_CHECKING:
+    from webhook.admission.serving import ServeOptions
 
 log = logging.getLogger("webhook")
 
@@ -153,7 +155,7 @@ def _check_state(args: argparse.Namespace, report: Report) -> Index:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from webhook.cli.check import CheckOptions, check_documents
-    from webhook.cli.inputs import collect
+    from webhook.cluster.inputs import collect
 
     settings, _ = _settings(args, server=False)
     if not args.files and not args.paths:
@@ -207,6 +209,11 @@ def cmd_certs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(line: str) -> None:
+    """What a live read has listed so far, on stderr: beside any document on stdout."""
+    print(f"# {line}", file=sys.stderr)
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from webhook.audit import oneoff
     from webhook.cluster import sources
@@ -221,15 +228,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     filters = oneoff.Filters(args.namespace, frozenset(args.code), Severity.parse(args.min_severity), kinds)
     try:
         if args.state:
-            source: Any = sources.state_source(args.state)
+            source: sources.StateSource | sources.LiveSource = sources.state_source(args.state)
         else:
-            progress = (lambda line: print(f"# {line}", file=sys.stderr)) if args.output == "text" else None
-            source = sources.LiveSource(
-                _live_api(args.kubeconfig), progress or (lambda line: None), args.namespace, kinds
-            )
+            source = sources.LiveSource(_live_api(args.kubeconfig), _progress, args.namespace, kinds)
         found = oneoff.audit(source, settings, filters)
-        report.results = [r for r in (suppress.apply(r, report.suppressions) for r in found.results)]
-        report.notices += getattr(source, "notices", [])
+        report.results = [suppress.apply(r, report.suppressions) for r in found.results]
+        if isinstance(source, sources.StateSource):
+            report.errors += source.inputs.errors
+            report.skipped += source.inputs.skipped
+        else:
+            report.notices += source.notices
     except (StateError, OSError) as e:
         report.errors.append(InputError(*(str(e).partition(": ")[::2])))
     except (sources.ClusterUnreadable, ValueError) as e:
@@ -238,6 +246,70 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(f"waypoint-webhook audit: {report.cluster_error or report.errors[0].message}", file=sys.stderr)
     _emit(report, args.output)
     return report.exit_code()
+
+
+SHORT_NAMES = {"svc": "Service", "po": "Pod", "ns": "Namespace", "gw": "Gateway", "gc": "GatewayClass"}
+SHORT_NAMES |= {"se": "ServiceEntry", "we": "WorkloadEntry", "deploy": "Deployment", "sts": "StatefulSet"}
+SHORT_NAMES |= {"ds": "DaemonSet", "rs": "ReplicaSet", "cj": "CronJob"}
+
+
+def kind_of(text: str) -> str | None:
+    """``service``, ``services``, ``svc`` or ``Service`` -> ``Service``, as kubectl reads them."""
+    from webhook.core.kinds import KINDS
+
+    lower = text.lower()
+    for k in KINDS:
+        if lower in (k.kind.lower(), k.resource, k.resource.rstrip("s")):
+            return k.kind
+    return SHORT_NAMES.get(lower)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from webhook.cluster import sources
+    from webhook.core.engine import Engine
+    from webhook.core.explain import explain
+    from webhook.core.index import IndexView
+    from webhook.core.kinds import CLUSTER_SCOPED
+
+    settings, _ = _settings(args, server=False)
+    kind_text, _, name = args.target.partition("/")
+    kind = kind_of(kind_text)
+    if kind is None or not name:
+        print(
+            f"waypoint-webhook explain: {args.target!r}: name an object as KIND/NAME (service/reviews)", file=sys.stderr
+        )
+        return 2
+    namespace = "" if kind in CLUSTER_SCOPED else args.namespace
+    index, target = Index(), None
+    try:
+        source: sources.StateSource | sources.LiveSource = (
+            sources.state_source(args.state) if args.state else sources.LiveSource(_live_api(args.kubeconfig))
+        )
+        for obj, _where in source():
+            with contextlib.suppress(Malformed):
+                index.apply(obj)
+            ref = ObjectRef.of(obj)
+            if (ref.kind, ref.namespace, ref.name) == (kind, namespace, name):
+                target = obj
+    except StateError as e:
+        print(f"waypoint-webhook explain: {e}", file=sys.stderr)
+        return 2
+    except (sources.ClusterUnreadable, ValueError) as e:
+        print(f"waypoint-webhook explain: {e}", file=sys.stderr)
+        return 3
+    problems = source.inputs.errors if isinstance(source, sources.StateSource) else []
+    for problem in problems:
+        print(f"waypoint-webhook explain: {problem.source}: {problem.message}", file=sys.stderr)
+    if target is None:
+        where = f" in namespace {namespace}" if namespace else ""
+        print(f"waypoint-webhook explain: {kind} {name} not found{where}", file=sys.stderr)
+        return 2
+    result = explain(target, Engine(IndexView(index), replace(settings, excluded_namespaces=frozenset())))
+    if args.output == "json":
+        _json_out(result.to_json())
+    else:
+        print("\n".join(result.lines()))
+    return 2 if problems else 0
 
 
 def _policy_argv(args: argparse.Namespace) -> list[str]:
@@ -302,6 +374,9 @@ def cmd_codes(args: argparse.Namespace) -> int:
 
 
 def _serve_options(args: argparse.Namespace, level: str, fmt: str) -> ServeOptions:
+    from webhook.admission.serving import ServeOptions
+    from webhook.admission.worker import Deadlines
+
     sidecar = (sys.executable, "-m", "webhook", "auditor", "--log-format", fmt, *_policy_argv(args))
     if args.kubeconfig:
         sidecar += ("--kubeconfig", args.kubeconfig)
@@ -347,6 +422,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "auditor": cmd_auditor,
     "check": cmd_check,
     "audit": cmd_audit,
+    "explain": cmd_explain,
     "certs": cmd_certs,
     "codes": cmd_codes,
     "policy": cmd_policy,

@@ -16,7 +16,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from webhook.core.engine import DEFAULT_EXCLUDED, Settings
@@ -69,6 +68,8 @@ def from_file(path: str | os.PathLike[str]) -> Options:
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"config file {path}: {e}") from e
     data = _unboolean(data)
+    import jsonschema  # only when a file is read: its import costs the other commands a tenth of a second
+
     try:
         jsonschema.validate(data, _schema())
     except jsonschema.ValidationError as e:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from webhook.cli.inputs import STDIN
 from webhook.cli.report import INPUT_ERROR, Report
+from webhook.cluster.inputs import STDIN
 from webhook.core.findings import CODES, Judged, Severity
 from webhook.core.result import Result, printable
 
@@ -209,7 +209,9 @@ def github(report: Report, locate: Locator, cwd: Path) -> str:
             props = {"file": printable(relative(path, cwd)[0]) if line else "", "title": str(j.code)}
             if where:
                 props |= {"line": str(where[0]), "col": str(where[1])}
-            lines.append(_command(kind, printable(f"{r.ref.display()}: {j.message} [{j.field}]"), props))
+            who = r.ref.display()
+            text = j.message if who in j.message else f"{who}: {j.message}"
+            lines.append(_command(kind, printable(f"{text} [{j.field}]"), props))
     for e in report.errors:
         path, line = split_source(e.source)
         props = {"file": printable(relative(path, cwd)[0]), "line": str(line or ""), "title": "input error"}

@@ -303,6 +303,24 @@ def _audit(sub: Sub) -> None:
     policy_flags(a)
 
 
+def _explain(sub: Sub) -> None:
+    e = sub.add_parser(
+        "explain",
+        help="walk one object's waypoint resolution as istiod does, one rule per line",
+        description="Why does this object (not) use a waypoint? The resolution step by step with its rule IDs "
+        "(docs/rules.md), the waypoint the data plane will use or why none, and the findings. Reads the live "
+        "cluster (--kubeconfig, or in-cluster/$KUBECONFIG) or --state files. Exit status 0, 2 when the object "
+        "is not found, 3 when the cluster cannot be read.",
+    )
+    e.add_argument("target", metavar="KIND/NAME", help="e.g. service/reviews, svc/reviews, ns/default, pod/p")
+    e.add_argument("-n", "--namespace", default="default", help="the object's namespace (default: default)")
+    src = e.add_mutually_exclusive_group()
+    src.add_argument("--state", action="append", metavar="PATH", help="YAML files or directories instead of a cluster")
+    src.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, else $KUBECONFIG)")
+    e.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    policy_flags(e)
+
+
 def _generated(sub: Sub) -> None:
     sub.add_parser("codes", help="print the finding codes with their default severities (Markdown)")
     pol = sub.add_parser(
@@ -318,7 +336,7 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="waypoint-webhook", description=DESCRIPTION, allow_abbrev=False)
     ap.add_argument("--version", action="store_true", help="print the version and the source revision, and exit")
     sub = ap.add_subparsers(dest="command", required=False, parser_class=_SubParser)
-    for add in (_serve, _auditor, _check, _certs, _audit, _generated):
+    for add in (_serve, _auditor, _check, _certs, _audit, _explain, _generated):
         add(sub)
     return ap
 

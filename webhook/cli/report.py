@@ -19,8 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook.cli.inputs import InputError, Skipped
 from webhook.cli.suppress import Suppression, used
+from webhook.cluster.inputs import InputError, Skipped
 from webhook.core.findings import Severity
 from webhook.core.result import Result, printable
 

@@ -7,22 +7,21 @@ it is a function that starts a fresh iteration, never a list held in memory.
 Reading a live cluster says what it could not read, in one line each, and never lies by
 omission: a resource whose CRD is not installed is named in ``notices`` and the others are still
 read; one the credentials may not list is named too, and skipped when the judgement does not
-depend on it (the workloads, whose pod templates are judged as Pods); an unreachable API server,
-refused credentials, or a forbidden resource the cluster view needs is :class:`ClusterUnreadable`.
+depend on it (the workloads, whose pod templates are judged as Pods; GatewayClasses, without
+which the waypoint classes are known by name only); an unreachable API server, refused
+credentials, or any other forbidden resource is :class:`ClusterUnreadable`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-from webhook.cluster.files import manifest_files, read_documents
+from webhook.cluster.inputs import Inputs, files_of, read_file
 from webhook.core.kinds import KINDS, KindSpec, Role
-from webhook.core.stored import Source
 from webhook.kube import api as kubeapi
 
-# The kinds the judgement itself depends on: without them the view would be wrong, not smaller.
+# The kinds the judgement itself depends on: read even when ``kinds`` names others.
 ESSENTIAL = frozenset(k.kind for k in KINDS if k.role in (Role.GATEWAY, Role.CLASS, Role.NAMESPACE))
 VIEW_ROLE = "the ClusterRole waypoint-webhook-view"
 
@@ -31,16 +30,25 @@ class ClusterUnreadable(Exception):
     """The cluster could not be read well enough to judge it (exit status 3); one line."""
 
 
-def state_source(paths: Sequence[str]) -> Source:
-    """Objects from YAML files (a file or a directory each), as ``--state`` reads them."""
+class StateSource:
+    """Objects from YAML files and directories, read as ``check`` reads its inputs (Helm charts,
+    kustomizations and other non-manifests skipped, unreadable files named, never fatal), one
+    file at a time: memory holds the cluster view, not the files. What the last pass skipped and
+    could not read is in ``inputs``."""
 
-    def docs() -> Iterator[tuple[dict[str, Any], str]]:
-        for p in paths:
-            for f in manifest_files(Path(p)):
-                for doc in read_documents(f):
-                    yield doc.obj, doc.source
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+        self.inputs = Inputs()
 
-    return docs
+    def __call__(self) -> Iterator[tuple[dict[str, Any], str]]:
+        self.inputs = Inputs()
+        for path in files_of(self.paths, True, self.inputs):
+            for doc in read_file(path, self.inputs, keep_nodes=False):
+                yield doc.obj, doc.source
+
+
+def state_source(paths: Sequence[str]) -> StateSource:
+    return StateSource(paths)
 
 
 def _collection(k: KindSpec, namespace: str | None) -> str:
@@ -134,8 +142,12 @@ class LiveSource:
         if e.status == 401:
             raise ClusterUnreadable(f"the API server refused the credentials (HTTP 401): {e.message}")
         wanted = k.kind in self.kinds
-        if e.status == 403 and not wanted and k.kind not in ESSENTIAL and k.role is Role.WORKLOAD:
-            self._note(f"{k.resource}.{k.group or 'core'}: skipped, {e.message} (workload templates are not judged)")
+        what = f"{k.resource}.{k.group}" if k.group else k.resource
+        if e.status == 403 and not wanted and k.role is Role.WORKLOAD:
+            self._note(f"{what}: skipped, {e.message} (their pod templates are not judged)")
+            return
+        if e.status == 403 and not wanted and k.role is Role.CLASS:
+            self._note(f"{what}: not readable, {e.message}; waypoint classes are known by name only")
             return
         grant = f"; {VIEW_ROLE} grants it" if e.status == 403 and k.role is not Role.WORKLOAD else ""
         raise ClusterUnreadable(f"{e.message} (HTTP {e.status}){grant}")

@@ -1,5 +1,5 @@
-"""What ``check`` reads, as a CI user hands it over: files, directories (recursively by default),
-``-`` for standard input.
+"""What ``check``, ``audit --state`` and ``explain --state`` read, as a CI user hands it over:
+files, directories (recursively by default), ``-`` for standard input.
 
 Nothing here is fatal and nothing is dropped in silence. A file that cannot be read or parsed is
 an :class:`InputError` naming the file and line, and every other file is still read. What is
@@ -119,28 +119,31 @@ def _why_not_an_object(doc: Document) -> str | None:
     return None
 
 
-def read_file(path: Path, out: Inputs) -> None:
+def read_file(path: Path, out: Inputs, keep_nodes: bool = True) -> list[Document]:
+    """The file's Kubernetes objects; what it holds besides is recorded in ``out``."""
     out.files += 1
     try:
         text = sys.stdin.read() if str(path) == STDIN else None
-        docs = read_documents(path, text, keep_nodes=True)
+        docs = read_documents(path, text, keep_nodes=keep_nodes)
     except StateError as e:
         where, _, message = str(e).partition(": ")
         out.errors.append(InputError(where, message))
-        return
+        return []
     except OSError as e:
         out.errors.append(InputError(str(path), f"cannot read: {e}"))
-        return
+        return []
+    kept = []
     for doc in docs:
         why = _why_not_an_object(doc)
         if why:
             out.skipped.append(Skipped(doc.source, why))
         else:
-            out.documents.append(doc)
+            kept.append(doc)
+    return kept
 
 
 def collect(paths: Sequence[str], recursive: bool = True) -> Inputs:
     out = Inputs()
     for path in files_of(paths, recursive, out):
-        read_file(path, out)
+        out.documents += read_file(path, out)
     return out
