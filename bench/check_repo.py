@@ -36,18 +36,46 @@ def _team(root: Path, n: int) -> None:
     base = root / "teams" / ns
     base.mkdir(parents=True)
     labels = {"istio.io/dataplane-mode": "ambient", UW: "waypoint"}
-    (base / "namespace.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(ns, labels=labels)}))
+    (base / "namespace.yaml").write_text(
+        yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(ns, labels=labels)})
+    )
     gw = {"gatewayClassName": "istio-waypoint", "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]}
-    (base / "waypoint.yaml").write_text(yaml.safe_dump({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": _meta("waypoint", ns), "spec": gw}))
+    (base / "waypoint.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "Gateway",
+                "metadata": _meta("waypoint", ns),
+                "spec": gw,
+            }
+        )
+    )
     rendered = root / "rendered" / ns
     rendered.mkdir(parents=True)
     for i in range(3):
         svc_labels = {UW: "None" if i == 2 and n % 10 == 0 else "waypoint"}
-        svc = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(f"svc-{i}", ns, svc_labels), "spec": {"ports": [{"port": 80}]}}
-        template = {"metadata": {"labels": {"app": f"svc-{i}"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
-        deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(f"svc-{i}", ns), "spec": {"selector": {"matchLabels": {"app": f"svc-{i}"}}, "template": template}}
+        svc = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(f"svc-{i}", ns, svc_labels),
+            "spec": {"ports": [{"port": 80}]},
+        }
+        template = {
+            "metadata": {"labels": {"app": f"svc-{i}"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        }
+        deploy = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(f"svc-{i}", ns),
+            "spec": {"selector": {"matchLabels": {"app": f"svc-{i}"}}, "template": template},
+        }
         (rendered / f"svc-{i}.yaml").write_text(yaml.safe_dump_all([svc, deploy]))
-    (rendered / "config.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("config", ns), "data": {"k": "v" * 200}}))
+    (rendered / "config.yaml").write_text(
+        yaml.safe_dump(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("config", ns), "data": {"k": "v" * 200}}
+        )
+    )
     (base / "kustomization.yaml").write_text(yaml.safe_dump({"resources": ["namespace.yaml", "waypoint.yaml"]}))
 
 
@@ -57,7 +85,9 @@ def repository(root: Path, teams: int = 66) -> int:
     for c in range(20):
         chart = root / "charts" / f"chart-{c}"
         (chart / "templates").mkdir(parents=True)
-        (chart / "Chart.yaml").write_text(yaml.safe_dump({"apiVersion": "v2", "name": f"chart-{c}", "version": "1.0.0"}))
+        (chart / "Chart.yaml").write_text(
+            yaml.safe_dump({"apiVersion": "v2", "name": f"chart-{c}", "version": "1.0.0"})
+        )
         (chart / "values.yaml").write_text("replicas: 2\n")
         (chart / "templates" / "svc.yaml").write_text("metadata:\n  name: {{ .Release.Name }}\n")
     (root / ".github" / "workflows").mkdir(parents=True)

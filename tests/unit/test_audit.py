@@ -120,3 +120,13 @@ def test_a_repository_as_state_skips_charts_and_names_broken_files(
     assert {e["name"] for e in report["results"]} >= {"typo", "inherits"}, "every other file is still audited"
     assert [e["source"].rsplit("/", 1)[1] for e in report["errors"]] == ["broken.yaml:2"]
     assert report["skipped"][0]["reason"].startswith("a Helm chart")
+
+
+def test_objects_admission_never_reviews_are_marked(cluster: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, out = _run(capsys, "--state", str(cluster), "-o", "json")
+    found = {e["name"]: e for e in json.loads(out)["results"]}
+    assert found["system"]["admission"] == {"reviewed": False, "reason": "namespace kube-system is excluded"}
+    assert found["inherits"]["admission"]["reviewed"] is False, "no waypoint label: the matchConditions skip it"
+    assert found["typo"]["admission"] == {"reviewed": True, "reason": ""}
+    _, text = _run(capsys, "--state", str(cluster))
+    assert "  Service system: DENIED (not reviewed by admission: namespace kube-system is excluded)" in text

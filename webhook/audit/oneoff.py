@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from webhook.core.engine import Settings
 from webhook.core.findings import Severity
+from webhook.core.forwarding import not_reviewed
 from webhook.core.index import Index, IndexView
 from webhook.core.model import Malformed
 from webhook.core.request import AdmissionRequest, stored_request
@@ -73,7 +74,8 @@ def audit(source: Source, settings: Settings, filters: Filters) -> Audit:
             if j.severity >= filters.min_severity and (not filters.codes or j.code in filters.codes)
         )
         if findings:
-            entries.append(Result(ref=ObjectRef.of(obj), findings=findings, source=where))
+            unseen = not_reviewed(obj, settings.excluded_namespaces)
+            entries.append(Result(ref=ObjectRef.of(obj), findings=findings, source=where, not_reviewed=unseen))
     return Audit(entries, judged)
 
 
@@ -87,7 +89,8 @@ def render_text(entries: Sequence[Result]) -> str:
             current = e.ref.namespace
             lines.append(f"namespace {current}" if current else "cluster-scoped")
         verdict = "DENIED" if not e.allowed else "warnings" if e.findings else "suppressed"
-        lines.append(f"  {e.ref.kind} {e.ref.name}: {verdict}")
+        unseen = f" (not reviewed by admission: {e.not_reviewed})" if e.not_reviewed else ""
+        lines.append(f"  {e.ref.kind} {e.ref.name}: {verdict}{unseen}")
         for f in sorted(e.findings, key=lambda f: f.severity is not Severity.DENY):
             lines.append(f"    {f.severity!s:<4}  {f.code}: {f.message}  [{f.field}]")
         lines += [f"    supp  {f.code}: {f.message}  [{f.field}]" for f in e.suppressed]

@@ -28,11 +28,11 @@ from typing import Any
 from webhook.cli import suppress
 from webhook.cluster.files import Document
 from webhook.cluster.inputs import Skipped
-from webhook.core.engine import Engine, Settings, value_at
+from webhook.core.engine import Engine, Settings
 from webhook.core.findings import malformed
-from webhook.core.forwarding import consumer_forwarded, template_forwarded
+from webhook.core.forwarding import not_reviewed
 from webhook.core.index import Index, IndexView
-from webhook.core.kinds import KindSpec, Role, group_of, spec_of
+from webhook.core.kinds import KindSpec, group_of, spec_of
 from webhook.core.model import Malformed
 from webhook.core.request import AdmissionRequest, stored_request
 from webhook.core.result import ObjectRef, Result
@@ -115,21 +115,6 @@ def _view(inputs: Sequence[Input], state: Index, engine: Engine, opts: CheckOpti
     return patches
 
 
-def not_reviewed(i: Input, excluded: frozenset[str]) -> str:
-    """Why admission would never review this object, or ""."""
-    if i.spec.role is Role.NAMESPACE:
-        name = value_at(i.obj, ("metadata", "name"))
-        if name in excluded:
-            return f"namespace {name} is excluded"
-    elif i.req.namespace in excluded:
-        return f"namespace {i.req.namespace} is excluded"
-    if i.spec.role in (Role.NAMESPACE, Role.CONSUMER) and not consumer_forwarded(i.obj):
-        return "it carries no waypoint label, so the webhooks' matchConditions do not send it"
-    if i.spec.role is Role.WORKLOAD and not template_forwarded(i.obj):
-        return "its pod template carries no waypoint label, so the webhooks' matchConditions do not send it"
-    return ""
-
-
 def _judge(engine: Engine, i: Input, patch: list[Any] | None, unseen: str) -> Result:
     ref = ObjectRef.of(i.obj)
     if patch is None:  # the mutating webhook could not even parse it
@@ -153,7 +138,7 @@ def check_documents(docs: Sequence[Document], state: Index, settings: Settings, 
     patches = _view(inputs, state, engine, opts)
     results, skipped = [], []
     for n, i in enumerate(inputs):
-        unseen = not_reviewed(i, settings.excluded_namespaces)
+        unseen = not_reviewed(i.obj, settings.excluded_namespaces)
         if unseen and opts.admission:
             skipped.append(Skipped(i.doc.source, f"not reviewed by admission: {unseen}"))
             continue

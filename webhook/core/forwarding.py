@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.core.kinds import Role, group_of, spec_of
 from webhook.core.model import DATAPLANE_MODE, INGRESS_USE_WAYPOINT, USE_WAYPOINT
 
 
@@ -102,3 +103,22 @@ def template_forwarded(obj: Mapping[str, Any]) -> bool:
         if TEMPLATE_LABELS.any_in(_get(meta, "labels")) or TEMPLATE_ANNOTATIONS.any_in(_get(meta, "annotations")):
             return True
     return False
+
+
+def not_reviewed(obj: Mapping[str, Any], excluded: frozenset[str]) -> str:
+    """Why admission would never review this object ("" when it would): its namespace is excluded,
+    or it carries no key the webhooks' matchConditions forward. Gateways and GatewayClasses are
+    always sent. ``check`` and ``audit`` mark such objects: istiod reads them all the same."""
+    spec = spec_of(group_of(str(obj.get("apiVersion") or "")), str(obj.get("kind") or ""))
+    if spec is None:
+        return ""
+    name, namespace = _get(obj, "metadata", "name"), _get(obj, "metadata", "namespace") or "default"
+    if spec.role is Role.NAMESPACE and name in excluded:
+        return f"namespace {name} is excluded"
+    if not spec.cluster_scoped and namespace in excluded:
+        return f"namespace {namespace} is excluded"
+    if spec.role in (Role.NAMESPACE, Role.CONSUMER) and not consumer_forwarded(obj):
+        return "it carries no waypoint label, so the webhooks' matchConditions do not send it"
+    if spec.role is Role.WORKLOAD and not template_forwarded(obj):
+        return "its pod template carries no waypoint label, so the webhooks' matchConditions do not send it"
+    return ""
