@@ -87,10 +87,11 @@ def _inputs(docs: Sequence[Document], not_judged: Counter[str]) -> list[Input]:
 
 def assumed_ready(obj: dict[str, Any]) -> dict[str, Any]:
     """A Gateway without addresses as istiod will make it: with one (its Service's name)."""
-    status = obj.get("status")
-    if obj.get("kind") != "Gateway" or (isinstance(status, dict) and status.get("addresses")):
+    status, meta = obj.get("status"), obj.get("metadata")
+    if obj.get("kind") != "Gateway" or not isinstance(meta, dict) or not isinstance(status, dict | None):
+        return obj  # not a Gateway, or one the rules will report as malformed
+    if status and status.get("addresses"):
         return obj
-    meta = obj.get("metadata") or {}
     address = f"{meta.get('name')}.{meta.get('namespace') or 'default'}.svc.cluster.local"
     return {**obj, "status": {**(status or {}), "addresses": [{"type": "Hostname", "value": address}]}}
 

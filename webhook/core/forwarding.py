@@ -113,6 +113,8 @@ def not_reviewed(obj: Mapping[str, Any], excluded: frozenset[str]) -> str:
     if spec is None:
         return ""
     name, namespace = _get(obj, "metadata", "name"), _get(obj, "metadata", "namespace") or "default"
+    if not isinstance(name, str) or not isinstance(namespace, str):
+        return ""  # malformed: judged, and reported, as MalformedObject
     if spec.role is Role.NAMESPACE and name in excluded:
         return f"namespace {name} is excluded"
     if not spec.cluster_scoped and namespace in excluded:
