@@ -3,8 +3,10 @@
 Nothing is copied into the project: ``go mod download`` puts each module in the Go module cache
 (``$GOMODCACHE``, outside the repository), where later runs find it without the network.
 
-- Gateway API: ``sigs.k8s.io/gateway-api@v1.3.0``, ``config/crd/standard/`` (GatewayClass,
-  Gateway, HTTPRoute, GRPCRoute, ReferenceGrant).
+- Gateway API: ``sigs.k8s.io/gateway-api@v1.6.3``, ``config/crd/standard/`` (what istiod 1.31 is
+  built with and clusters running it carry: GatewayClass, Gateway, ListenerSet, the routes, and
+  the bundled safe-upgrades ValidatingAdmissionPolicy, which refuses older bundles over it); and
+  ``@v1.3.0``, the seed's, for one run of its workflows on a cluster of their own.
 - Istio: ``istio.io/api@v1.31.4``, ``kubernetes/customresourcedefinitions.gen.yaml`` (every
   Istio CRD; the tests install ServiceEntry and WorkloadEntry).
 - Kyverno: ``github.com/kyverno/kyverno@v1.19.1``, ``config/crds/policyreport/`` (the
@@ -23,7 +25,8 @@ from typing import Any
 
 import yaml
 
-GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api@v1.3.0"
+GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api@v1.6.3"
+SEED_GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api@v1.3.0"
 ISTIO_API_MODULE = "istio.io/api@v1.31.4"
 KYVERNO_MODULE = "github.com/kyverno/kyverno@v1.19.1"
 
@@ -48,11 +51,11 @@ def module_dir(module: str) -> Path:
     return Path(info["Dir"])
 
 
-def gateway_api_files() -> tuple[Path, ...]:
-    d = module_dir(GATEWAY_API_MODULE) / "config" / "crd" / "standard"
+def gateway_api_files(module: str = GATEWAY_API_MODULE) -> tuple[Path, ...]:
+    d = module_dir(module) / "config" / "crd" / "standard"
     files = tuple(sorted(d.glob("gateway.networking.k8s.io_*.yaml")))
     if not files:
-        raise ModuleUnavailable(f"{GATEWAY_API_MODULE} has no CRDs under config/crd/standard/")
+        raise ModuleUnavailable(f"{module} has no CRDs under config/crd/standard/")
     return files
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from testkit.controlplane import ControlPlane
-from testkit.crds import gateway_api_files, istio_crds, policy_report_files
+from testkit.crds import GATEWAY_API_MODULE, gateway_api_files, istio_crds, policy_report_files
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = str(Path(sys.executable).parent / "waypoint-webhook")
@@ -86,9 +86,10 @@ class Kubectl:
         return self("apply", "-f", "-", *extra, input=text, check=check)
 
 
-def install_crds(kubectl: Kubectl) -> None:
-    """Gateway API v1.3.0 standard and Istio's ServiceEntry/WorkloadEntry, then wait until discoverable."""
-    for f in gateway_api_files():  # server-side: HTTPRoute's CRD is too large for client-side apply
+def install_crds(kubectl: Kubectl, gateway_api: str = GATEWAY_API_MODULE) -> None:
+    """Gateway API's standard channel (v1.6 unless told) and Istio's ServiceEntry/WorkloadEntry,
+    then wait until discoverable."""
+    for f in gateway_api_files(gateway_api):  # server-side: HTTPRoute's CRD is too large for client-side apply
         kubectl("apply", "--server-side", "-f", str(f))
     kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(istio_crds(ISTIO_CRDS)))
     kubectl(

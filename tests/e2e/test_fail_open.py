@@ -120,6 +120,13 @@ def label(*args: str) -> Callable[[Kubectl], subprocess.CompletedProcess[str]]:
 
 
 HTTP = [{"name": "http", "port": 80, "protocol": "HTTP"}]
+
+
+def unmanaged(gw: dict[str, Any]) -> dict[str, Any]:
+    gw["spec"]["addresses"] = [{"type": "IPAddress", "value": "10.0.0.1"}, {"type": "IPAddress", "value": "10.0.0.2"}]
+    return gw
+
+
 CASES = [
     Case("Service use-waypoint=None", create(service("s1", {UW: "None"}))),
     Case("Service use-waypoint=Reviews_WP", create(service("s2", {UW: "Reviews_WP"}))),
@@ -152,6 +159,14 @@ CASES = [
     Case(
         "Gateway inbound binding PROXY/abc",
         create(gateway("g5", annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY/abc"})),
+    ),
+    Case(
+        "Gateway inbound binding PROXY/70000 (above 65535: binds no listener, revision 3)",
+        create(gateway("g7", annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY/70000"})),
+    ),
+    Case(
+        "unmanaged Gateway (two addresses) with a dotted name (W2, revision 3)",
+        create(unmanaged(gateway("reviews.v2"))),
     ),
     Case(
         "Gateway inbound binding PROXY/15088",

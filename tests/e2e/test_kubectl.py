@@ -14,6 +14,7 @@ import pytest
 from testkit.controlplane import ControlPlane
 from testkit.harness import Kubectl, eventually, make_ready, wait_until
 from testkit.webhook_process import SA, Webhook
+from tests.e2e import seed
 
 pytestmark = pytest.mark.e2e
 UW = "istio.io/use-waypoint"
@@ -48,128 +49,8 @@ def service(name: str, ns: str, labels: dict[str, str] | None = None) -> dict[st
 
 
 def test_seed_workflows_command_for_command(kubectl: Kubectl, webhook: Webhook) -> None:
-    """Every workflow of the seed document, in its order, through the webhook."""
-    assert kubectl("get", "crd", "gateways.gateway.networking.k8s.io").returncode == 0
-    kubectl("label", "ns", "default", "istio.io/dataplane-mode=ambient", "--overwrite")
-    assert "ambient" in kubectl("get", "ns", "-L", "istio.io/dataplane-mode").stdout
-
-    # istioctl waypoint generate --for service -n default | kubectl apply -f -
-    out = kubectl.apply(waypoint("waypoint", "default"))
-    assert "gateway.gateway.networking.k8s.io/waypoint created" in out.stdout and "Warning" not in out.stderr
-    make_ready(kubectl, "waypoint", "default")
-
-    # kubectl label ns default istio.io/use-waypoint=waypoint
-    out = wait_until(
-        lambda: (
-            (p := kubectl("label", "ns", "default", f"{UW}=waypoint", "--overwrite"))
-            and "WaypointNotReady" not in p.stderr
-            and p
-        ),
-        10,
-        "the view to see the waypoint ready",
-    )
-    assert "namespace/default labeled" in out.stdout and "Warning" not in out.stderr, out.stderr
-
-    # Service waypoint for reviews
-    kubectl.apply(waypoint("reviews-svc-waypoint", "default"))
-    make_ready(kubectl, "reviews-svc-waypoint", "default", "10.0.0.51")
-    kubectl.apply(service("reviews", "default", {"app": "reviews"}))
-    out = kubectl("label", "service", "reviews", f"{UW}=reviews-svc-waypoint")
-    assert "service/reviews labeled" in out.stdout
-    assert "Error" not in out.stderr
-
-    # Pod waypoint for reviews-v2 (--for workload)
-    kubectl.apply(waypoint("reviews-v2-pod-waypoint", "default", "workload"))
-    make_ready(kubectl, "reviews-v2-pod-waypoint", "default", "10.0.0.52")
-    kubectl.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": "reviews-v2-5b667bcbf8-spnnh",
-                "namespace": "default",
-                "labels": {"app": "reviews", "version": "v2"},
-            },
-            "spec": {
-                "containers": [{"name": "reviews", "image": "docker.io/istio/examples-bookinfo-reviews-v2:1.20.2"}]
-            },
-        }
-    )
-    out = kubectl("label", "pod", "-l", "version=v2,app=reviews", f"{UW}=reviews-v2-pod-waypoint")
-    assert "pod/reviews-v2-5b667bcbf8-spnnh labeled" in out.stdout
-
-    # Cross-namespace waypoint egress-gateway and ServiceEntry istio-site
-    for n in ("common-infrastructure", "cross-namespace-waypoint-consumer"):
-        kubectl("create", "namespace", n)
-        kubectl("label", "namespace", n, "istio.io/dataplane-mode=ambient")
-    kubectl.apply(
-        {
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "Gateway",
-            "metadata": {"name": "egress-gateway", "namespace": "common-infrastructure"},
-            "spec": {
-                "gatewayClassName": "istio-waypoint",
-                "listeners": [
-                    {
-                        "name": "mesh",
-                        "port": 15008,
-                        "protocol": "HBONE",
-                        "allowedRoutes": {
-                            "namespaces": {
-                                "from": "Selector",
-                                "selector": {
-                                    "matchLabels": {"kubernetes.io/metadata.name": "cross-namespace-waypoint-consumer"}
-                                },
-                            }
-                        },
-                    }
-                ],
-            },
-        }
-    )
-    make_ready(kubectl, "egress-gateway", "common-infrastructure", "10.0.0.60")
-    kubectl.apply(
-        {
-            "apiVersion": "networking.istio.io/v1",
-            "kind": "ServiceEntry",
-            "metadata": {"name": "istio-site", "namespace": "cross-namespace-waypoint-consumer"},
-            "spec": {
-                "hosts": ["istio.io"],
-                "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
-                "resolution": "DNS",
-            },
-        }
-    )
-    se = ("-n", "cross-namespace-waypoint-consumer")
-    out = kubectl("label", "serviceentries.networking.istio.io", "istio-site", f"{UW}=egress-gateway", *se)
-    assert "serviceentry.networking.istio.io/istio-site labeled" in out.stdout
-    # Between the two commands the reference points at the consumer's own namespace: a warning, not a
-    # denial, which is exactly why WaypointNotFound is a warning by default (B1).
-    assert "Warning: WaypointNotFound:" in out.stderr
-    out = kubectl(
-        "label",
-        "serviceentries.networking.istio.io",
-        "istio-site",
-        "istio.io/use-waypoint-namespace=common-infrastructure",
-        *se,
-    )
-    assert "labeled" in out.stdout and "Warning" not in out.stderr, out.stderr
-
-    # M2 is off by default: the egress-gateway keeps no waypoint-for label (istiod reads the
-    # GatewayClass's default at run time, as `istioctl waypoint generate` intends)
-    meta = json.loads(kubectl("get", "gateway", "egress-gateway", "-n", "common-infrastructure", "-o", "json").stdout)[
-        "metadata"
-    ]
-    assert "istio.io/waypoint-for" not in (meta.get("labels") or {})
-
-    # Cleanup: istioctl waypoint delete --all -n default; kubectl label ns default istio.io/use-waypoint-
-    out = eventually(
-        lambda: (p := kubectl("delete", "gateways.gateway.networking.k8s.io", "--all", "-n", "default")) and p
-    )
-    assert "deleted" in out.stdout
-    assert "Warning: WaypointInUse:" in out.stderr  # the namespace, Service and Pod still point at them
-    out = kubectl("label", "ns", "default", f"{UW}-")
-    assert "namespace/default unlabeled" in out.stdout
+    """Every workflow of the seed document, in its order, through the webhook (on Gateway API v1.6)."""
+    seed.run(kubectl)
 
 
 def test_denial_shows_code_and_fix_via_apply_and_dry_run(kubectl: Kubectl, ns: str) -> None:

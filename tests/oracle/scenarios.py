@@ -648,7 +648,89 @@ BUILDERS: list[Callable[[str], Case]] = [
         "R6 a canary on a broken primary is ignored",
         lambda n: [ns(n), gw("v2", n), svc("s", n, {UW: "ghost", C: "v2"}, {CW: "20"})],
     ),
+    # Revision 3
+    case(
+        "R6 own primary: the namespace's canary does not exist for it",
+        lambda n: [ns(n, {UW: "wp", C: "ghost"}, {CW: "30"}), gw("wp", n), svc("s", n, {UW: "wp"})],
+    ),
+    case(
+        "R6 own primary: the namespace's weight does not apply (own weight absent is 0)",
+        lambda n: [ns(n, {C: "v2"}, {CW: "lots"}), gw("wp", n), gw("v2", n), svc("s", n, {UW: "wp", C: "v2"})],
+    ),
+    case(
+        "R6 an own empty canary opts out of the namespace's",
+        lambda n: [ns(n, {UW: "wp", C: "ghost"}, {CW: "30"}), gw("wp", n), svc("s", n, {C: ""})],
+    ),
+    case(
+        "R6 an own none canary opts out of the namespace's",
+        lambda n: [ns(n, {UW: "wp", C: "ghost"}, {CW: "30"}), gw("wp", n), svc("s", n, {C: "none"})],
+    ),
+    case(
+        "R6 an inherited primary takes the object's own canary",
+        lambda n: [ns(n, {UW: "wp", C: "v2"}, {CW: "30"}), gw("wp", n), gw("v2", n), svc("s", n, {C: "ghost"})],
+    ),
+    case(
+        "P1 a port too large for 32 bits binds no listener: the mesh listener's All applies",
+        lambda n: [
+            ns(n),
+            ns(n + "-i"),
+            gw(
+                "wp",
+                n + "-i",
+                cls="istio",
+                annotations={IB: "PROXY/99999999999"},
+                listeners=[{**MESH, "allowedRoutes": {"namespaces": {"from": "All"}}}, PROXY],
+            ),
+            svc("s", n, {UW: "wp", UWN: n + "-i"}),
+        ],
+    ),
+    case(
+        "P1 a port above 65535 binds no listener",
+        lambda n: [
+            ns(n),
+            ns(n + "-i"),
+            gw(
+                "wp",
+                n + "-i",
+                cls="istio",
+                annotations={IB: "PROXY/70000"},
+                listeners=[{**MESH, "allowedRoutes": {"namespaces": {"from": "All"}}}, PROXY],
+            ),
+            svc("s", n, {UW: "wp", UWN: n + "-i"}),
+        ],
+    ),
+    case(
+        "W1 an unknown class with a lone NamedAddress",
+        lambda n: [
+            ns(n),
+            gwc(n + "-c", "example.com/gw"),
+            gw("wp", n, cls=n + "-c", addresses=[{"type": "NamedAddress", "value": "x"}]),
+            svc("s", n, {UW: "wp"}),
+        ],
+    ),
+    case(
+        "W2 an unmanaged waypoint with a dotted name binds",
+        lambda n: [ns(n), unmanaged(gw("reviews.v2", n)), svc("s", n, {UW: "reviews.v2"})],
+    ),
+    case(
+        "G1 a waypoint allowing ListenerSets still binds through its own listeners",
+        lambda n: [ns(n), allowing_listener_sets(gw("wp", n)), svc("s", n, {UW: "wp"})],
+    ),
 ]
+
+
+def unmanaged(gateway: Obj) -> Obj:
+    """W2: two requested addresses make istiod deploy nothing and use them."""
+    gateway["spec"]["addresses"] = [
+        {"type": "IPAddress", "value": "10.0.0.61"},
+        {"type": "IPAddress", "value": "10.0.0.62"},
+    ]
+    return gateway
+
+
+def allowing_listener_sets(gateway: Obj) -> Obj:
+    gateway["spec"]["allowedListeners"] = {"namespaces": {"from": "Same"}}
+    return gateway
 
 
 def cases() -> list[Case]:

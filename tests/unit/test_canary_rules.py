@@ -1,5 +1,6 @@
 """R6 (Istio 1.31): canary waypoints on Services and ServiceEntries, judged like primary references,
-with the canary label and weight falling back to the Namespace's (docs/rules.md R6, B1)."""
+with the Namespace's canary label and weight consulted only by objects that inherit their primary
+from it, and an object's own canary (even "" or none, the opt-out) winning (docs/rules.md R6, B1)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("R6 canary for workloads only", svc({UW: "primary", C: "v2wl"}), {"UnsupportedTrafficType": "deny"}),
     ("R6 canary refusing the namespace", svc({UW: "primary", C: "same", CN: "infra"}), {"AttachmentDenied": "deny"}),
     ("R6 a broken primary: the canary is ignored", svc({UW: "missing", C: "ghost"}), {"WaypointNotFound": "warn"}),
-    ("B1 canary label syntax: empty", svc({UW: "primary", C: ""}), {"InvalidUseWaypoint": "deny"}),
+    ("R6 an own empty canary is no canary (the opt-out)", svc({UW: "primary", C: ""}), {}),
     ("B1 canary label syntax: None", svc({UW: "primary", C: "None"}), {"InvalidUseWaypoint": "deny"}),
     ("B1 canary namespace syntax", svc({UW: "primary", C: "v2", CN: "Infra"}), {"InvalidUseWaypointNamespace": "deny"}),
     (
@@ -66,10 +67,18 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ),
     ("R6 the Namespace's canary applies to its Services, as warnings", svc({}, ns="nsc"), {"WaypointNotFound": "warn"}),
     (
-        "R6 the Namespace's weight applies when the Service has none",
+        "R6 a Service with its own primary uses only its own weight (absent is 0)",
         svc({UW: "primary", C: "v2"}, ns="nsw"),
+        {},
+    ),
+    (
+        "R6 a Service that inherits its primary inherits the Namespace's canary and weight",
+        svc({}, ns="nsw"),
         {"CanaryInvalidWeight": "warn"},
     ),
+    ("R6 a Service with its own primary never gets the Namespace's canary", svc({UW: "primary"}, ns="nsc"), {}),
+    ("R6 an own 'none' canary opts out of the Namespace's", svc({C: "none"}, ns="nsc"), {}),
+    ("R6 an own empty canary opts out of the Namespace's", svc({C: ""}, ns="nsc"), {}),
     ("R6 the Service's own weight wins over the Namespace's", svc({UW: "primary", C: "v2"}, ns="nsw", weight="5"), {}),
     # as for its primary waypoint, a Namespace's canary that will not serve its Services is a warning there
     (

@@ -84,10 +84,11 @@ def _trim_spec(kind: object, spec: dict[str, Any]) -> dict[str, Any]:
         return {k: spec[k] for k in _SPEC_KEPT[kind] if k in spec}
     if kind != "ServiceEntry":
         return spec  # a workload: its pod template is judged as a Pod
+    kept: dict[str, Any] = {k: spec[k] for k in ("hosts", "resolution") if k in spec}  # V2
     eps = spec.get("endpoints")
     if not isinstance(eps, list):
-        return {k: spec[k] for k in ("endpoints",) if k in spec}
-    return {"endpoints": [{"labels": e["labels"]} if isinstance(e, dict) and "labels" in e else e for e in eps]}
+        return {**kept, **{k: spec[k] for k in ("endpoints",) if k in spec}}
+    return {**kept, "endpoints": [{"labels": e["labels"]} if isinstance(e, dict) and "labels" in e else e for e in eps]}
 
 
 def trim(obj: Mapping[str, Any]) -> dict[str, Any]:

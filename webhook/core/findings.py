@@ -60,6 +60,7 @@ class Code(enum.StrEnum):
     InvalidInboundBinding = enum.auto()
     InboundBindingUnmatched = enum.auto()
     WaypointAcceptsNoTraffic = enum.auto()
+    ListenerSetOnWaypoint = enum.auto()
     WaypointPodLabelOverride = enum.auto()
     WaypointInUse = enum.auto()
     ConsumersWouldBreak = enum.auto()
@@ -76,6 +77,7 @@ class Code(enum.StrEnum):
     NotCaptured = enum.auto()
     CanaryInvalidWeight = enum.auto()
     CanarySameAsPrimary = enum.auto()
+    ServiceEntryNeedsWaypoint = enum.auto()
     InvalidDataplaneMode = enum.auto()
     UseWaypointAnnotation = enum.auto()
     InvalidIngressUseWaypoint = enum.auto()
@@ -116,6 +118,10 @@ CODES: Mapping[Code, CodeInfo] = {
         summary="a valid inbound binding selects no listener: the HBONE listener's allowedRoutes apply",
     ),
     Code.WaypointAcceptsNoTraffic: CodeInfo(default=Severity.WARN, summary="effective waypoint-for is none"),
+    Code.ListenerSetOnWaypoint: CodeInfo(
+        default=Severity.WARN,
+        summary="a waypoint-class Gateway allows ListenerSets (spec.allowedListeners): their listeners never serve it",
+    ),
     Code.WaypointPodLabelOverride: CodeInfo(
         default=Severity.WARN,
         summary="labels copied to a waypoint's pods include dataplane-mode or sidecar.istio.io/inject",
@@ -169,6 +175,10 @@ CODES: Mapping[Code, CodeInfo] = {
         default=Severity.DENY, summary="use-waypoint-canary-weight is not an integer 0-100 while a canary is named"
     ),
     Code.CanarySameAsPrimary: CodeInfo(default=Severity.WARN, summary="the canary waypoint is the primary waypoint"),
+    Code.ServiceEntryNeedsWaypoint: CodeInfo(
+        default=Severity.WARN,
+        summary="a ServiceEntry that only works through a waypoint (wildcard host, DYNAMIC_DNS, racing) has none",
+    ),
     Code.InvalidDataplaneMode: CodeInfo(
         default=Severity.WARN, summary="istio.io/dataplane-mode is not ambient or none"
     ),

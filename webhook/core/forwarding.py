@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.core.kinds import Role, group_of, spec_of
-from webhook.core.model import DATAPLANE_MODE, INGRESS_USE_WAYPOINT, USE_WAYPOINT
+from webhook.core.model import CONNECT_STRATEGY, DATAPLANE_MODE, INGRESS_USE_WAYPOINT, USE_WAYPOINT
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class Keys:
 
 # Every use-waypoint key (the canary ones included) is a prefix match on istio.io/use-waypoint.
 OBJECT_LABELS = Keys((USE_WAYPOINT,), (DATAPLANE_MODE, INGRESS_USE_WAYPOINT))
-OBJECT_ANNOTATIONS = Keys((USE_WAYPOINT,))  # misplaced references (UseWaypointAnnotation), canary weight
+# misplaced references (UseWaypointAnnotation), the canary weight, a ServiceEntry's racing connect strategy (V2)
+OBJECT_ANNOTATIONS = Keys((USE_WAYPOINT,), (CONNECT_STRATEGY,))
 SPEC_LABELS = Keys((USE_WAYPOINT,))  # a WorkloadEntry's spec.labels (R4)
 ENDPOINT_LABELS = Keys((USE_WAYPOINT,))  # a ServiceEntry endpoint's labels (R4)
 TEMPLATE_LABELS = Keys((USE_WAYPOINT,), (DATAPLANE_MODE,))
@@ -57,7 +58,10 @@ def consumer_condition() -> str:
         f"(has(o.metadata.annotations) && {OBJECT_ANNOTATIONS.cel('o.metadata.annotations')}) || "
         f"(has(o.spec) && has(o.spec.labels) && {SPEC_LABELS.cel('o.spec.labels')}) || "
         "(has(o.spec) && has(o.spec.endpoints) && "
-        f"o.spec.endpoints.exists(e, has(e.labels) && {ENDPOINT_LABELS.cel('e.labels')}))))"
+        f"o.spec.endpoints.exists(e, has(e.labels) && {ENDPOINT_LABELS.cel('e.labels')})) || "
+        # V2: a ServiceEntry that only works through a waypoint is judged even without a label.
+        "(has(o.spec) && has(o.spec.hosts) && o.spec.hosts.exists(h, h.startsWith('*'))) || "
+        "(has(o.spec) && has(o.spec.resolution) && o.spec.resolution == 'DYNAMIC_DNS')))"
     )
 
 
@@ -85,12 +89,14 @@ def consumer_forwarded(obj: Mapping[str, Any]) -> bool:
     meta = obj.get("metadata")
     if not isinstance(meta, dict):
         return True
-    endpoints = _get(obj, "spec", "endpoints")
+    endpoints, hosts = _get(obj, "spec", "endpoints"), _get(obj, "spec", "hosts")
     return (
         OBJECT_LABELS.any_in(meta.get("labels"))
         or OBJECT_ANNOTATIONS.any_in(meta.get("annotations"))
         or SPEC_LABELS.any_in(_get(obj, "spec", "labels"))
         or (isinstance(endpoints, list) and any(ENDPOINT_LABELS.any_in(_get(e, "labels")) for e in endpoints))
+        or (isinstance(hosts, list) and any(isinstance(h, str) and h.startswith("*") for h in hosts))
+        or _get(obj, "spec", "resolution") == "DYNAMIC_DNS"
     )
 
 

@@ -280,14 +280,28 @@ def parse_inbound_binding(value: str) -> tuple[InboundBinding | None, str | None
         return None, f"protocol {quoted(parts[0])} is not PROXY or NONE"
     port, problem = 0, None
     if len(parts) == 2:
-        text = parts[1]
-        if text.isascii() and text.isdigit() and int(text) <= 0xFFFFFFFF:
-            port = int(text)
-        else:
-            problem = f"port {quoted(text)} is not a number, so it is ignored"
-        if port == 0 and problem is None:
-            problem = "port 0 is no port, so it is ignored"
+        port, problem = _binding_port(parts[1])
     return InboundBinding(parts[0], port), problem
+
+
+MAX_UINT32 = 0xFFFFFFFF
+
+
+def _binding_port(text: str) -> tuple[int, str | None]:
+    """P1, as Go's ``strconv.ParseUint(p, 10, 32)`` reads it: invalid syntax is no port; a value
+    too large gives the maximum (with the error istiod only logs), which, like any port above
+    65535, binds no listener, so the HBONE listener's allowedRoutes apply."""
+    if not (text.isascii() and text.isdigit()):
+        return 0, f"port {quoted(text)} is not a number, so it is ignored"
+    port = min(int(text), MAX_UINT32)
+    if port == 0:
+        return 0, "port 0 is no port, so it is ignored"
+    if port > 65535:
+        return (
+            port,
+            f"port {quoted(text)} is above 65535: it binds no listener, so the HBONE listener's allowedRoutes apply",
+        )
+    return port, None
 
 
 def consulted_listener(listeners: tuple[Listener, ...], binding: InboundBinding | None) -> tuple[Listener | None, bool]:
@@ -322,6 +336,8 @@ class Gateway:
     ready: bool  # W1: at least one status.addresses entry
     usable: bool = False  # W1: a Hostname, or an IPAddress that parses, reaches the data plane
     infrastructure_labels: Mapping[str, str] | None = None  # W5: spec.infrastructure.labels when set
+    managed: bool = True  # W2: istiod deploys it (spec.addresses has at most one IPAddress entry)
+    allowed_listeners: bool = False  # G1: spec.allowedListeners is set (ListenerSets may attach)
 
     @property
     def copied_labels(self) -> Mapping[str, str]:
@@ -361,6 +377,7 @@ def parse_gateway(raw: Mapping[str, Json], namespace: str = "") -> Gateway:
     listeners_raw = _get_list(spec, "listeners", "spec.listeners")
     addresses = _get_list(status, "addresses", "status.addresses")
     infra = _get_map(spec, "infrastructure", "spec.infrastructure")
+    requested = _get_list(spec, "addresses", "spec.addresses")
     return Gateway(
         meta=meta,
         class_name=_get_str(spec, "gatewayClassName", "spec.gatewayClassName") or "",
@@ -371,7 +388,17 @@ def parse_gateway(raw: Mapping[str, Json], namespace: str = "") -> Gateway:
         infrastructure_labels=(
             _str_map(infra, "labels", "spec.infrastructure.labels") if infra.get("labels") is not None else None
         ),
+        managed=_managed(requested),
+        allowed_listeners=spec.get("allowedListeners") is not None,
     )
+
+
+def _managed(requested: list[Json]) -> bool:
+    """W2: istiod deploys the waypoint unless ``spec.addresses`` has more than one entry, or one
+    whose type is not IPAddress (the API's default type; G1: the value may be absent)."""
+    if len(requested) > 1:
+        return False
+    return all(not isinstance(a, dict) or a.get("type", "IPAddress") == "IPAddress" for a in requested)
 
 
 def _usable_address(raw: Json) -> bool:
@@ -437,6 +464,8 @@ class Consumer:
     host_network: bool = False
     template_of: str = ""  # "Deployment" etc. when judged as a pod template (B0, R5)
     endpoints: tuple[tuple[str, Mapping[str, str]], ...] = ()  # (field prefix, labels), R4
+    # V2: why a ServiceEntry only works through a waypoint ("" when it does not need one).
+    needs_waypoint: str = ""
 
     @property
     def namespace(self) -> str:
@@ -451,6 +480,37 @@ class Consumer:
 CANARY_KINDS = frozenset({"Namespace", "Service", "ServiceEntry"})  # R6: the kinds a canary label counts on
 
 
+CONNECT_STRATEGY = "istio.io/connect-strategy"  # an annotation (V2)
+
+
+def _endpoints(spec: Mapping[str, Json]) -> tuple[tuple[str, Mapping[str, str]], ...]:
+    """R4: the inline endpoints that carry labels, by position."""
+    parsed = []
+    for i, ep in enumerate(_get_list(spec, "endpoints", "spec.endpoints")):
+        if not isinstance(ep, dict):
+            raise Malformed(f"spec.endpoints[{i}]", "must be an object")
+        ep_labels = _str_map(ep, "labels", f"spec.endpoints[{i}].labels")
+        if ep_labels:
+            parsed.append((f"spec.endpoints[{i}]", ep_labels))
+    return tuple(parsed)
+
+
+def needs_waypoint(spec: Mapping[str, Json], annotations: Mapping[str, str]) -> str:
+    """V2: why a ServiceEntry only works through a waypoint, or "": a wildcard host, DYNAMIC_DNS
+    resolution, or the racing connect strategy."""
+    hosts = spec.get("hosts")
+    wildcard = (
+        next((h for h in hosts if isinstance(h, str) and h.startswith("*")), None) if isinstance(hosts, list) else None
+    )
+    if wildcard is not None:
+        return f"its host {quoted(wildcard)} is a wildcard"
+    if spec.get("resolution") == "DYNAMIC_DNS":
+        return "its resolution is DYNAMIC_DNS"
+    if annotations.get(CONNECT_STRATEGY) == "RACE_FIRST_TCP_CONNECT":
+        return f"its {CONNECT_STRATEGY} is RACE_FIRST_TCP_CONNECT"
+    return ""
+
+
 def parse_consumer(kind: str, raw: Mapping[str, Json], namespace: str = "") -> Consumer:
     """Parse a consumer or a workload's pod template into a :class:`Consumer`."""
     if kind in TEMPLATE_PATHS:
@@ -462,6 +522,7 @@ def parse_consumer(kind: str, raw: Mapping[str, Json], namespace: str = "") -> C
     excluded = False
     host_network = False
     endpoints: tuple[tuple[str, Mapping[str, str]], ...] = ()
+    needs = ""
     if kind == "Namespace":
         # P4: every namespace carries its immutable name label, even before the API server sets it.
         labels = {**meta.labels, NAMESPACE_NAME_LABEL: meta.name}
@@ -478,18 +539,11 @@ def parse_consumer(kind: str, raw: Mapping[str, Json], namespace: str = "") -> C
         traffic = WORKLOAD_TRAFFIC
         labels = {**_str_map(spec, "labels", "spec.labels"), **meta.labels}  # R4: metadata wins
     elif kind == "ServiceEntry":
-        eps = _get_list(spec, "endpoints", "spec.endpoints")
-        parsed = []
-        for i, ep in enumerate(eps):
-            if not isinstance(ep, dict):
-                raise Malformed(f"spec.endpoints[{i}]", "must be an object")
-            ep_labels = _str_map(ep, "labels", f"spec.endpoints[{i}].labels")
-            if ep_labels:
-                parsed.append((f"spec.endpoints[{i}]", ep_labels))
-        endpoints = tuple(parsed)
+        endpoints = _endpoints(spec)
+        needs = needs_waypoint(spec, meta.annotations)
     elif kind not in CONSUMER_KINDS:
         raise ValueError(f"not a consumer kind: {kind}")
-    return Consumer(kind, meta, labels, traffic, excluded, host_network, "", endpoints)
+    return Consumer(kind, meta, labels, traffic, excluded, host_network, "", endpoints, needs)
 
 
 def _parse_template(kind: str, raw: Mapping[str, Json], namespace: str) -> Consumer:

@@ -119,13 +119,14 @@ def _waypoint_for(kind: str) -> Validation:
 
 
 def _inbound_binding(kind: str) -> Validation:
-    """P1: ``<PROXY|NONE>`` or ``<PROXY|NONE>/<port>`` with a port 1 to 4294967295, as istiod parses it."""
+    """P1: ``<PROXY|NONE>`` or ``<PROXY|NONE>/<port>`` with a port 1 to 65535 (istiod reads larger
+    ones too, but they bind no listener: revision 3)."""
     value = label("object", INBOUND_BINDING, "annotations")
-    port_ok = f"(!{value}.contains('/') || int({value}.substring({value}.indexOf('/') + 1)) <= 4294967295)"
+    port_ok = f"(!{value}.contains('/') || int({value}.substring({value}.indexOf('/') + 1)) <= 65535)"
     return Validation(
         Code.InvalidInboundBinding,
         f"!({has_label('object', INBOUND_BINDING, 'annotations')}) || "
-        f"({value}.matches('^(PROXY|NONE)(/0*[1-9][0-9]{{0,9}})?$') && {port_ok}) || "
+        f"({value}.matches('^(PROXY|NONE)(/0*[1-9][0-9]{{0,4}})?$') && {port_ok}) || "
         f"{unchanged(INBOUND_BINDING, where='annotations')}",
         f"'InvalidInboundBinding: {kind} {INBOUND_BINDING} \\'' + {value} + '\\' is not <PROXY|NONE> or "
         "<PROXY|NONE>/<port>'",
@@ -136,6 +137,11 @@ def _gateway_validations() -> list[Validation]:
     """W2, W3 for Gateways of the built-in waypoint classes (a class that is a waypoint class by
     its controllerName needs state: only the webhook judges it)."""
     waypoint = f"object.spec.gatewayClassName in {_list(DEFAULT_WAYPOINT_CLASSES)}"
+    # W2: an unmanaged waypoint (its spec.addresses) is deployed by nobody, so no name is checked.
+    unmanaged = (
+        "(has(object.spec.addresses) && (size(object.spec.addresses) > 1 || "
+        "object.spec.addresses.exists(a, has(a.type) && a.type != 'IPAddress')))"
+    )
     overridden = has_label("object", NAME_OVERRIDE, "annotations")
     deployed = f"({overridden} ? {label('object', NAME_OVERRIDE, 'annotations')} : object.metadata.name)"
     same_name = (
@@ -148,8 +154,8 @@ def _gateway_validations() -> list[Validation]:
         _inbound_binding("Gateway"),
         Validation(
             Code.InvalidWaypointName,
-            f"!({waypoint}) || {deployed} == '' || ({deployed} != 'none' && {matches(deployed, DNS1035_LABEL, 63)}) "
-            f"|| {same_name}",
+            f"!({waypoint}) || {unmanaged} || {deployed} == '' || "
+            f"({deployed} != 'none' && {matches(deployed, DNS1035_LABEL, 63)}) || {same_name}",
             f"'InvalidWaypointName: the waypoint\\'s Deployment would be named \\'' + {deployed} + '\\': it must "
             "be a DNS-1035 label (a-z, 0-9, \\'-\\', at most 63), not \\'none\\''",
         ),

@@ -15,7 +15,6 @@ from webhook.core.model import (
     Gateway,
     GatewayClass,
     Listener,
-    binding_of,
     is_dns1035_label,
     label_field,
     parse_inbound_binding,
@@ -28,6 +27,7 @@ from webhook.core.rules.traffic import effective_waypoint_for
 
 LABELS_WAYPOINT_FOR = ("metadata", "labels", WAYPOINT_FOR)
 LISTENERS = ("spec", "listeners")
+MAX_LABEL_VALUE = 63  # W2: a Kubernetes label value
 
 
 def in_scope(gw: Gateway, ctx: Context) -> bool:
@@ -98,9 +98,10 @@ def inbound_binding_syntax(gw: Gateway, ctx: Context) -> list[Finding]:
 def inbound_binding_match(gw: Gateway, ctx: Context) -> list[Finding]:
     """P1: a valid binding that selects no listener leaves the HBONE listener's allowedRoutes in force."""
     _, bound, class_binding = _consulted(gw, ctx)
-    binding = binding_of(gw.inbound_binding, class_binding)
-    if binding is None or bound or not (binding.port or binding.protocol == "PROXY"):
-        return []
+    value = gw.inbound_binding if gw.inbound_binding is not None else class_binding
+    binding, problem = parse_inbound_binding(value) if value is not None else (None, None)
+    if binding is None or problem is not None or bound or not (binding.port or binding.protocol == "PROXY"):
+        return []  # none, invalid (InvalidInboundBinding says so), or it selected its listener
     source = "its" if gw.inbound_binding is not None else f"GatewayClass {gw.class_name}'s"
     return [
         Finding(
@@ -113,10 +114,19 @@ def inbound_binding_match(gw: Gateway, ctx: Context) -> list[Finding]:
 
 
 def waypoint_name(gw: Gateway, ctx: Context) -> list[Finding]:
-    """W2: Istio names the waypoint's Deployment and Service after the name-override annotation
-    when set, else after the Gateway."""
-    if not ctx.is_waypoint_class(gw.class_name):
+    """W2: istiod names a managed waypoint's Deployment and Service after the name-override
+    annotation when set, else after the Gateway, and writes the Gateway's and its class's names
+    as label values on everything it deploys (≤63 characters each, even with an override). A
+    Gateway whose spec.addresses make it unmanaged is deployed by nobody: no naming rule applies."""
+    if not ctx.is_waypoint_class(gw.class_name) or not gw.managed:
         return []
+    for what, value, field in (
+        ("name", gw.meta.name, "metadata.name"),
+        ("class name", gw.class_name, "spec.gatewayClassName"),
+    ):
+        if len(value) > MAX_LABEL_VALUE:
+            text = f"{_what(gw)}: its {what} has {len(value)} characters; istiod writes it as a label value (≤63), so the waypoint never deploys"
+            return [Finding(Code.InvalidWaypointName, text, field, ((*field.split("."),),))]
     name = gw.deployed_name
     overridden = NAME_OVERRIDE in gw.meta.annotations
     if not (name or overridden) or (name != "none" and is_dns1035_label(name)):
@@ -131,6 +141,15 @@ def waypoint_name(gw: Gateway, ctx: Context) -> list[Finding]:
             (("metadata", "annotations", NAME_OVERRIDE),) if overridden else (("metadata", "name"),),
         )
     ]
+
+
+def listener_sets(gw: Gateway, ctx: Context) -> list[Finding]:
+    """G1: waypoint classes do not support ListenerSets; a listener attached through one never
+    serves the waypoint and never grants cross-namespace permission (P1 reads spec.listeners)."""
+    if not ctx.is_waypoint_class(gw.class_name) or not gw.allowed_listeners:
+        return []
+    text = f"{_what(gw)}: spec.allowedListeners is set, but listeners from ListenerSets never serve a waypoint"
+    return [Finding(Code.ListenerSetOnWaypoint, text, "spec.allowedListeners", (("spec", "allowedListeners"),))]
 
 
 def mesh_listener(gw: Gateway, ctx: Context) -> list[Finding]:
@@ -244,6 +263,7 @@ GATEWAY_RULES: RuleTable[Gateway] = RuleTable(
     rule(unexpected_listeners, [Code.UnexpectedListener], _GW, "W3, P1"),
     rule(allowed_routes, [Code.InvalidAllowedRoutes], _GW, "P1, P3"),
     rule(accepts_traffic, [Code.WaypointAcceptsNoTraffic], _GW, "L3"),
+    rule(listener_sets, [Code.ListenerSetOnWaypoint], _GW, "G1"),
     rule(pod_label_override, [Code.WaypointPodLabelOverride], _GW, "W5, W6"),
 )
 CLASS_RULES: RuleTable[GatewayClass] = RuleTable(

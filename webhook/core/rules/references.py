@@ -117,6 +117,9 @@ def _primary(c: Consumer, ctx: Context) -> tuple[tuple[str, str], bool] | None:
     return ((ns, name), own) if is_dns1123_label(ns) else None
 
 
+CANARY_OPT_OUT = frozenset({"", "none"})  # R6: no canary; on an object, an explicit opt-out
+
+
 @dataclass(frozen=True)
 class _Canary:
     """Where a consumer's canary reference comes from (its own labels or its Namespace's, R6)."""
@@ -130,10 +133,12 @@ class _Canary:
 
 
 def _canary_of(c: Consumer, ctx: Context) -> _Canary | None:
-    own = c.kind == "Namespace" or USE_WAYPOINT_CANARY in c.labels
+    """R6: the Namespace's canary exists only for objects that inherit their primary from it; the
+    object's own canary label, when present (even ``""`` or ``none``, the opt-out), wins."""
+    own = c.kind == "Namespace" or USE_WAYPOINT in c.labels or USE_WAYPOINT_CANARY in c.labels
     labels = c.labels if own else ctx.view.namespace_labels(c.namespace)
     name = labels.get(USE_WAYPOINT_CANARY)
-    if name is None or name == "none":
+    if name is None or name in CANARY_OPT_OUT:
         return None
     prefix = c.meta.prefix
     return _Canary(
@@ -195,7 +200,9 @@ def _canary_findings(
     """Beside a cleanly resolved primary: the canary is the primary, its weight is unusable, or
     what its own resolution meets."""
     target = (k.ns_label if k.ns_label is not None else c.namespace, k.name)
-    own_weight = c.kind == "Namespace" or CANARY_WEIGHT in c.meta.annotations
+    # R6: an object with its own primary uses only its own weight (absent is 0); one that inherits
+    # it uses its own weight, else the Namespace's.
+    own_weight = c.kind == "Namespace" or USE_WAYPOINT in c.labels or CANARY_WEIGHT in c.meta.annotations
     weight = (c.meta.annotations if own_weight else ctx.view.namespace_annotations(c.namespace)).get(CANARY_WEIGHT)
     if target == ref:
         text = f"{k.what}: the canary waypoint {target[0]}/{target[1]} is the primary one"
@@ -428,8 +435,9 @@ def _outcomes(
     labels = ns_labels if ns_labels is not None else view.namespace_labels(c.namespace)
     out += _attachment(c, gw, where, labels, ctx)
     out += _traffic_type(c, gw, where, traffic, inherited, ctx)
-    if gw.ready and not gw.usable and not out:
-        # W1: bound as far as istiod is concerned, but ztunnel gets no address (a lone NamedAddress)
+    if gw.ready and not gw.usable and all(o.code is Code.NotAWaypoint for o in out):
+        # W1: bound as far as istiod is concerned, but ztunnel gets no address (a lone NamedAddress).
+        # A policy warning (NotAWaypoint) never hides what the data plane will do.
         out.append(
             Outcome(Code.WaypointNotReady, f"waypoint {where} has no Hostname or IP address; traffic bypasses it")
         )
@@ -471,6 +479,34 @@ def _traffic_type(
     need = "service or all" if SERVICE in traffic else "workload or all"
     text = f"waypoint {where} is for {quoted(eff.raw)}, needs {need}; no fallback applies"
     return [Outcome(Code.UnsupportedTrafficType, text)]
+
+
+def needs_a_waypoint(c: Consumer, ctx: Context) -> list[Finding]:
+    """V2: a ServiceEntry with a wildcard host, DYNAMIC_DNS resolution or the racing connect
+    strategy does nothing in ambient unless a waypoint serves it: istiod only writes
+    ``WaypointMissing`` (or just logs) once it is too late."""
+    if not c.needs_waypoint or not ctx.view.synced():
+        return []
+    own = USE_WAYPOINT in c.labels
+    labels = c.labels if own else ctx.view.namespace_labels(c.namespace)
+    name = labels.get(USE_WAYPOINT)
+    field = f"{c.meta.prefix}.labels[{USE_WAYPOINT}]"
+    triggers = (path_of(c.meta.prefix, "labels", USE_WAYPOINT), ("spec", "hosts"), ("spec", "resolution"))
+    if name is None or name == "none":
+        why = "it opts out with use-waypoint=none" if name == "none" else "nothing names a waypoint for it"
+        return [
+            Finding(
+                Code.ServiceEntryNeedsWaypoint,
+                f"{c.display()}: {c.needs_waypoint}, so it only works through a waypoint, and {why}",
+                field,
+                triggers,
+            )
+        ]
+    primary = _primary(c, ctx)
+    if primary is not None and not _cached_outcomes(c, SERVICE_TRAFFIC, primary[0], ctx, None, not primary[1]):
+        return []
+    text = f"{c.display()}: {c.needs_waypoint}, so it only works through a waypoint, and its waypoint reference does not resolve"
+    return [Finding(Code.ServiceEntryNeedsWaypoint, text, field, triggers)]
 
 
 def _has_sidecar(c: Consumer, ns_labels: Mapping[str, str]) -> str:
@@ -551,4 +587,5 @@ REFERENCE_RULES: tuple[Rule[Consumer], ...] = (
         CANARY_KINDS,
         "R6",
     ),
+    rule(needs_a_waypoint, [Code.ServiceEntryNeedsWaypoint], frozenset({"ServiceEntry"}), "V2"),
 )
