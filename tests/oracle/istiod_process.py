@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from testkit.controlplane import free_port, spawn
 from testkit.harness import wait_until
@@ -35,10 +37,11 @@ class Istiod:
         return self.proc.poll() is None
 
 
-def start_istiod(kubeconfig: Path, workdir: Path) -> Istiod:
+def start_istiod(kubeconfig: Path, workdir: Path, mesh_config: dict[str, Any] | None = None) -> Istiod:
+    """``mesh_config``: istiod's MeshConfig (default: empty)."""
     workdir.mkdir(parents=True, exist_ok=True)
     mesh = workdir / "mesh.yaml"
-    mesh.write_text("{}\n")
+    mesh.write_text(json.dumps(mesh_config or {}) + "\n")
     ports = {n: free_port() for n in ("http", "grpc", "sgrpc", "mon", "https", "ctrlz")}
     args = [
         str(istiod_binary()),

@@ -77,12 +77,12 @@ def _apply_all(k: Kubectl, all_cases: list[Case]) -> None:
             patch_status(k, o["kind"], o["metadata"]["name"], o["metadata"]["namespace"], o["status"])
 
 
-def _stored(k: Kubectl) -> dict[tuple[str, str, str], dict[str, Any]]:
+def _stored(k: Kubectl, prefix: str = "dt") -> dict[tuple[str, str, str], dict[str, Any]]:
     out = {}
     for kind, plural in PLURAL.items():
         for item in json.loads(k("get", plural, "-A", "-o", "json").stdout)["items"]:
             m = item["metadata"]
-            if m["namespace"].startswith("dt"):
+            if m["namespace"].startswith(prefix):
                 out[(kind, m["namespace"], m["name"])] = item
     return out
 
@@ -122,7 +122,10 @@ def _is_canary(finding: tuple[str, str, str]) -> bool:
 
 def _disagreement(condition: tuple[str, str, str] | None, findings: list[tuple[str, str, str]]) -> str | None:
     primary = {f[0] for f in findings if not _is_canary(f)} & FAILURES
-    canary = [f for f in findings if _is_canary(f)]
+    # NotAWaypoint and an unusable address are not istiod's to show, for a canary as for a primary.
+    canary = [
+        f for f in findings if _is_canary(f) and f[0] != "NotAWaypoint" and "no Hostname or IP address" not in f[2]
+    ]
     if condition is not None and condition[0] == "False":
         if not primary & AGREES.get(condition[1], set()):
             return f"istiod {condition[1]} ({condition[2]}), the webhook {sorted(primary) or 'nothing'}"
@@ -161,8 +164,8 @@ def _pod_disagreement(own_reference: bool, bound: bool | None, findings: list[tu
     return None
 
 
-def _snapshot(k: Kubectl, wh: Webhook, istiod: Istiod) -> dict[tuple[str, str, str], Any]:
-    stored = _stored(k)
+def _snapshot(k: Kubectl, wh: Webhook, istiod: Istiod, prefix: str = "dt") -> dict[tuple[str, str, str], Any]:
+    stored = _stored(k, prefix)
     pods = _pod_waypoints(istiod)
     out: dict[tuple[str, str, str], Any] = {}
     for key, obj in stored.items():
@@ -209,6 +212,7 @@ def test_the_webhook_agrees_with_istiod_on_every_scenario(
     assert not bad, f"{len(bad)} disagreement(s) with istiod:\n" + "\n".join(bad)
 
 
+@pytest.mark.crashes_istiod
 def test_istiod_crashes_on_an_unevaluable_selector_unless_the_webhook_refuses_it(
     oracle_kubectl: Kubectl, istiod: Istiod, unregistered_webhook: Webhook
 ) -> None:

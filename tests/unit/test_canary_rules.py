@@ -120,3 +120,18 @@ def test_deleting_a_canary_waypoint_counts_its_canary_references() -> None:
     )
     v = engine(idx).validate(request(None, "DELETE", gateway("v2", "prod"), kind="Gateway"))
     assert verdict_codes(v) == {"WaypointInUse": "warn"}
+
+
+def test_a_canary_rides_on_a_primary_istiod_binds_even_when_it_is_no_waypoint_class() -> None:
+    """Found by the random differential (world 100113): a primary of a third-party class gets
+    NotAWaypoint, a policy warning, but istiod binds it, so the canary is judged (R6, W1)."""
+    index = state(
+        namespace("shop", {UW: "gw", UWN: "edge"}),
+        ns_labels("edge", {**AMBIENT}),
+        gateway("gw", "edge", cls="third", routes={"from": "All"}),
+    )
+    from testkit.builders import gateway_class
+
+    index.apply(gateway_class("third", controller="example.com/gateway-controller"))
+    obj = consumer("Service", "s", "shop", {C: "gw", CN: "edge"}, {W: "0"})
+    assert judge(engine(index), obj) == {"NotAWaypoint": "warn", "CanarySameAsPrimary": "warn"}

@@ -101,3 +101,110 @@ CONSUMER_CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
 @pytest.mark.parametrize(("case", "obj", "expected"), CONSUMER_CASES, ids=[c[0] for c in CONSUMER_CASES])
 def test_consumer_rules(case: str, obj: dict[str, Any], expected: dict[str, str]) -> None:
     assert judge(engine(STATE), obj) == expected
+
+
+# --- V1: ServiceEntry visibility, from the MeshConfig -------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+import yaml  # noqa: E402
+
+from webhook.cli.commands import main  # noqa: E402
+from webhook.core.model import parse_mesh_config  # noqa: E402
+from webhook.core.rules.references import visibility_of  # noqa: E402
+
+VISIBILITY = {
+    "serviceEntryVisibility": {
+        "defaultVisibility": "NAMESPACE",
+        "policies": [
+            {"visibility": "PUBLIC", "matchingRules": [{"namespaceSelector": {"matchLabels": {"public": "yes"}}}]},
+            {"visibility": "NONE", "matchingRules": [{"namespaceSelector": {"matchExpressions": [{"key": "x", "operator": "in"}]}}]},
+        ],
+    }
+}  # fmt: skip
+
+
+def v1_state(mesh: dict[str, Any] | None) -> Any:
+    index = state(
+        namespace("shop", **AMBIENT),
+        namespace("open", **AMBIENT, public="yes"),
+        namespace("infra", **AMBIENT, **{UW: "egress", UWN: "edge"}),
+        gateway("egress", "edge", routes={"from": "All"}),
+        gateway("local", "shop"),
+    )
+    index.mesh = parse_mesh_config(mesh) if mesh is not None else None
+    return index
+
+
+V1_CASES: list[tuple[str, dict[str, Any] | None, dict[str, Any], dict[str, str]]] = [
+    ("V1 NAMESPACE visibility forbids a waypoint in another namespace", VISIBILITY, se("s", {UW: "egress", UWN: "edge"}), {"CrossNamespaceWaypointForbidden": "deny"}),
+    ("V1 a waypoint in its own namespace is fine", VISIBILITY, se("s", {UW: "local"}), {}),
+    ("V1 the first matching policy (PUBLIC) wins over the default", VISIBILITY, {**se("s", {UW: "egress", UWN: "edge"}), "metadata": {"name": "s", "namespace": "open", "labels": {UW: "egress", UWN: "edge"}}}, {}),
+    ("V1 inherited from the namespace: a warning", VISIBILITY, {**se("s"), "metadata": {"name": "s", "namespace": "infra"}}, {"CrossNamespaceWaypointForbidden": "warn"}),
+    ("V1 inert without serviceEntryVisibility", {"defaultConfig": {}}, se("s", {UW: "egress", UWN: "edge"}), {}),
+    ("V1 silent when the MeshConfig is unknown", None, se("s", {UW: "egress", UWN: "edge"}), {}),
+    ("V1 a Service is never judged by it", VISIBILITY, consumer("Service", "svc", "shop", {UW: "egress", UWN: "edge"}), {}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "mesh", "obj", "expected"), V1_CASES, ids=[c[0] for c in V1_CASES])
+def test_service_entry_visibility(
+    case: str, mesh: dict[str, Any] | None, obj: dict[str, Any], expected: dict[str, str]
+) -> None:
+    assert judge(engine(v1_state(mesh)), obj) == expected
+
+
+def test_an_unparsable_rule_never_matches() -> None:
+    """The NONE policy's selector uses 'in' (istiod's operators are case-sensitive): it never
+    matches, so a namespace labelled x falls through to the default."""
+    mesh = parse_mesh_config(VISIBILITY)
+    assert visibility_of(mesh, {"x": "1"}) == "NAMESPACE"
+    assert visibility_of(mesh, {"public": "yes", "x": "1"}) == "PUBLIC"
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    docs = [
+        namespace("shop", **AMBIENT),
+        gateway("egress", "edge", routes={"from": "All"}),
+        se("s", {UW: "egress", UWN: "edge"}),
+    ]
+    (tmp_path / "objects.yaml").write_text(yaml.safe_dump_all(docs))
+    return tmp_path
+
+
+def test_check_reads_the_mesh_config_flag_or_the_configmap(
+    files: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", str(files)]) == 0
+    assert "note: ServiceEntry visibility (V1) not checked: no MeshConfig" in capsys.readouterr().out
+    mesh_file = tmp_path_factory.mktemp("mesh") / "mesh.yaml"
+    mesh_file.write_text(yaml.safe_dump(VISIBILITY))
+    assert main(["check", "--mesh-config", str(mesh_file), str(files)]) == 1
+    assert "CrossNamespaceWaypointForbidden" in capsys.readouterr().out
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "istio", "namespace": "istio-system"},
+        "data": {"mesh": yaml.safe_dump(VISIBILITY)},
+    }
+    (files / "istio.yaml").write_text(yaml.safe_dump(configmap))
+    assert main(["audit", "--state", str(files)]) == 1
+    assert "CrossNamespaceWaypointForbidden" in capsys.readouterr().out
+    assert main(["explain", "se/s", "-n", "shop", "--state", str(files)]) == 0
+    assert "FAIL V1    visibility NAMESPACE" in capsys.readouterr().out
+
+
+def test_bad_mesh_yaml_is_one_logged_error_never_a_failure(
+    files: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "istio", "namespace": "istio-system"},
+        "data": {"mesh": "serviceEntryVisibility: [unclosed"},
+    }
+    (files / "istio.yaml").write_text(yaml.safe_dump(configmap))
+    assert main(["check", str(files)]) == 0
+    assert "the MeshConfig is not YAML" in caplog.text
+    assert "V1) not checked" in capsys.readouterr().out

@@ -14,14 +14,14 @@ by the view, not by the cluster's objects or the output.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from webhook.core.engine import Settings
 from webhook.core.findings import Severity
 from webhook.core.forwarding import not_reviewed
 from webhook.core.index import Index, IndexView
-from webhook.core.model import Malformed
+from webhook.core.model import Malformed, MeshConfig
 from webhook.core.request import AdmissionRequest, stored_request
 from webhook.core.result import ObjectRef, Result
 from webhook.core.stored import Source, audit_engine, judge_stored
@@ -53,14 +53,18 @@ def run(source: Source, settings: Settings, filters: Filters) -> list[Result]:
     return audit(source, settings, filters).results
 
 
-def audit(source: Source, settings: Settings, filters: Filters) -> Audit:
-    """Judge every object the source yields, counting them."""
+def audit(
+    source: Source, settings: Settings, filters: Filters, mesh: Callable[[], MeshConfig | None] = lambda: None
+) -> Audit:
+    """Judge every object the source yields, counting them. ``mesh`` gives the MeshConfig once the
+    view is built (it may come from a ConfigMap among the objects)."""
     index = Index()
     for obj, where in source():
         try:
             index.apply(obj)
         except Malformed as e:
             print(f"waypoint-webhook audit: skipping {where}: {e}", file=sys.stderr)
+    index.mesh = mesh()
     engine = audit_engine(IndexView(index), settings)
     entries, judged = [], 0
     for obj, where in source():

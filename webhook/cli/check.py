@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from webhook.cli import suppress
-from webhook.cluster.files import Document
+from webhook.cluster.files import Document, mesh_of
 from webhook.cluster.inputs import Skipped
 from webhook.core.engine import Engine, Settings
 from webhook.core.findings import malformed
@@ -134,6 +134,8 @@ def _judge(engine: Engine, i: Input, patch: list[Any] | None, unseen: str) -> Re
 def check_documents(docs: Sequence[Document], state: Index, settings: Settings, opts: CheckOptions) -> Judged:
     """Judge ``docs`` against ``state`` plus themselves (``state`` receives them)."""
     not_judged: Counter[str] = Counter()
+    for doc in docs:  # V1: istiod's MeshConfig may be among the inputs
+        state.mesh = mesh_of(doc.obj) or state.mesh
     inputs = _inputs(docs, not_judged)
     engine = Engine(IndexView(state), replace(settings, excluded_namespaces=frozenset()))
     patches = _view(inputs, state, engine, opts)

@@ -33,7 +33,7 @@ from webhook.cluster.inputs import InputError
 from webhook.core.engine import Settings
 from webhook.core.findings import CODES, Judged, Severity, parse_overrides
 from webhook.core.index import Index
-from webhook.core.model import Malformed
+from webhook.core.model import Malformed, MeshConfig
 from webhook.core.result import ObjectRef, Result
 
 if TYPE_CHECKING:
@@ -153,6 +153,26 @@ def _check_state(args: argparse.Namespace, report: Report) -> Index:
     return index
 
 
+def _mesh_flag(args: argparse.Namespace, report: Report) -> MeshConfig | None:
+    from webhook.cluster.files import read_mesh_config
+
+    if not args.mesh_config:
+        return None
+    try:
+        return read_mesh_config(Path(args.mesh_config))
+    except StateError as e:
+        report.errors.append(InputError(args.mesh_config, str(e).partition(": ")[2] or str(e)))
+        return None
+
+
+def _v1_notice(report: Report, mesh: MeshConfig | None) -> None:
+    """V1 cannot run without the MeshConfig: say so once, never guess."""
+    if mesh is None and any(r.ref.kind == "ServiceEntry" for r in report.results):
+        report.notices.append(
+            "ServiceEntry visibility (V1) not checked: no MeshConfig (--mesh-config, or ConfigMap istio-system/istio)"
+        )
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from webhook.cli.check import CheckOptions, check_documents
     from webhook.cluster.inputs import collect
@@ -166,9 +186,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     inputs = collect([*args.files, *args.paths], args.recursive)
     report.skipped, report.errors, report.files = inputs.skipped, inputs.errors, inputs.files
     state = _check_state(args, report)
+    state.mesh = _mesh_flag(args, report) or state.mesh
     opts = CheckOptions(as_written=args.as_written, admission=args.admission, suppressions=report.suppressions)
     judged = check_documents(inputs.documents, state, settings, opts)
     report.results, report.not_judged = judged.results, judged.not_judged
+    _v1_notice(report, state.mesh)
     report.skipped += judged.skipped
     by_source = {d.source: d for d in inputs.documents}
 
@@ -209,6 +231,13 @@ def cmd_certs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _state_mesh(source: object) -> MeshConfig | None:
+    """The MeshConfig a ``--state`` source found among its files (a live read lists no ConfigMaps)."""
+    from webhook.cluster import sources
+
+    return source.mesh if isinstance(source, sources.StateSource) else None
+
+
 def _progress(line: str) -> None:
     """What a live read has listed so far, on stderr: beside any document on stdout."""
     print(f"# {line}", file=sys.stderr)
@@ -231,13 +260,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
             source: sources.StateSource | sources.LiveSource = sources.state_source(args.state)
         else:
             source = sources.LiveSource(_live_api(args.kubeconfig), _progress, args.namespace, kinds)
-        found = oneoff.audit(source, settings, filters)
+        flag = _mesh_flag(args, report)
+        found = oneoff.audit(source, settings, filters, lambda: flag or _state_mesh(source))
         report.results = [suppress.apply(r, report.suppressions) for r in found.results]
         if isinstance(source, sources.StateSource):
             report.errors += source.inputs.errors
             report.skipped += source.inputs.skipped
         else:
             report.notices += source.notices
+        _v1_notice(report, flag or _state_mesh(source))
     except (StateError, OSError) as e:
         report.errors.append(InputError(*(str(e).partition(": ")[::2])))
     except (sources.ClusterUnreadable, ValueError) as e:
@@ -304,6 +335,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         where = f" in namespace {namespace}" if namespace else ""
         print(f"waypoint-webhook explain: {kind} {name} not found{where}", file=sys.stderr)
         return 2
+    mesh_report = Report("explain")
+    index.mesh = _mesh_flag(args, mesh_report) or _state_mesh(source)
+    problems = [*problems, *mesh_report.errors]
     result = explain(target, Engine(IndexView(index), replace(settings, excluded_namespaces=frozenset())))
     if args.output == "json":
         _json_out(result.to_json())

@@ -72,6 +72,15 @@ def policy_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
 
 
+def mesh_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mesh-config",
+        metavar="FILE",
+        help="istiod's MeshConfig (its file, or the ConfigMap istio holding it): ServiceEntry visibility (V1); "
+        "a ConfigMap istio-system/istio among the inputs serves too. Without either, V1 is not checked",
+    )
+
+
 def _serve_transport(s: argparse.ArgumentParser) -> None:
     s.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     s.add_argument("--port", type=int, default=8443)
@@ -255,6 +264,7 @@ def _check(sub: Sub) -> None:
         "are skipped with the reason",
     )
     c.add_argument("--allow-empty", action="store_true", help="exit 0 when the inputs hold no Kubernetes object")
+    mesh_flag(c)
     _ci_flags(c)
     policy_flags(c)
 
@@ -299,6 +309,7 @@ def _audit(sub: Sub) -> None:
     a.add_argument("--kind", action="append", default=[], metavar="KIND", help="only these kinds (repeatable)")
     a.add_argument("--code", action="append", default=[], metavar="CODE", help="only these codes (repeatable)")
     a.add_argument("--min-severity", choices=("warn", "deny"), default="warn")
+    mesh_flag(a)
     _ci_flags(a)
     policy_flags(a)
 
@@ -318,6 +329,7 @@ def _explain(sub: Sub) -> None:
     src.add_argument("--state", action="append", metavar="PATH", help="YAML files or directories instead of a cluster")
     src.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, else $KUBECONFIG)")
     e.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    mesh_flag(e)
     policy_flags(e)
 
 

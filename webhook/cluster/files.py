@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import orjson
 import yaml
 
 from webhook.core.index import Index, IndexView, settle_heap
-from webhook.core.model import Malformed
+from webhook.core.model import Malformed, MeshConfig, parse_mesh_config
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +224,44 @@ def _read_json(path: Path, text: str) -> list[Document]:
     return docs
 
 
+MESH_CONFIGMAP = ("istio-system", "istio")  # V1: istiod's MeshConfig (istio-<revision> for a revision)
+
+
+def mesh_of(obj: Mapping[str, Any], configmap: tuple[str, str] = MESH_CONFIGMAP) -> MeshConfig | None:
+    """The MeshConfig in ConfigMap ``istio`` of istiod's namespace, when ``obj`` is that ConfigMap.
+    Bad YAML is one logged error, and the MeshConfig stays unknown: never a failed review."""
+    meta = obj.get("metadata")
+    if obj.get("kind") != "ConfigMap" or not isinstance(meta, dict):
+        return None
+    if (meta.get("namespace"), meta.get("name")) != configmap:
+        return None
+    data = obj.get("data")
+    text = data.get("mesh") if isinstance(data, dict) else None
+    return mesh_from_text(text if isinstance(text, str) else "", f"ConfigMap {configmap[0]}/{configmap[1]}")
+
+
+def mesh_from_text(text: str, where: str) -> MeshConfig | None:
+    try:
+        return parse_mesh_config(yaml.safe_load(text) or {})
+    except yaml.YAMLError as e:
+        log.error("%s: the MeshConfig is not YAML (%s); ServiceEntry visibility (V1) is not checked", where, e)
+        return None
+
+
+def read_mesh_config(path: Path) -> MeshConfig:
+    """``--mesh-config FILE``: a MeshConfig, or the ConfigMap that holds one. Raises StateError."""
+    docs = read_documents(path)
+    for doc in docs:
+        meta = doc.obj.get("metadata")
+        namespace = meta.get("namespace") if isinstance(meta, dict) else None
+        found = mesh_of(doc.obj, (str(namespace), "istio"))
+        if found is not None:
+            return found
+    if len(docs) == 1 and "kind" not in docs[0].obj and "apiVersion" not in docs[0].obj:
+        return parse_mesh_config(docs[0].obj)  # istiod's mesh config file itself
+    raise StateError(f"{path}: neither a MeshConfig nor a ConfigMap named istio holding one")
+
+
 def load_index(path: Path, index: Index | None = None) -> Index:
     """Every object of every file. A file that does not parse fails the load (StateError); an
     object whose fields have the wrong shape is skipped with one logged error, so one bad object
@@ -231,6 +269,9 @@ def load_index(path: Path, index: Index | None = None) -> Index:
     index = index or Index()
     for file in manifest_files(path):
         for doc in read_documents(file):
+            mesh = mesh_of(doc.obj)
+            if mesh is not None:
+                index.mesh = mesh
             try:
                 index.apply(doc.obj)
             except Malformed as e:

@@ -17,8 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from webhook.cluster.files import mesh_of
 from webhook.cluster.inputs import Inputs, files_of, read_file
 from webhook.core.kinds import KINDS, KindSpec, Role
+from webhook.core.model import MeshConfig
 from webhook.kube import api as kubeapi
 
 # The kinds the judgement itself depends on: read even when ``kinds`` names others.
@@ -39,11 +41,13 @@ class StateSource:
     def __init__(self, paths: Sequence[str]) -> None:
         self.paths = list(paths)
         self.inputs = Inputs()
+        self.mesh: MeshConfig | None = None  # V1: from a ConfigMap istio-system/istio among the files
 
     def __call__(self) -> Iterator[tuple[dict[str, Any], str]]:
         self.inputs = Inputs()
         for path in files_of(self.paths, True, self.inputs):
             for doc in read_file(path, self.inputs, keep_nodes=False):
+                self.mesh = mesh_of(doc.obj) or self.mesh
                 yield doc.obj, doc.source
 
 

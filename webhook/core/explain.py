@@ -19,6 +19,7 @@ from webhook.core.model import (
     CANARY_KINDS,
     CANARY_WEIGHT,
     DATAPLANE_MODE,
+    NAMESPACE_ONLY,
     SERVICE,
     USE_WAYPOINT,
     USE_WAYPOINT_CANARY,
@@ -33,6 +34,7 @@ from webhook.core.request import stored_request
 from webhook.core.result import ObjectRef
 from webhook.core.rules.context import Context
 from webhook.core.rules.permissions import Attachment, attachment
+from webhook.core.rules.references import visibility_of
 from webhook.core.rules.traffic import effective_waypoint_for
 from webhook.core.stored import judge_stored
 from webhook.core.view import WaypointInfo
@@ -99,7 +101,9 @@ def explain(obj: Mapping[str, Any], engine: Engine) -> Explanation:
     if gw is None:
         return out
     ns_labels = c.labels if c.kind == "Namespace" else ctx.view.namespace_labels(c.namespace)
-    if not (_attached(c, gw, ns_labels, ctx, out) and _serves(c, gw, ctx, out)):
+    if not (
+        _attached(c, gw, ns_labels, ctx, out) and _serves(c, gw, ctx, out) and _visible(c, gw, ns_labels, ctx, out)
+    ):
         return out
     _canary(c, ctx, out)
     _capture(c, ns_labels, out)
@@ -188,6 +192,26 @@ def _serves(c: Consumer, gw: WaypointInfo, ctx: Context, out: Explanation) -> bo
     return ok
 
 
+def _visible(c: Consumer, gw: WaypointInfo, ns_labels: Mapping[str, str], ctx: Context, out: Explanation) -> bool:
+    """V1: a ServiceEntry of visibility NAMESPACE cannot bind a waypoint in another namespace."""
+    if c.kind != "ServiceEntry":
+        return True
+    mesh = ctx.view.mesh_config()
+    if mesh is None:
+        out.add("V1", "MeshConfig unknown (--mesh-config): ServiceEntry visibility not checked", None)
+        return True
+    visibility = visibility_of(mesh, ns_labels) if mesh.visibility_set else "PUBLIC"
+    ok = visibility != NAMESPACE_ONLY or gw.namespace == c.namespace
+    out.add(
+        "V1",
+        f"visibility {visibility} (MeshConfig), waypoint in {'its own' if gw.namespace == c.namespace else 'another'} namespace",
+        ok,
+    )
+    if not ok:
+        out.stop("a ServiceEntry of visibility NAMESPACE cannot bind a waypoint in another namespace")
+    return ok
+
+
 def _canary(c: Consumer, ctx: Context, out: Explanation) -> None:
     """R6: a canary waypoint takes a share of the Service traffic."""
     if c.kind not in CANARY_KINDS:
@@ -208,9 +232,7 @@ def _canary(c: Consumer, ctx: Context, out: Explanation) -> None:
 
 
 def _capture(c: Consumer, ns_labels: Mapping[str, str], out: Explanation) -> None:
-    """V1 is not judged by this version; L5: a pod must be captured by ambient for any of it to matter."""
-    if c.kind == "ServiceEntry":
-        out.add("V1", "ServiceEntry visibility (MeshConfig serviceEntryVisibility) is not judged by this version", None)
+    """L5: a pod must be captured by ambient for any of it to matter."""
     if c.kind not in ("Pod", "Namespace"):
         return
     mode = c.labels.get(DATAPLANE_MODE) if c.kind == "Pod" else None

@@ -77,6 +77,7 @@ class Code(enum.StrEnum):
     NotCaptured = enum.auto()
     CanaryInvalidWeight = enum.auto()
     CanarySameAsPrimary = enum.auto()
+    CrossNamespaceWaypointForbidden = enum.auto()
     ServiceEntryNeedsWaypoint = enum.auto()
     InvalidDataplaneMode = enum.auto()
     UseWaypointAnnotation = enum.auto()
@@ -175,6 +176,10 @@ CODES: Mapping[Code, CodeInfo] = {
         default=Severity.DENY, summary="use-waypoint-canary-weight is not an integer 0-100 while a canary is named"
     ),
     Code.CanarySameAsPrimary: CodeInfo(default=Severity.WARN, summary="the canary waypoint is the primary waypoint"),
+    Code.CrossNamespaceWaypointForbidden: CodeInfo(
+        default=Severity.DENY,
+        summary="a ServiceEntry of visibility NAMESPACE (MeshConfig) binds a waypoint in another namespace",
+    ),
     Code.ServiceEntryNeedsWaypoint: CodeInfo(
         default=Severity.WARN,
         summary="a ServiceEntry that only works through a waypoint (wildcard host, DYNAMIC_DNS, racing) has none",

@@ -26,6 +26,7 @@ from webhook.core.model import (
     WORKLOAD_TRAFFIC,
     Consumer,
     Malformed,
+    MeshConfig,
     parse_consumer,
     parse_gateway,
     parse_gateway_class,
@@ -106,6 +107,8 @@ class Index:
         self.namespace_notes: dict[str, Mapping[str, str]] = {}  # the few annotations rules read
         self._refs: dict[ConsumerKey, tuple[Key, ...]] = {}
         self._by_waypoint: dict[Key, dict[tuple[ConsumerKey, str], ConsumerRef]] = {}
+        # V1: istiod's MeshConfig when a backend knows it (None: unknown, V1 cannot run).
+        self.mesh: MeshConfig | None = None
 
     # -- reads (ClusterView) --
     def namespace_labels(self, name: str) -> Mapping[str, str]:
@@ -254,3 +257,6 @@ class IndexView:
 
     def consumers_of(self, namespace: str, name: str) -> Sequence[ConsumerRef]:
         return self.index.consumers_of(namespace, name)
+
+    def mesh_config(self) -> MeshConfig | None:
+        return self.index.mesh

@@ -578,3 +578,55 @@ def _parse_template(kind: str, raw: Mapping[str, Json], namespace: str) -> Consu
 def parse_namespace_labels(raw: Mapping[str, Json]) -> tuple[str, dict[str, str]]:
     meta = parse_meta(raw)
     return meta.name, {**meta.labels, NAMESPACE_NAME_LABEL: meta.name}
+
+
+# --- V1: ServiceEntry visibility from the MeshConfig (1.31) --------------------------------------
+
+PUBLIC, NAMESPACE_ONLY, NOT_VISIBLE = "PUBLIC", "NAMESPACE", "NONE"
+_VISIBILITIES = {"VISIBILITY_UNSPECIFIED": PUBLIC, "": PUBLIC, PUBLIC: PUBLIC, NAMESPACE_ONLY: NAMESPACE_ONLY}
+_VISIBILITIES[NOT_VISIBLE] = NOT_VISIBLE
+
+
+@dataclass(frozen=True)
+class VisibilityPolicy:
+    """One ``serviceEntryVisibility.policies[]`` entry: every rule must match (a rule whose selector
+    is unset or cannot be parsed never does; an entry without rules matches everything)."""
+
+    visibility: str
+    rules: tuple[Selector | None, ...]
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """What the rules read of istiod's MeshConfig (the ``mesh`` key of ConfigMap ``istio``)."""
+
+    default_visibility: str = PUBLIC
+    policies: tuple[VisibilityPolicy, ...] = ()
+    visibility_set: bool = False  # serviceEntryVisibility present: V1 is inert otherwise
+
+
+def _visibility(value: Json) -> str:
+    return _VISIBILITIES.get(value, PUBLIC) if isinstance(value, str) else PUBLIC
+
+
+def _policy(raw: Json) -> VisibilityPolicy | None:
+    if not isinstance(raw, dict):
+        return None
+    rules_raw = raw.get("matchingRules") or []
+    rules: list[Selector | None] = []
+    for rule in rules_raw if isinstance(rules_raw, list) else [None]:
+        selector = rule.get("namespaceSelector") if isinstance(rule, dict) else None
+        parsed, problem = parse_selector(selector, "namespaceSelector") if selector is not None else (None, None)
+        rules.append(None if problem else parsed)
+    return VisibilityPolicy(_visibility(raw.get("visibility")), tuple(rules))
+
+
+def parse_mesh_config(data: Json) -> MeshConfig:
+    """The MeshConfig as istiod reads it; what does not parse counts as absent, never as an error
+    of the object being judged."""
+    if not isinstance(data, dict) or not isinstance(data.get("serviceEntryVisibility"), dict):
+        return MeshConfig()
+    sev = data["serviceEntryVisibility"]
+    raw = sev.get("policies") if isinstance(sev.get("policies"), list) else []
+    policies = tuple(p for p in map(_policy, raw) if p is not None)
+    return MeshConfig(_visibility(sev.get("defaultVisibility")), policies, True)

@@ -17,6 +17,7 @@ from webhook.core.model import (
     SAME_NAMESPACE,
     AllowedRoutes,
     Listener,
+    MeshConfig,
     binding_of,
     consulted_listener,
 )
@@ -95,6 +96,10 @@ class ClusterView(Protocol):
 
     def consumers_of(self, namespace: str, name: str) -> Sequence[ConsumerRef]:
         """Objects referencing this waypoint, unordered, in O(their number)."""
+        ...
+
+    def mesh_config(self) -> MeshConfig | None:
+        """istiod's MeshConfig when the backend knows it; None when it does not (V1 cannot run)."""
         ...
 
 

@@ -18,6 +18,7 @@ from webhook.core.model import (
     DATAPLANE_MODE,
     GATEWAY_NAME_LABEL,
     INJECTION_LABEL,
+    NAMESPACE_ONLY,
     SERVICE,
     SERVICE_TRAFFIC,
     SIDECAR_INJECT,
@@ -28,6 +29,8 @@ from webhook.core.model import (
     USE_WAYPOINT_NAMESPACE,
     WORKLOAD_TRAFFIC,
     Consumer,
+    MeshConfig,
+    Selector,
     is_dns1123_label,
     is_dns1123_subdomain,
     quoted,
@@ -35,6 +38,7 @@ from webhook.core.model import (
 from webhook.core.rules.context import Context, path_of
 from webhook.core.rules.permissions import Attachment, attachment
 from webhook.core.rules.rule import Rule, rule
+from webhook.core.rules.selectors import matches, selector_problem
 from webhook.core.rules.traffic import effective_waypoint_for
 from webhook.core.view import WaypointInfo
 
@@ -189,7 +193,7 @@ def canary(c: Consumer, ctx: Context) -> list[Finding]:
         return []
     ref, primary_own = primary
     ns_labels = c.labels if c.kind == "Namespace" else None
-    if _cached_outcomes(c, SERVICE_TRAFFIC, ref, ctx, ns_labels, not primary_own):
+    if not resolved(_cached_outcomes(c, SERVICE_TRAFFIC, ref, ctx, ns_labels, not primary_own)):
         return []  # the primary did not resolve cleanly: Istio ignores the canary
     return _canary_findings(c, ctx, k, ref, ns_labels)
 
@@ -366,6 +370,14 @@ class Outcome:
     code: Code
     text: str
     warn_only: bool = False
+    # istiod binds all the same (a policy warning, or W1's unusable address): the reference did
+    # resolve, as far as the canary (R6) and a ServiceEntry that needs a waypoint (V2) go.
+    istiod_binds: bool = False
+
+
+def resolved(outcomes: list[Outcome]) -> bool:
+    """Whether istiod binds the reference despite these outcomes."""
+    return all(o.istiod_binds for o in outcomes)
 
 
 def _resolve(
@@ -382,6 +394,8 @@ def _resolve(
     computed once per request (a ServiceEntry's endpoints usually share one waypoint).
     """
     outcomes = _cached_outcomes(c, site.traffic, ref, ctx, ns_labels, inherited)
+    if resolved(outcomes) and c.kind == "ServiceEntry" and site.traffic == SERVICE_TRAFFIC:
+        outcomes = [*outcomes, *_visibility(c, ref, ctx, ns_labels)]  # V1: after the traffic type, the primary only
     if not outcomes:
         return []
     field, triggers = site.field(USE_WAYPOINT), _pair_triggers(site)
@@ -426,7 +440,11 @@ def _outcomes(
     out: list[Outcome] = []
     if not ctx.is_waypoint_class(gw.class_name) and not ctx.is_sandwich(gw):  # W2, W6
         out.append(
-            Outcome(Code.NotAWaypoint, f"Gateway {where} has class {quoted(gw.class_name)}, not a waypoint class")
+            Outcome(
+                Code.NotAWaypoint,
+                f"Gateway {where} has class {quoted(gw.class_name)}, not a waypoint class",
+                istiod_binds=True,
+            )
         )
     if not gw.ready:
         out.append(
@@ -439,7 +457,11 @@ def _outcomes(
         # W1: bound as far as istiod is concerned, but ztunnel gets no address (a lone NamedAddress).
         # A policy warning (NotAWaypoint) never hides what the data plane will do.
         out.append(
-            Outcome(Code.WaypointNotReady, f"waypoint {where} has no Hostname or IP address; traffic bypasses it")
+            Outcome(
+                Code.WaypointNotReady,
+                f"waypoint {where} has no Hostname or IP address; traffic bypasses it",
+                istiod_binds=True,
+            )
         )
     return out
 
@@ -503,10 +525,39 @@ def needs_a_waypoint(c: Consumer, ctx: Context) -> list[Finding]:
             )
         ]
     primary = _primary(c, ctx)
-    if primary is not None and not _cached_outcomes(c, SERVICE_TRAFFIC, primary[0], ctx, None, not primary[1]):
+    if primary is not None and resolved(_cached_outcomes(c, SERVICE_TRAFFIC, primary[0], ctx, None, not primary[1])):
         return []
     text = f"{c.display()}: {c.needs_waypoint}, so it only works through a waypoint, and its waypoint reference does not resolve"
     return [Finding(Code.ServiceEntryNeedsWaypoint, text, field, triggers)]
+
+
+def _visibility(c: Consumer, ref: tuple[str, str], ctx: Context, ns_labels: Mapping[str, str] | None) -> list[Outcome]:
+    """V1: a ServiceEntry of visibility NAMESPACE (MeshConfig serviceEntryVisibility) cannot bind a
+    waypoint in another namespace. Without the MeshConfig the rule cannot run, and stays silent."""
+    mesh = ctx.view.mesh_config()
+    if mesh is None or not mesh.visibility_set or ref[0] == c.namespace:
+        return []
+    labels = ns_labels if ns_labels is not None else ctx.view.namespace_labels(c.namespace)
+    if visibility_of(mesh, labels) != NAMESPACE_ONLY:
+        return []
+    text = (
+        f"its visibility is NAMESPACE (MeshConfig serviceEntryVisibility), so waypoint {ref[0]}/{ref[1]} "
+        "in another namespace is forbidden; use a waypoint in its own namespace"
+    )
+    return [Outcome(Code.CrossNamespaceWaypointForbidden, text)]
+
+
+def visibility_of(mesh: MeshConfig, namespace_labels: Mapping[str, str]) -> str:
+    """V1: the first policy whose rules all match the ServiceEntry's namespace, else the default."""
+    for policy in mesh.policies:
+        if all(_rule_matches(rule, namespace_labels) for rule in policy.rules):
+            return policy.visibility
+    return mesh.default_visibility
+
+
+def _rule_matches(rule: Selector | None, labels: Mapping[str, str]) -> bool:
+    """A matching rule whose selector is unset or does not parse never matches (V1)."""
+    return rule is not None and selector_problem(rule) is None and matches(rule, labels)
 
 
 def _has_sidecar(c: Consumer, ns_labels: Mapping[str, str]) -> str:
@@ -555,6 +606,7 @@ def _capture(c: Consumer, site: Site, ctx: Context) -> list[Finding]:
 
 _ALL = CONSUMER_KINDS
 _RESOLUTION = (
+    Code.CrossNamespaceWaypointForbidden,
     Code.StateUnavailable,
     Code.WaypointNotFound,
     Code.NotAWaypoint,
@@ -572,9 +624,9 @@ REFERENCE_RULES: tuple[Rule[Consumer], ...] = (
         "L1, L2, R4",
         stateless=True,
     ),
-    rule(reference_binding, _RESOLUTION, _ALL, "R1, R3, R4, P1-P4, W1, W2, W6"),
+    rule(reference_binding, _RESOLUTION, _ALL, "R1, R3, R4, P1-P4, W1, W2, W6, V1"),
     rule(capture, [Code.NotCaptured], frozenset({"Namespace", "Pod", "Service"}), "L5"),
-    rule(inherited_reference, _RESOLUTION, _ALL - {"Namespace"}, "R2"),
+    rule(inherited_reference, _RESOLUTION, _ALL - {"Namespace"}, "R2, V1"),
     rule(
         canary,
         [
