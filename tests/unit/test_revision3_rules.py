@@ -208,3 +208,19 @@ def test_bad_mesh_yaml_is_one_logged_error_never_a_failure(
     assert main(["check", str(files)]) == 0
     assert "the MeshConfig is not YAML" in caplog.text
     assert "V1) not checked" in capsys.readouterr().out
+
+
+def test_a_namespace_relabel_that_hides_its_service_entries_is_reported() -> None:
+    """V1 impact: dropping the label of a PUBLIC policy turns the namespace's ServiceEntries to
+    NAMESPACE, unbinding the one whose waypoint is elsewhere (reported like ConsumersWouldBreak)."""
+    index = v1_state(VISIBILITY)
+    cross = {
+        **se("cross", {UW: "egress", UWN: "edge"}),
+        "metadata": {"name": "cross", "namespace": "open", "labels": {UW: "egress", UWN: "edge"}},
+    }
+    index.apply(cross)
+    old = namespace("open", **AMBIENT, public="yes")
+    new = namespace("open", **AMBIENT)
+    assert judge(engine(index), new, "UPDATE", old) == {"ConsumersWouldBreak": "warn"}
+    assert judge(engine(index, preset="strict"), new, "UPDATE", old) == {"ConsumersWouldBreak": "deny"}
+    assert judge(engine(index), old, "UPDATE", new) == {}, "becoming PUBLIC unbinds nothing"

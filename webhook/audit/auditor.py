@@ -57,6 +57,7 @@ class AuditorOptions:
     report_retry: float = 60.0  # how often to look again for the PolicyReport CRD
     write_qps: float = 20.0
     exit_with_parent: bool = False
+    mesh_configmap: tuple[str, str] | None = ("istio-system", "istio")  # V1: istiod's MeshConfig
 
 
 class WatchedView(Protocol):

@@ -186,6 +186,11 @@ class Tracker:
         api_version, kind = obj.get("apiVersion"), obj.get("kind")
         if not isinstance(api_version, str) or not isinstance(kind, str):
             return
+        if kind == "ConfigMap":  # istiod's MeshConfig (V1): every ServiceEntry's visibility may change
+            with self._lock:
+                self._dirty.update(k for k in self._objects if k[0] == "ServiceEntry")
+                self._changed.notify_all()
+            return
         always = AUDITED.get((group_of(api_version), kind))
         key = object_key(obj)
         if always is None or key is None:

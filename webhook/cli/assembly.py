@@ -44,6 +44,7 @@ class Wiring:
     probe_port: int | None = None
     state_poll_interval: float = 1.0
     sync_timeout: float = 20.0
+    mesh_configmap: tuple[str, str] | None = ("istio-system", "istio")  # V1: watched when set
 
 
 def preflight(wiring: Wiring) -> None:
@@ -61,9 +62,10 @@ def preflight(wiring: Wiring) -> None:
 def make_view(wiring: Wiring, metrics: Metrics) -> ClusterView:
     """Per worker: the live watch-backed view, or the file view (polled for changes)."""
     if wiring.live:
-        from webhook.cluster.live import LiveView
+        from webhook.cluster.live import RESOURCES, LiveView, mesh_resource
 
-        live = LiveView.from_kubeconfig(wiring.kubeconfig, metrics)
+        mesh = (mesh_resource(wiring.mesh_configmap),) if wiring.mesh_configmap else ()
+        live = LiveView.from_kubeconfig(wiring.kubeconfig, metrics, resources=(*RESOURCES, *mesh))
         live.start()
         if live.wait_synced(wiring.sync_timeout):
             settle_heap()  # the synced view is long-lived: keep it out of full collections
@@ -138,8 +140,9 @@ def auditor(opts: AuditorOptions) -> Auditor:
     when no client configuration can be found."""
     from kubernetes import client
 
-    from webhook.cluster.live import AUDIT_RESOURCES, LiveView
+    from webhook.cluster.live import AUDIT_RESOURCES, LiveView, mesh_resource
     from webhook.kube.config import client_configuration
 
     api = client.ApiClient(client_configuration(opts.kubeconfig))
-    return Auditor(opts, api, LiveView(api, resources=AUDIT_RESOURCES))
+    mesh = (mesh_resource(opts.mesh_configmap),) if opts.mesh_configmap else ()
+    return Auditor(opts, api, LiveView(api, resources=(*AUDIT_RESOURCES, *mesh)))

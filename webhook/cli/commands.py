@@ -388,6 +388,7 @@ def cmd_auditor(args: argparse.Namespace) -> int:
         report_retry=args.report_retry,
         write_qps=args.write_qps,
         exit_with_parent=args.exit_with_parent,
+        mesh_configmap=args.mesh_configmap,
     )
     try:
         built = assembly.auditor(opts)
@@ -411,7 +412,18 @@ def _serve_options(args: argparse.Namespace, level: str, fmt: str) -> ServeOptio
     from webhook.admission.serving import ServeOptions
     from webhook.admission.worker import Deadlines
 
-    sidecar = (sys.executable, "-m", "webhook", "auditor", "--log-format", fmt, *_policy_argv(args))
+    mesh = "/".join(args.mesh_configmap) if args.mesh_configmap else "none"
+    sidecar = (
+        sys.executable,
+        "-m",
+        "webhook",
+        "auditor",
+        "--log-format",
+        fmt,
+        "--mesh-configmap",
+        mesh,
+        *_policy_argv(args),
+    )
     if args.kubeconfig:
         sidecar += ("--kubeconfig", args.kubeconfig)
     return ServeOptions(
@@ -447,6 +459,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         probe_port=args.probe_port,
         state_poll_interval=args.state_poll_interval,
         sync_timeout=args.sync_timeout,
+        mesh_configmap=args.mesh_configmap,
     )
     return assembly.serve(_serve_options(args, level, fmt), wiring)
 

@@ -72,6 +72,27 @@ def policy_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
 
 
+def configmap(text: str) -> tuple[str, str] | None:
+    if text in ("", "none"):
+        return None
+    namespace, sep, name = text.partition("/")
+    if not sep or not namespace or not name:
+        raise argparse.ArgumentTypeError("must be NAMESPACE/NAME, or none")
+    return namespace, name
+
+
+def mesh_configmap_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mesh-configmap",
+        type=configmap,
+        default=("istio-system", "istio"),
+        metavar="NAMESPACE/NAME",
+        help="the ConfigMap holding istiod's MeshConfig, watched for ServiceEntry visibility (V1; default "
+        "istio-system/istio, istio-system/istio-<revision> for a revision, none to skip); reading it needs "
+        "the Role of manifests/mesh-config/",
+    )
+
+
 def mesh_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mesh-config",
@@ -133,6 +154,7 @@ def _serve_state(s: argparse.ArgumentParser) -> None:
         default=20.0,
         help="seconds a worker waits for its view to sync before it serves (default 20)",
     )
+    mesh_configmap_flag(s)
     s.add_argument(
         "--audit",
         action="store_true",
@@ -193,6 +215,7 @@ def _auditor(sub: Sub) -> None:
     au.add_argument("--identity", default="", help="holder identity (default hostname_pid)")
     au.add_argument("--status-file", help="where to publish results for /metrics")
     au.add_argument("--no-reports", dest="reports", action="store_false", help="audit, but never write reports")
+    mesh_configmap_flag(au)
     _auditor_timing(au)
     au.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     au.add_argument("--log-format", choices=("text", "json"))

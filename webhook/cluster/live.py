@@ -28,10 +28,11 @@ from typing import Any, Protocol
 from kubernetes import client
 from kubernetes.watch.watch import iter_resp_lines
 
+from webhook.cluster.files import mesh_of
 from webhook.core.index import Index, IndexView
 from webhook.core.kinds import WATCHED
 from webhook.core.model import Malformed
-from webhook.kube.api import Gone, NotServed, list_pages
+from webhook.kube.api import Gone, HttpError, NotServed, list_pages
 from webhook.kube.config import client_configuration
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ class Resource:
     api_version: str
     kind: str
     label_selector: str | None = None
+    field_selector: str | None = None
+    # A resource the view can do without (istiod's MeshConfig): forbidden or absent is "not there".
+    optional: bool = False
 
 
 # Pods only matter when they carry their own reference (a label-selector watch keeps the view small
@@ -78,6 +82,21 @@ RESOURCES: tuple[Resource, ...] = tuple(
 # The continuous audit watches the same resources, Pods whole: a Pod can carry a waypoint key
 # other than use-waypoint (dataplane-mode, a misplaced annotation) and still be wrong.
 AUDIT_RESOURCES: tuple[Resource, ...] = tuple(replace(r, label_selector=None) for r in RESOURCES)
+
+
+def mesh_resource(configmap: tuple[str, str]) -> Resource:
+    """V1: the ConfigMap holding istiod's MeshConfig (``istio`` in istiod's namespace; for a
+    revision, ``istio-<revision>``). Reading it needs a Role in that namespace
+    (manifests/mesh-config/); without one the view goes on without it."""
+    namespace, name = configmap
+    return Resource(
+        "mesh-config",
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        "v1",
+        "ConfigMap",
+        field_selector=f"metadata.name={name}",
+        optional=True,
+    )
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
@@ -110,7 +129,7 @@ class Watcher:
         if raw.status >= 400:
             text = raw.data.decode("utf-8", "replace")[:300]
             raw.release_conn()
-            if raw.status == 404:
+            if raw.status == 404 or (raw.status == 403 and self.resource.optional):
                 raise NotServed(text)
             if raw.status == 410:
                 raise Gone(text)
@@ -118,16 +137,23 @@ class Watcher:
         return raw
 
     def _selector(self) -> list[tuple[str, Any]]:
-        return [("labelSelector", self.resource.label_selector)] if self.resource.label_selector else []
+        r = self.resource
+        out = [("labelSelector", r.label_selector)] if r.label_selector else []
+        return out + ([("fieldSelector", r.field_selector)] if r.field_selector else [])
 
     # -- list --
     def relist(self, reason: str) -> str:
         self.view.counters.relisted(self.resource.name, reason)
         items: list[dict[str, Any]] = []
         rv = ""
-        for page in list_pages(self.view.api, self.resource.path, self._selector(), timeout=(10, 60)):
-            items += page.get("items") or []
-            rv = str((page.get("metadata") or {}).get("resourceVersion") or "")
+        try:
+            for page in list_pages(self.view.api, self.resource.path, self._selector(), timeout=(10, 60)):
+                items += page.get("items") or []
+                rv = str((page.get("metadata") or {}).get("resourceVersion") or "")
+        except HttpError as e:
+            if self.resource.optional and e.status == 403:
+                raise NotServed(e.message) from None  # an optional resource we may not read: not there
+            raise
         seen = set()
         for item in items:
             item.setdefault("apiVersion", self.resource.api_version)
@@ -144,6 +170,8 @@ class Watcher:
         return {"apiVersion": self.resource.api_version, "kind": self.resource.kind, "metadata": meta}
 
     def _apply(self, obj: dict[str, Any], deleted: bool) -> None:
+        if self.resource.kind == "ConfigMap":
+            self.view.index.mesh = None if deleted else mesh_of(obj, _key(obj))
         try:
             self.view.index.apply(obj, deleted=deleted)
         except Malformed as e:
@@ -209,11 +237,13 @@ class Watcher:
                 reason = "expired"
             except NotServed:  # CRD not installed: nothing of this kind can exist yet
                 if not self.missing:
-                    log.info(
-                        "%s: not served by the API server (CRD missing?); retrying every %.0fs",
-                        self.resource.name,
-                        self.view.missing_retry,
+                    what = (
+                        "not readable (no such ConfigMap, or no Role for it: manifests/mesh-config/); "
+                        "ServiceEntry visibility (V1) is not checked"
+                        if self.resource.optional
+                        else "not served by the API server (CRD missing?)"
                     )
+                    log.info("%s: %s; retrying every %.0fs", self.resource.name, what, self.view.missing_retry)
                 self.missing = True
                 for ns, name in self.known:
                     self._apply(self._stub(ns, name), deleted=True)

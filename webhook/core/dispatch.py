@@ -18,7 +18,7 @@ from webhook.core.kinds import Role
 from webhook.core.model import Consumer, parse_consumer, parse_gateway, parse_gateway_class
 from webhook.core.rules.context import Context
 from webhook.core.rules.gateways import CLASS_RULES, GATEWAY_RULES, in_scope
-from webhook.core.rules.impact import DELETE_RULES, UPDATE_RULES
+from webhook.core.rules.impact import DELETE_RULES, NAMESPACE_UPDATE_RULES, UPDATE_RULES
 from webhook.core.rules.labels import LABEL_RULES
 from webhook.core.rules.references import REFERENCE_RULES, is_waypoint_instance
 from webhook.core.rules.rule import Rule, RuleTable, run
@@ -106,7 +106,7 @@ REGISTRY = Registry(
         Role.WORKLOAD: _CONSUMER,
     },
     on_delete={Role.GATEWAY: DELETE_RULES},
-    on_update={Role.GATEWAY: UPDATE_RULES},
+    on_update={Role.GATEWAY: UPDATE_RULES, Role.NAMESPACE: NAMESPACE_UPDATE_RULES},
 )
 
 

@@ -134,6 +134,17 @@ class Index:
             found = self._by_waypoint.get((namespace, name))
             return list(found.values()) if found else []
 
+    def service_entries_of(self, namespace: str) -> list[tuple[Key, ConsumerRef]]:
+        """V1: the ServiceEntries of a namespace and the waypoint each names for its service traffic.
+        O(references): a Namespace relabel is rare, and only then is this asked."""
+        with self._lock:
+            return [
+                (target, ref)
+                for target, refs in self._by_waypoint.items()
+                for ref in refs.values()
+                if ref.kind == "ServiceEntry" and ref.namespace == namespace and not ref.detail
+            ]
+
     # -- writes --
     def apply(self, raw: Mapping[str, Any], *, deleted: bool = False) -> bool:
         """Add, replace or remove one object; returns False for kinds the index does not keep.
@@ -260,3 +271,6 @@ class IndexView:
 
     def mesh_config(self) -> MeshConfig | None:
         return self.index.mesh
+
+    def service_entries_of(self, namespace: str) -> Sequence[tuple[Key, ConsumerRef]]:
+        return self.index.service_entries_of(namespace)

@@ -98,6 +98,10 @@ class ClusterView(Protocol):
         """Objects referencing this waypoint, unordered, in O(their number)."""
         ...
 
+    def service_entries_of(self, namespace: str) -> Sequence[tuple[tuple[str, str], ConsumerRef]]:
+        """The ServiceEntries of ``namespace`` with their own service waypoint reference (V1)."""
+        ...
+
     def mesh_config(self) -> MeshConfig | None:
         """istiod's MeshConfig when the backend knows it; None when it does not (V1 cannot run)."""
         ...

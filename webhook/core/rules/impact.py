@@ -1,5 +1,6 @@
 """What a Gateway DELETE or UPDATE does to the objects bound to it (B1: WaypointInUse,
-ConsumersWouldBreak). Cost is O(consumers of that waypoint), never O(cluster)."""
+ConsumersWouldBreak), and a Namespace relabel to its ServiceEntries' visibility (V1). A Gateway's
+cost is O(consumers of that waypoint), never O(cluster)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import heapq
 from collections.abc import Sequence
 
 from webhook.core.findings import Code, Finding
-from webhook.core.model import WAYPOINT_FOR, AllowedRoutes, Gateway, label_field
+from webhook.core.model import NAMESPACE_ONLY, WAYPOINT_FOR, AllowedRoutes, Consumer, Gateway, label_field
 from webhook.core.rules.context import Context
 from webhook.core.rules.permissions import Attachment, attachment
+from webhook.core.rules.references import visibility_of
 from webhook.core.rules.rule import RuleTable, rule
 from webhook.core.rules.traffic import effective_waypoint_for
 from webhook.core.view import ConsumerRef
@@ -96,10 +98,33 @@ def consumers_would_break(change: tuple[Gateway, Gateway], ctx: Context) -> list
     ]
 
 
+def visibility_would_break(change: tuple[Consumer, Consumer], ctx: Context) -> list[Finding]:
+    """V1: a Namespace relabel that turns its ServiceEntries' visibility (MeshConfig
+    serviceEntryVisibility) to NAMESPACE unbinds every one whose waypoint is in another namespace."""
+    old, new = change
+    mesh = ctx.view.mesh_config()
+    if mesh is None or not mesh.visibility_set or old.labels == new.labels:
+        return []
+    if visibility_of(mesh, new.labels) != NAMESPACE_ONLY or visibility_of(mesh, old.labels) == NAMESPACE_ONLY:
+        return []
+    broken = [ref for target, ref in ctx.view.service_entries_of(new.meta.name) if target[0] != new.meta.name]
+    if not broken:
+        return []
+    n = len(broken)
+    text = (
+        f"Namespace {new.meta.name}: with these labels its ServiceEntries' visibility becomes NAMESPACE "
+        f"(MeshConfig), which unbinds {n} from waypoints in other namespaces ({_examples(broken)})"
+    )
+    return [Finding(Code.ConsumersWouldBreak, text, "metadata.labels", (("metadata", "labels"),))]
+
+
 _GW = frozenset({"Gateway"})
 # Request-level rules: what a Gateway's DELETE, or an UPDATE (old, new), does to its consumers.
 DELETE_RULES: RuleTable[Gateway] = RuleTable(
     rule(waypoint_in_use, [Code.WaypointInUse, Code.StateUnavailable], _GW, "B1"),
+)
+NAMESPACE_UPDATE_RULES: RuleTable[tuple[Consumer, Consumer]] = RuleTable(
+    rule(visibility_would_break, [Code.ConsumersWouldBreak], frozenset({"Namespace"}), "V1, B1"),
 )
 UPDATE_RULES: RuleTable[tuple[Gateway, Gateway]] = RuleTable(
     rule(consumers_would_break, [Code.ConsumersWouldBreak, Code.StateUnavailable], _GW, "B1, L3, P1"),
