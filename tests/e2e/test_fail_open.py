@@ -165,6 +165,10 @@ CASES = [
         create(gateway("g7", annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY/70000"})),
     ),
     Case(
+        "Gateway of 64 characters with a valid name-override (W2 label values, revision 3)",
+        create(gateway("w" * 64, annotations={"gateway.istio.io/name-override": "wp"})),
+    ),
+    Case(
         "unmanaged Gateway (two addresses) with a dotted name (W2, revision 3)",
         create(unmanaged(gateway("reviews.v2"))),
     ),

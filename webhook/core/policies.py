@@ -154,10 +154,12 @@ def _gateway_validations() -> list[Validation]:
         _inbound_binding("Gateway"),
         Validation(
             Code.InvalidWaypointName,
-            f"!({waypoint}) || {unmanaged} || {deployed} == '' || "
-            f"({deployed} != 'none' && {matches(deployed, DNS1035_LABEL, 63)}) || {same_name}",
+            f"!({waypoint}) || {unmanaged} || (size(object.metadata.name) <= 63 && "
+            f"size(object.spec.gatewayClassName) <= 63 && ({deployed} == '' || "
+            f"({deployed} != 'none' && {matches(deployed, DNS1035_LABEL, 63)}))) || {same_name}",
             f"'InvalidWaypointName: the waypoint\\'s Deployment would be named \\'' + {deployed} + '\\': it must "
-            "be a DNS-1035 label (a-z, 0-9, \\'-\\', at most 63), not \\'none\\''",
+            "be a DNS-1035 label (a-z, 0-9, \\'-\\', at most 63), not \\'none\\', and the Gateway\\'s and its class\\'s "
+            "names at most 63 characters'",
         ),
         Validation(
             Code.MissingMeshListener,
