@@ -93,6 +93,27 @@ def test_minimal_gateway_is_stored_with_the_mesh_listener(kubectl: Kubectl, ns: 
     assert "istio.io/waypoint-for" not in (gw["metadata"].get("labels") or {})
 
 
+def test_a_waypoint_with_every_gateway_api_v1_6_field_is_admitted(kubectl: Kubectl, ns: str) -> None:
+    """G1: the v1.4-v1.6 fields the CRDs accept are admitted; allowedListeners (ListenerSets can never
+    serve a waypoint) is warned about, not denied."""
+    p = kubectl.apply(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "modern", "namespace": ns},
+            "spec": {
+                "gatewayClassName": "istio-waypoint",
+                "addresses": [{"type": "IPAddress", "value": "10.0.0.77"}],
+                "allowedListeners": {"namespaces": {"from": "Same"}},
+                "infrastructure": {"annotations": {f"example.com/a{i}": "x" for i in range(16)}},
+                "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}],
+            },
+        }
+    )
+    assert "gateway.gateway.networking.k8s.io/modern created" in p.stdout
+    assert "Warning: ListenerSetOnWaypoint:" in p.stderr and "Error" not in p.stderr
+
+
 def test_invalid_gateways_are_denied(kubectl: Kubectl, ns: str) -> None:
     p = kubectl.apply(waypoint("typo", ns, "Service"), check=False)
     assert p.returncode != 0 and "InvalidWaypointFor:" in p.stderr

@@ -18,7 +18,9 @@ objects. Each pair must agree:
 What istiod cannot show, and so is not compared (``NOT_OBSERVABLE``): severities (deny or warn);
 ``NotAWaypoint`` (a policy warning: istiod binds any ready Gateway, W1); a waypoint with no usable
 address (W1: istiod reports the object bound while ztunnel gets no address, so the webhook warns
-``WaypointNotReady``); capture (``NotCaptured``, decided by the CNI); and the Gateway-side findings.
+``WaypointNotReady``); capture (``NotCaptured``, decided by the CNI); and the Gateway-side findings,
+W2's name lengths among them (they show only when istiod's deployment controller deploys a
+waypoint, and the replay mode turns it off).
 """
 
 from __future__ import annotations
