@@ -157,6 +157,10 @@ CASES = [
         create(gateway("g4", annotations={"gateway.istio.io/name-override": "Bad_Name"})),
     ),
     Case(
+        "Gateway name-override with a line break (the denial stays one line, code first)",
+        create(gateway("g8", annotations={"gateway.istio.io/name-override": "wp\n"})),
+    ),
+    Case(
         "Gateway inbound binding PROXY/abc",
         create(gateway("g5", annotations={"ambient.istio.io/waypoint-inbound-binding": "PROXY/abc"})),
     ),

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from testkit.builders import MESH, engine, gateway, gateway_class, judge, request, state
+from testkit.builders import MESH, engine, gateway, gateway_class, judge, ns_labels, request, state
 
 SELECTOR_NS = {"from": "Selector", "selector": {"matchLabels": {"kubernetes.io/metadata.name": "consumer"}}}
 
@@ -453,3 +453,45 @@ def test_changing_the_inbound_binding_can_break_consumers() -> None:
     v = engine(idx).validate(request(unbound, "UPDATE", old=bound))
     assert verdict_codes(v).get("ConsumersWouldBreak") == "warn"
     assert engine(idx).validate(request(bound, "UPDATE", old=bound)).judged == []
+
+
+def test_a_selector_is_validated_once_per_parsed_object_not_per_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hostile tenant's Gateway (NotIn with 40,000 values) updated with 100 consumers: the
+    selector is checked once per version parsed, and each value check is a set lookup (issue 18)."""
+    from webhook.core import model
+
+    calls: list[int] = []
+    real = model._requirement_problem
+
+    def counting(r: model.Requirement) -> str | None:
+        calls.append(1)
+        return real(r)
+
+    monkeypatch.setattr(model, "_requirement_problem", counting)
+    values = [f"v{i}" for i in range(40_000)]
+    routes = {
+        "from": "Selector",
+        "selector": {"matchExpressions": [{"key": "team", "operator": "NotIn", "values": values}]},
+    }
+    old = gateway("wp", "infra", labels={"istio.io/waypoint-for": "all"}, routes=routes)
+    changed = {
+        "from": "Selector",
+        "selector": {"matchExpressions": [{"key": "team", "operator": "NotIn", "values": [*values[:-1], "v0"]}]},
+    }
+    new = gateway("wp", "infra", labels={"istio.io/waypoint-for": "all"}, routes=changed)
+    objs = [
+        ns_labels(f"n{i}", {"istio.io/dataplane-mode": "ambient", "team": "v39999" if i == 0 else "a"})
+        for i in range(100)
+    ]
+    from testkit.builders import consumer
+
+    consumers = [
+        consumer(
+            "Service", f"s{i}", f"n{i}", {"istio.io/use-waypoint": "wp", "istio.io/use-waypoint-namespace": "infra"}
+        )
+        for i in range(100)
+    ]
+    e = engine(state(old, *objs, *consumers))
+    # n1..n99 (team a) stay admitted; n0 (team v39999) was excluded before and is admitted now: nothing breaks
+    assert judge(e, new, "UPDATE", old) == {}
+    assert len(calls) <= 4, f"{len(calls)} validations for 100 consumers"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ class FakeReports:
 
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> report
     refuse: set[str] = field(default_factory=set)
+    served: bool = True  # the CRDs are installed
     version: int = 0
     writes: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -58,6 +59,8 @@ class FakeReports:
             return Call(Raw(status, json.dumps(payload).encode()))
 
     def _handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        if not self.served:
+            return 404, {"message": "the server could not find the requested resource"}
         if method == "GET" and path.endswith(("policyreports", "clusterpolicyreports")):
             kind = "clusterpolicyreports" if path.endswith("clusterpolicyreports") else "/policyreports"
             return 200, {"metadata": {}, "items": [r for p, r in self.reports.items() if kind in p]}
@@ -179,3 +182,72 @@ def test_the_work_queue_keeps_the_earliest_time_and_pops_in_order() -> None:
 def test_backoff_doubles_per_failure_and_is_capped() -> None:
     assert [writer.retry_after(n) for n in (1, 2, 3)] == [2.0, 4.0, 8.0]
     assert writer.retry_after(50) == writer.RETRY_CAP
+
+
+def test_a_report_deleted_by_hand_comes_back_at_the_next_full_pass(running: list[ReportWriter]) -> None:
+    api, tracker = FakeReports(), tracker_with("a", "b")
+    w = start(api, tracker, running)
+    wait_until(lambda: len(api.reports) == 2, 5, "two reports")
+    with api.lock:
+        del api.reports[next(p for p in api.reports if p.endswith("uid-a"))]
+    w.resync()  # what every full pass does
+    wait_until(lambda: len(api.reports) == 2, 5, "the deleted report written again")
+
+
+def test_reports_lost_with_their_crd_are_refilled(running: list[ReportWriter]) -> None:
+    """A Kyverno reinstall deletes and recreates the report CRDs: the next full pass lists, finds
+    the CRD missing, looks again, and refills every report once it is back."""
+    api, tracker = FakeReports(), tracker_with("a", "b")
+    w = start(api, tracker, running)
+    wait_until(lambda: len(api.reports) == 2, 5, "two reports")
+    with api.lock:
+        api.reports.clear()
+        api.served = False
+    w.resync()  # the next full pass
+    wait_until(lambda: w.available is False, 5, "the CRD noticed missing")
+    with api.lock:
+        api.served = True
+    wait_until(lambda: len(api.reports) == 2, 5, "every report refilled")
+
+
+def test_thousands_of_findings_fit_one_report() -> None:
+    from webhook.audit import reports
+    from webhook.core.findings import Code, Finding, Judged, Severity
+
+    findings = tuple(
+        Judged(
+            Finding(Code.AttachmentDenied, f"endpoint {i}: " + "x" * 300, f"spec.endpoints[{i}].labels"), Severity.DENY
+        )
+        for i in range(4096)
+    )
+    report = reports.render("networking.istio.io/v1", "ServiceEntry", "shop", "se", "uid", findings, {}, 1)
+    assert len(json.dumps(report)) < 256 * 1024, "far below etcd's request limit"
+    assert report["summary"]["fail"] == 4096 and len(report["results"]) == reports.MAX_RESULTS + 1
+    assert report["results"][-1]["rule"] == "ResultsTruncated" and "3896 more" in report["results"][-1]["message"]
+    again = reports.render(
+        "networking.istio.io/v1", "ServiceEntry", "shop", "se", "uid", findings, reports.since_of(report), 99
+    )
+    assert reports.content(again) == reports.content(report), "an unchanged capped report is never rewritten"
+
+
+def test_an_auditor_that_writes_no_reports_stops_cleanly() -> None:
+    """``auditor --no-reports`` on SIGTERM: neither the writer nor the Lease was started, and
+    stopping them must not fail (it exited 1 with "cannot join thread before it is started")."""
+    from webhook.audit.auditor import Auditor, AuditorOptions
+
+    class View:
+        def __init__(self) -> None:
+            self.index = Index()
+            self.observer: Callable[[Mapping[str, Any], bool], None] | None = None
+
+        def start(self) -> None: ...
+        def stop(self) -> None: ...
+        def synced(self) -> bool:
+            return True
+
+        def wait_synced(self, timeout: float) -> bool:
+            return True
+
+    auditor = Auditor(AuditorOptions(reports=False), FakeReports(), View())
+    auditor.shutdown()  # raised RuntimeError before
+    assert not auditor.writer.thread.is_alive() and not auditor.elector.thread.is_alive()

@@ -162,6 +162,7 @@ class Auditor:
         started = time.monotonic()
         self.tracker.mark_all()
         self.writer.enqueue(self.tracker.recompute())
+        self.writer.resync()  # compare with the reports that do exist: a deleted one comes back
         self.full_pass_seconds = time.monotonic() - started
         self.last_full_pass = time.time()
         log.info(

@@ -60,6 +60,28 @@ def _owned_by(api_version: str, kind: str, namespace: str, name: str, uid: str) 
     return scope, metadata
 
 
+# A report holds at most this many results, the denials first: one object with thousands of
+# findings (a ServiceEntry with 4,096 broken endpoints) would otherwise outgrow etcd's request
+# limit and never be written. The summary still counts every finding.
+MAX_RESULTS = 200
+TRUNCATED = "ResultsTruncated"
+
+
+def _truncated(left_out: int, now: int) -> dict[str, Any]:
+    return {
+        "policy": POLICY,
+        "rule": TRUNCATED,
+        "result": "skip",
+        "severity": "info",
+        "category": CATEGORY,
+        "source": SOURCE,
+        "scored": False,
+        "message": f"{left_out} more finding(s) of this object are not listed: a report holds at most {MAX_RESULTS}",
+        "properties": {"field": ""},
+        "timestamp": {"seconds": now, "nanos": 0},
+    }
+
+
 def _entry(r: Judged, since: Mapping[tuple[str, str], int], now: int) -> dict[str, Any]:
     return {
         "policy": POLICY,
@@ -89,6 +111,9 @@ def render(
     so an unchanged finding keeps its timestamp and an unchanged report is never rewritten."""
     scope, metadata = _owned_by(api_version, kind, namespace, name, uid)
     ordered = sorted(results, key=lambda r: (r.severity is not Severity.DENY, r.code, r.field))
+    shown = [_entry(r, since, now) for r in ordered[:MAX_RESULTS]]
+    if len(ordered) > MAX_RESULTS:
+        shown.append(_truncated(len(ordered) - MAX_RESULTS, since.get((TRUNCATED, ""), now)))
     return {
         "apiVersion": API_VERSION,
         "kind": "PolicyReport" if namespace else "ClusterPolicyReport",
@@ -99,9 +124,9 @@ def render(
             "fail": sum(r.severity is Severity.DENY for r in results),
             "warn": sum(r.severity is Severity.WARN for r in results),
             "error": 0,
-            "skip": 0,
+            "skip": int(len(ordered) > MAX_RESULTS),
         },
-        "results": [_entry(r, since, now) for r in ordered],
+        "results": shown,
     }
 
 

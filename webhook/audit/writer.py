@@ -137,6 +137,15 @@ class ReportWriter:
     def stop_leading(self) -> None:
         self.leading.clear()
 
+    def resync(self) -> None:
+        """List what exists again (every full pass): the reports are compared with the cluster's,
+        not with what this writer remembers, so one deleted by hand or lost with its CRD is
+        written again within a pass."""
+        with self._cond:
+            if self._list_due is None:
+                self._list_due = 0.0
+            self._cond.notify_all()
+
     def enqueue(self, keys: Iterable[ObjKey]) -> None:
         with self._cond:
             for key in keys:
@@ -311,8 +320,10 @@ class ReportWriter:
             have = None
         self._pace()
         status, body, op = self._write(reports.collection(ns), name, desired, have)
-        if status == 404 and ns:
-            return  # the namespace is being deleted: nothing to report on
+        if status == 404:
+            # the namespace is gone, or the CRD with every report: list again to know which
+            self._schedule_list(0.0)
+            return
         if status >= 300:
             raise RuntimeError(f"writing report {ns}/{name}: HTTP {status}: {str(body)[:200]}")
         setattr(self.counts, op, getattr(self.counts, op) + 1)

@@ -7,6 +7,7 @@ which the shell turns into a 400 deny (docs/rules.md C). Rules therefore never s
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -175,11 +176,58 @@ class Requirement:
     operator: str
     values: tuple[str, ...] | None  # None: the field was absent
 
+    @functools.cached_property
+    def value_set(self) -> frozenset[str]:
+        """The values as a set, built once: In/NotIn are then O(1) for every namespace checked."""
+        return frozenset(self.values or ())
+
 
 @dataclass(frozen=True)
 class Selector:
     match_labels: Mapping[str, str]
     expressions: tuple[Requirement, ...]
+
+    @functools.cached_property
+    def problem(self) -> str | None:
+        """P3: why Kubernetes' ``LabelSelectorAsSelector`` (and so istiod) rejects it, or None;
+        worked out once per parsed selector, however many consumers are checked against it."""
+        for key, value in self.match_labels.items():
+            if not is_label_key(key):
+                return f"matchLabels key {quoted(key)} is not a valid label key"
+            if not is_label_value(value):
+                return f"matchLabels value {quoted(value)} for {quoted(key)} is not a valid label value"
+        return next((p for p in map(_requirement_problem, self.expressions) if p), None)
+
+
+_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+def is_label_key(key: str) -> bool:
+    prefix, sep, name = key.rpartition("/")
+    if sep and (not prefix or len(prefix) > 253 or not _SUBDOMAIN.fullmatch(prefix)):
+        return False
+    return 0 < len(name) <= 63 and _NAME.fullmatch(name) is not None
+
+
+def is_label_value(value: str) -> bool:
+    return value == "" or (len(value) <= 63 and _NAME.fullmatch(value) is not None)
+
+
+def _requirement_problem(r: Requirement) -> str | None:
+    if not is_label_key(r.key):
+        return f"key {quoted(r.key)} is not a valid label key"
+    if r.operator not in OPERATORS:
+        return f"operator {quoted(r.operator)} is not one of {', '.join(OPERATORS)}"
+    if r.operator in ("In", "NotIn") and not r.values:
+        return f"operator {r.operator} on {quoted(r.key)} needs at least one value"
+    if r.operator in ("Exists", "DoesNotExist") and r.values:
+        return f"operator {r.operator} on {quoted(r.key)} must not have values"
+    bad = next((v for v in r.values or () if not is_label_value(v)), None)
+    if bad is not None:
+        return f"value {quoted(bad)} for {quoted(r.key)} is not a valid label value"
+    return None
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,12 @@ EXCLUDED = ("kube-system", "kube-node-lease", "waypoint-webhook")  # as the webh
 NOT_A_NODE = "!request.userInfo.username.startsWith('system:node:')"
 
 
+def one_line(expr: str) -> str:
+    """A value shown in a message: the API server discards a message with a line break, and the
+    denial would no longer start with its code."""
+    return f"{expr}.replace('\\n', ' ').replace('\\r', ' ')"
+
+
 def _q(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -94,14 +100,14 @@ def _reference_validations(exempt: str) -> list[Validation]:
             Code.InvalidUseWaypoint,
             f"{exempt} || !({has_label('object', USE_WAYPOINT)}) || {name} == 'none' || "
             f"{matches(name, DNS1123_SUBDOMAIN, 253)} || {pair}",
-            f"'InvalidUseWaypoint: use-waypoint \\'' + {name} + '\\' is not a waypoint name; write \\'none\\' "
+            f"'InvalidUseWaypoint: use-waypoint \\'' + {one_line(name)} + '\\' is not a waypoint name; write \\'none\\' "
             "(lowercase) to opt out, or name a Gateway'",
         ),
         Validation(
             Code.InvalidUseWaypointNamespace,
             f"{exempt} || !({has_label('object', USE_WAYPOINT_NAMESPACE)}) || {matches(ns, DNS1123_LABEL, 63)} "
             f"|| {pair}",
-            f"'InvalidUseWaypointNamespace: use-waypoint-namespace \\'' + {ns} + '\\' is not a namespace name'",
+            f"'InvalidUseWaypointNamespace: use-waypoint-namespace \\'' + {one_line(ns)} + '\\' is not a namespace name'",
         ),
     ]
 
@@ -113,7 +119,7 @@ def _waypoint_for(kind: str) -> Validation:
         Code.InvalidWaypointFor,
         f"!({has_label('object', WAYPOINT_FOR)}) || {value} in {_list(WAYPOINT_FOR_VALUES)} || "
         f"{unchanged(WAYPOINT_FOR)}",
-        f"'InvalidWaypointFor: {kind} waypoint-for \\'' + {value} + '\\' is not one of service, workload, all, "
+        f"'InvalidWaypointFor: {kind} waypoint-for \\'' + {one_line(value)} + '\\' is not one of service, workload, all, "
         "none (istiod treats it as none)'",
     )
 
@@ -128,7 +134,7 @@ def _inbound_binding(kind: str) -> Validation:
         f"!({has_label('object', INBOUND_BINDING, 'annotations')}) || "
         f"({value}.matches('^(PROXY|NONE)(/0*[1-9][0-9]{{0,4}})?$') && {port_ok}) || "
         f"{unchanged(INBOUND_BINDING, where='annotations')}",
-        f"'InvalidInboundBinding: {kind} {INBOUND_BINDING} \\'' + {value} + '\\' is not <PROXY|NONE> or "
+        f"'InvalidInboundBinding: {kind} {INBOUND_BINDING} \\'' + {one_line(value)} + '\\' is not <PROXY|NONE> or "
         "<PROXY|NONE>/<port>'",
     )
 
@@ -157,7 +163,7 @@ def _gateway_validations() -> list[Validation]:
             f"!({waypoint}) || {unmanaged} || (size(object.metadata.name) <= 63 && "
             f"size(object.spec.gatewayClassName) <= 63 && ({deployed} == '' || "
             f"({deployed} != 'none' && {matches(deployed, DNS1035_LABEL, 63)}))) || {same_name}",
-            f"'InvalidWaypointName: the waypoint\\'s Deployment would be named \\'' + {deployed} + '\\': it must "
+            f"'InvalidWaypointName: the waypoint\\'s Deployment would be named \\'' + {one_line(deployed)} + '\\': it must "
             "be a DNS-1035 label (a-z, 0-9, \\'-\\', at most 63), not \\'none\\', and the Gateway\\'s and its class\\'s "
             "names at most 63 characters'",
         ),
