@@ -1,3 +1,0 @@
-from webhook.cli.commands import main
-
-raise SystemExit(main())
