@@ -15,37 +15,10 @@ from testkit.controlplane import ControlPlane
 from testkit.harness import Kubectl, eventually, make_ready, wait_until
 from testkit.webhook_process import SA, Webhook
 from tests.e2e import seed
+from tests.e2e.seed import service, waypoint
 
 pytestmark = pytest.mark.e2e
 UW = "istio.io/use-waypoint"
-
-GENERATED_WAYPOINT = """apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata:
-  labels:
-    istio.io/waypoint-for: {for_}
-  name: {name}
-  namespace: {ns}
-spec:
-  gatewayClassName: istio-waypoint
-  listeners:
-  - name: mesh
-    port: 15008
-    protocol: HBONE
-"""
-
-
-def waypoint(name: str, ns: str, for_: str = "service") -> str:
-    return GENERATED_WAYPOINT.format(name=name, ns=ns, for_=for_)
-
-
-def service(name: str, ns: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
-        "spec": {"ports": [{"port": 9080, "name": "http"}]},
-    }
 
 
 def test_seed_workflows_command_for_command(kubectl: Kubectl, webhook: Webhook) -> None:

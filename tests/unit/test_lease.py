@@ -13,22 +13,9 @@ from typing import Any
 
 import pytest
 
+from testkit.fakeapi import Call, Raw
 from testkit.harness import wait_until
 from webhook.audit.lease import LeaseElector
-
-
-@dataclass
-class Raw:
-    status: int
-    data: bytes
-
-    def release_conn(self) -> None:
-        pass
-
-
-@dataclass
-class Call:
-    response: Raw
 
 
 @dataclass

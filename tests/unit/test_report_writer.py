@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from testkit.builders import consumer
+from testkit.fakeapi import Call, Raw
 from testkit.harness import wait_until
 from webhook.audit import writer
 from webhook.audit.tracker import Tracker
@@ -22,20 +23,6 @@ from webhook.core.engine import Settings
 from webhook.core.index import Index
 
 UW = "istio.io/use-waypoint"
-
-
-@dataclass
-class Raw:
-    status: int
-    data: bytes
-
-    def release_conn(self) -> None:
-        pass
-
-
-@dataclass
-class Call:
-    response: Raw
 
 
 @dataclass
