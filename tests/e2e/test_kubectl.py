@@ -78,6 +78,7 @@ def test_a_waypoint_with_every_gateway_api_v1_6_field_is_admitted(kubectl: Kubec
                 "gatewayClassName": "istio-waypoint",
                 "addresses": [{"type": "IPAddress", "value": "10.0.0.77"}],
                 "allowedListeners": {"namespaces": {"from": "Same"}},
+                "tls": {"backend": {"clientCertificateRef": {"name": "waypoint-client"}}},
                 "infrastructure": {"annotations": {f"example.com/a{i}": "x" for i in range(16)}},
                 "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}],
             },
