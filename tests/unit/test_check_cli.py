@@ -256,6 +256,24 @@ def test_an_unreachable_cluster_is_exit_3_in_one_line(tmp_path: Path, capsys: py
     assert "\n" not in report["clusterError"]
 
 
+def test_check_against_the_cluster_it_runs_in(tmp_path: Path) -> None:
+    """``--cluster``: the in-cluster configuration of a CI runner's pod, else $KUBECONFIG."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
+    env["KUBECONFIG"] = str(write(tmp_path / "kubeconfig", config))
+    f = write(tmp_path / "s.yaml", consumer("Service", "s", "default", {UW: "wp"}))
+    p = subprocess.run([str(EXE), "check", "--cluster", "-o", "json", str(f)], capture_output=True, text=True, env=env)
+    report = json.loads(p.stdout)
+    assert p.returncode == 3 and report["clusterError"].startswith("cannot reach the API server at https://127.0.0.1:9")
+
+
 # --- CLI habits ----------------------------------------------------------------------------------
 
 

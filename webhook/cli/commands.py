@@ -139,7 +139,7 @@ def _check_state(args: argparse.Namespace, report: Report) -> Index:
     try:
         if args.state:
             load_index(Path(args.state), index)
-        elif args.kubeconfig:
+        elif args.kubeconfig or args.cluster:
             live = sources.LiveSource(_live_api(args.kubeconfig))
             for obj, _ in live():
                 with contextlib.suppress(Malformed):

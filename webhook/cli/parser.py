@@ -274,6 +274,12 @@ def _check(sub: Sub) -> None:
     src = c.add_mutually_exclusive_group()
     src.add_argument("--state", help="what the cluster already holds, from YAML: a file or a directory")
     src.add_argument("--kubeconfig", help="judge against the live cluster (this kubeconfig) merged with the files")
+    src.add_argument(
+        "--cluster",
+        action="store_true",
+        help="judge against the live cluster merged with the files, with the in-cluster configuration (a CI "
+        "runner's ServiceAccount), else $KUBECONFIG",
+    )
     c.add_argument("--only-findings", action="store_true", help="leave out objects without findings")
     c.add_argument(
         "--as-written",
