@@ -206,3 +206,39 @@ def test_pipelined_and_split_requests_are_both_answered(server: Server) -> None:
             assert chunk, data
             data += chunk
     assert data.count(b"HTTP/1.1 200") == 2
+
+
+HEAD = b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+HOSTILE_CHUNKED = [
+    # (id, what follows the request line and Content-Type, the status answered at once)
+    ("gzip, chunked and a partial chunk", b'Transfer-Encoding: gzip, chunked\r\n\r\n10\r\n{"a"', 415),
+    ("identity, chunked and a partial chunk", b'Transfer-Encoding: identity, chunked\r\n\r\n10\r\n{"a"', 415),
+    ("a chunk announcing more than 7 MiB", b"Transfer-Encoding: chunked\r\n\r\n800000\r\n" + b" " * 1000, 413),
+    ("a 17-digit chunk size", b"Transfer-Encoding: chunked\r\n\r\n" + b"1" * 17 + b"\r\n", 400),
+    ("a 2 KB chunk extension", b"Transfer-Encoding: chunked\r\n\r\n10;" + b"x" * 2048, 400),
+    ("two Transfer-Encoding headers", b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{", 400),
+]
+
+
+@pytest.mark.parametrize(
+    ("framing", "status"), [(h[1], h[2]) for h in HOSTILE_CHUNKED], ids=[h[0] for h in HOSTILE_CHUNKED]
+)
+def test_chunked_framings_that_can_never_complete_are_answered_at_once(
+    server: Server, framing: bytes, status: int
+) -> None:
+    """Issue 18: each of these used to reach a thread that then waited for bytes that never come;
+    8 such connections (the worker has 2 threads) held admission until the body deadline. Now the
+    loop answers each at once and closes it, and real reviews keep their pace meanwhile."""
+
+    def hostile() -> socket.socket:
+        s = _tls(server)
+        s.sendall(HEAD + framing)
+        return s
+
+    with _held(hostile, 8) as socks:
+        assert _real_reviews(server) < 1.0
+        socks[0].settimeout(2)
+        head = socks[0].recv(4096)
+        assert head.startswith(b"HTTP/1.1 %d" % status), head[:200]
+        assert b"connection: close" in head.lower() and b'{"error": ' in head
+        assert _closed_by_server(socks[-1], 2) < 2

@@ -34,7 +34,15 @@ from webhook.core.kinds import KIND_NAMES
 KINDS = KIND_NAMES
 OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
 CLOSE_REASONS = frozenset(
-    {"handshake_timeout", "header_timeout", "body_timeout", "response_timeout", "handshake_failed", "error"}
+    {
+        "handshake_timeout",
+        "header_timeout",
+        "body_timeout",
+        "response_timeout",
+        "handshake_failed",
+        "bad_framing",
+        "error",
+    }
 )
 OTHER = "other"
 AUDIT_CODES = frozenset(CODES)

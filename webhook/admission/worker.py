@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
+import json
 import selectors
 import socket
 import ssl
@@ -31,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from functools import partial
+from http import HTTPStatus
 from typing import Any
 
 from gunicorn import http
@@ -225,7 +227,24 @@ class PreReadWorker(gthread.ThreadWorker):  # type: ignore[misc]
                 with contextlib.suppress(ssl.SSLError, OSError):  # if it does not fit, the client sends anyway
                     conn.sock.send(CONTINUE)
             return
+        if scan.verdict is framing.Verdict.REJECT:
+            self._reject(conn, scan)
+            return
         self._dispatch(conn, pending, whole=scan.verdict is framing.Verdict.COMPLETE)
+
+    def _reject(self, conn: Any, scan: framing.Scan) -> None:
+        """A body that can never be buffered whole (bad chunk framing, an unsupported coding, over
+        the limit): answered here, on the loop, and closed. No thread ever waits for its bytes."""
+        self._unwatch(conn)
+        body = json.dumps({"error": scan.reason}).encode()
+        head = (
+            f"HTTP/1.1 {scan.status} {HTTPStatus(scan.status).phrase}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        with contextlib.suppress(ssl.SSLError, OSError):  # a peer that cannot take 200 bytes loses them
+            conn.sock.send(head.encode() + body)
+        self._closed("bad_framing")
+        self._close(conn)
 
     def _dispatch(self, conn: Any, pending: Pending, whole: bool) -> None:
         """A whole request (or one the parser must reject) is buffered: give it a thread.
