@@ -91,7 +91,7 @@ bench: install controlplane
 
 # 200 hostile connections held open while real reviews are measured (about a minute).
 bench-hostile: install
-	$(BIN)/python bench/hostile.py
+	$(BIN)/python bench/hostile.py --tenants $(or $(TENANTS),0)
 
 # The rules' own cost per request, in-process (seconds).
 bench-core: install

@@ -8,6 +8,10 @@ each kind, reopening any the server closes:
   - idle TLS: handshake done, no request (what Go clients' connection pools look like);
   - slowloris: a request line and one more header byte every second, never the end of the headers;
   - stalled body: headers announcing 100 kB, 20 bytes of body, then nothing.
+With ``--tenants N`` (``make bench-hostile TENANTS=2``), N hostile tenants also update a
+pathological but legal waypoint in a loop, as fast as the server answers: allowedRoutes ``NotIn``
+with 40,000 values (0.76 MB per object, 1.5 MB per review), 100 consumers in the cluster view,
+one value changed per UPDATE (issue 18, item 2).
 Meanwhile real AdmissionReviews are sent at a fixed rate over keep-alive connections, like the API
 server. Reported: the reviews' latency (p50, p99, max) and failures, and for each hostile kind how
 long the server let it live, against its deadline. Target: p99 under 100 ms, no failure, and no
@@ -43,7 +47,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from testkit.builders import consumer, review_body  # noqa: E402
+from testkit.builders import consumer, gateway, namespace, review_body  # noqa: E402
 from testkit.controlplane import free_port  # noqa: E402
 from testkit.harness import serve_command  # noqa: E402
 from webhook.admission import tls  # noqa: E402
@@ -192,6 +196,69 @@ def real_reviews(port: int, ca: str, rate: float, seconds: float, clients: int) 
     return latencies, failures
 
 
+TENANT_VALUES = 40_000
+TENANT_CONSUMERS = 100
+
+
+def tenant_state(into: Path) -> None:
+    """The hostile tenant's world beside the shipped example state: its waypoint and 100 consumers."""
+    shutil.copytree(ROOT / "examples" / "state", into)
+    refs = {"istio.io/use-waypoint": "wp", "istio.io/use-waypoint-namespace": "tenant"}
+    objs = [namespace("tenant"), tenant_gateway(-1)]
+    for i in range(TENANT_CONSUMERS):
+        objs += [namespace(f"t{i}", **{"istio.io/dataplane-mode": "ambient", "team": "a"}),
+                 consumer("Service", f"s{i}", f"t{i}", refs)]  # fmt: skip
+    (into / "tenant.yaml").write_text("".join(f"---\n{json.dumps(o)}\n" for o in objs))  # JSON is YAML
+
+
+def tenant_gateway(changed: int) -> dict[str, Any]:
+    """The tenant's waypoint with value ``changed`` altered (-1: as stored)."""
+    values = [f"v{i}" if i != changed else f"x{i}" for i in range(TENANT_VALUES)]
+    sel = {"matchExpressions": [{"key": "team", "operator": "NotIn", "values": values}]}
+    return gateway(
+        "wp", "tenant", labels={"istio.io/waypoint-for": "all"}, routes={"from": "Selector", "selector": sel}
+    )
+
+
+def hostile_tenants(port: int, ca: str, tenants: int, stop: threading.Event) -> tuple[list[float], list[str]]:
+    """Closed loop per tenant: UPDATE after UPDATE of the pathological waypoint, until ``stop``."""
+    old = tenant_gateway(-1)
+    bodies = [review_body(tenant_gateway(i), uid=f"tenant-{i}", operation="UPDATE", old=old) for i in range(8)]
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def tenant() -> None:
+        ctx = ssl.create_default_context(cafile=ca)
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+        n = 0
+        while not stop.is_set():
+            t = time.monotonic()
+            try:
+                conn.request("POST", "/validate", bodies[n % len(bodies)], {"Content-Type": "application/json"})
+                r = conn.getresponse()
+                data = r.read()
+                with lock:
+                    latencies.append(time.monotonic() - t)
+                    if r.status != 200 or b'"allowed":true' not in data:
+                        failures.append(f"HTTP {r.status}: {data[:200]!r}")
+            except Exception as e:
+                with lock:
+                    failures.append(f"{type(e).__name__}: {e}")
+                conn.close()
+                conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+            n += 1
+        conn.close()
+
+    threads = [threading.Thread(target=tenant) for _ in range(tenants)]
+    for t in threads:
+        t.start()
+    stop.wait()
+    for t in threads:
+        t.join()
+    return latencies, failures
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(p / 100 * len(s)))] * 1000 if s else float("nan")
@@ -202,15 +269,19 @@ def main() -> int:
     ap.add_argument("--per-kind", type=int, default=40, help="hostile connections of each kind (default 40)")
     ap.add_argument("--seconds", type=float, default=40.0, help="measurement time (default 40)")
     ap.add_argument("--rate", type=float, default=100.0, help="real reviews per second (default 100)")
+    ap.add_argument(
+        "--tenants", type=int, default=0, help="hostile tenants updating a 40,000-value selector (default 0)"
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="wpw-hostile-"))
     certs = work / "certs"
     tls.write(tls.issue(["localhost"], ["127.0.0.1"]), certs)
     port = free_port()
-    cmd = serve_command(
-        port, certs, 2, "--threads", "4", "--state", str(ROOT / "examples" / "state"), "--log-level", "warning"
-    )
+    state = ROOT / "examples" / "state"
+    if args.tenants:
+        tenant_state(state := work / "state")
+    cmd = serve_command(port, certs, 2, "--threads", "4", "--state", str(state), "--log-level", "warning")
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", "0", *cmd]
         os.sched_setaffinity(0, {1})
@@ -234,7 +305,16 @@ def main() -> int:
         runner.start()
         time.sleep(2)
         held = len(crowd.live)
+        stop_tenants = threading.Event()
+        tenant_result: list[tuple[list[float], list[str]]] = []
+        tenants = threading.Thread(
+            target=lambda: tenant_result.append(hostile_tenants(port, ca, args.tenants, stop_tenants))
+        )
+        tenants.start()
         latencies, failures = real_reviews(port, ca, args.rate, args.seconds, clients=4)
+        stop_tenants.set()
+        tenants.join()
+        tenant_latencies, tenant_failures = tenant_result[0]
         held_end = len(crowd.live)
         crowd.stop.set()
         runner.join()
@@ -265,6 +345,14 @@ def main() -> int:
             "max_ms": round(max(latencies) * 1000, 2) if latencies else None,
             "mean_ms": round(statistics.mean(latencies) * 1000, 2) if latencies else None,
         },
+        "tenants": {
+            "count": args.tenants,
+            "updates": len(tenant_latencies),
+            "failed": len(tenant_failures),
+            "p50_ms": round(pct(tenant_latencies, 50), 2),
+            "p99_ms": round(pct(tenant_latencies, 99), 2),
+            "failures": tenant_failures[:5],
+        },
         "hostile": {
             k: {
                 "opened": crowd.stats.opened[k],
@@ -284,6 +372,7 @@ def main() -> int:
     }
     ok = (
         not failures
+        and not tenant_failures
         and result["reviews"]["p99_ms"] < 100
         and all(crowd.stats.longest[k] <= DEADLINE[k] + 1.5 for k in KINDS if crowd.stats.closed[k])
     )
@@ -296,6 +385,12 @@ def main() -> int:
         f"real reviews: {r['sent']} at {args.rate:g}/s, {r['failed']} failed, "
         f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms"
     )
+    if args.tenants:
+        t = result["tenants"]
+        print(
+            f"hostile tenants: {t['count']}, {t['updates']} UPDATEs of the 40,000-value selector, {t['failed']} failed, "
+            f"p50 {t['p50_ms']} ms, p99 {t['p99_ms']} ms"
+        )
     print("| hostile kind | opened | closed by the server | longest life (s) | deadline (s) |")
     print("|---|---|---|---|---|")
     for k, v in result["hostile"].items():
