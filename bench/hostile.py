@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,46 +155,65 @@ class HostileCrowd:
         self.live.clear()
 
 
+@dataclass
+class Tally:
+    """The latencies and failures of one kind of client, shared by its threads."""
+
+    port: int
+    ca: str
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def connect(self) -> http.client.HTTPSConnection:
+        ctx = ssl.create_default_context(cafile=self.ca)
+        return http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=30)
+
+    def review(self, conn: http.client.HTTPSConnection, body: bytes, expect: bytes) -> http.client.HTTPSConnection:
+        """One review on ``conn``, timed; the connection to use next (a new one if this one failed)."""
+        t = time.monotonic()
+        try:
+            conn.request("POST", "/validate", body, {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            data = r.read()
+        except Exception as e:
+            with self.lock:
+                self.failures.append(f"{type(e).__name__}: {e}")
+            conn.close()
+            return self.connect()
+        with self.lock:
+            self.latencies.append(time.monotonic() - t)
+            if r.status != 200 or expect not in data:
+                self.failures.append(f"HTTP {r.status}: {data[:200]!r}")
+        return conn
+
+    def run(self, clients: int, client: Callable[[], None]) -> tuple[list[float], list[str]]:
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return self.latencies, self.failures
+
+
 def real_reviews(port: int, ca: str, rate: float, seconds: float, clients: int) -> tuple[list[float], list[str]]:
     """Open loop per client: each of ``clients`` keep-alive connections sends rate/clients reviews a second."""
     body = review_body(consumer("Service", "reviews", labels={"istio.io/use-waypoint": "None"}), uid="bench")
-    latencies: list[float] = []
-    failures: list[str] = []
-    lock = threading.Lock()
+    tally = Tally(port, ca)
 
     def client() -> None:
-        ctx = ssl.create_default_context(cafile=ca)
-        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+        conn = tally.connect()
         interval = clients / rate
         start = time.monotonic()
         n = 0
         while (due := start + n * interval) < start + seconds:
             if (wait := due - time.monotonic()) > 0:
                 time.sleep(wait)
-            t = time.monotonic()
-            try:
-                conn.request("POST", "/validate", body, {"Content-Type": "application/json"})
-                r = conn.getresponse()
-                data = r.read()
-                ok = r.status == 200 and b'"allowed":false' in data
-                with lock:
-                    latencies.append(time.monotonic() - t)
-                    if not ok:
-                        failures.append(f"HTTP {r.status}")
-            except Exception as e:
-                with lock:
-                    failures.append(f"{type(e).__name__}: {e}")
-                conn.close()
-                conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+            conn = tally.review(conn, body, b'"allowed":false')
             n += 1
         conn.close()
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return latencies, failures
+    return tally.run(clients, client)
 
 
 TENANT_VALUES = 40_000
@@ -224,39 +244,17 @@ def hostile_tenants(port: int, ca: str, tenants: int, stop: threading.Event) -> 
     """Closed loop per tenant: UPDATE after UPDATE of the pathological waypoint, until ``stop``."""
     old = tenant_gateway(-1)
     bodies = [review_body(tenant_gateway(i), uid=f"tenant-{i}", operation="UPDATE", old=old) for i in range(8)]
-    latencies: list[float] = []
-    failures: list[str] = []
-    lock = threading.Lock()
+    tally = Tally(port, ca)
 
     def tenant() -> None:
-        ctx = ssl.create_default_context(cafile=ca)
-        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+        conn = tally.connect()
         n = 0
         while not stop.is_set():
-            t = time.monotonic()
-            try:
-                conn.request("POST", "/validate", bodies[n % len(bodies)], {"Content-Type": "application/json"})
-                r = conn.getresponse()
-                data = r.read()
-                with lock:
-                    latencies.append(time.monotonic() - t)
-                    if r.status != 200 or b'"allowed":true' not in data:
-                        failures.append(f"HTTP {r.status}: {data[:200]!r}")
-            except Exception as e:
-                with lock:
-                    failures.append(f"{type(e).__name__}: {e}")
-                conn.close()
-                conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+            conn = tally.review(conn, bodies[n % len(bodies)], b'"allowed":true')
             n += 1
         conn.close()
 
-    threads = [threading.Thread(target=tenant) for _ in range(tenants)]
-    for t in threads:
-        t.start()
-    stop.wait()
-    for t in threads:
-        t.join()
-    return latencies, failures
+    return tally.run(tenants, tenant)
 
 
 def pct(values: list[float], p: float) -> float:
