@@ -240,7 +240,8 @@ def test_exit_codes_follow_the_threshold(tmp_path: Path, capsys: pytest.CaptureF
     capsys.readouterr()
 
 
-def test_an_unreachable_cluster_is_exit_3_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def unreachable_kubeconfig(path: Path) -> Path:
+    """A kubeconfig whose API server (127.0.0.1:9, the discard port) never answers."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -249,7 +250,11 @@ def test_an_unreachable_cluster_is_exit_3_in_one_line(tmp_path: Path, capsys: py
         "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
         "current-context": "x",
     }
-    kubeconfig = write(tmp_path / "kubeconfig", config)
+    return write(path, config)
+
+
+def test_an_unreachable_cluster_is_exit_3_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kubeconfig = unreachable_kubeconfig(tmp_path / "kubeconfig")
     f = write(tmp_path / "s.yaml", consumer("Service", "s", "default", {UW: "wp"}))
     code, report = run_json(capsys, "--kubeconfig", str(kubeconfig), str(f))
     assert code == 3 and report["clusterError"].startswith("cannot reach the API server at https://127.0.0.1:9")
@@ -258,16 +263,8 @@ def test_an_unreachable_cluster_is_exit_3_in_one_line(tmp_path: Path, capsys: py
 
 def test_check_against_the_cluster_it_runs_in(tmp_path: Path) -> None:
     """``--cluster``: the in-cluster configuration of a CI runner's pod, else $KUBECONFIG."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "x",
-    }
     env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
-    env["KUBECONFIG"] = str(write(tmp_path / "kubeconfig", config))
+    env["KUBECONFIG"] = str(unreachable_kubeconfig(tmp_path / "kubeconfig"))
     f = write(tmp_path / "s.yaml", consumer("Service", "s", "default", {UW: "wp"}))
     p = subprocess.run([str(EXE), "check", "--cluster", "-o", "json", str(f)], capture_output=True, text=True, env=env)
     report = json.loads(p.stdout)
