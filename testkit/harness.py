@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +18,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from testkit.controlplane import ControlPlane
+from testkit.controlplane import ControlPlane, spawn
 from testkit.crds import GATEWAY_API_MODULE, gateway_api_files, istio_crds, policy_report_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,6 +153,27 @@ def running_cluster(
         yield cp
     finally:
         cp.stop()
+
+
+@contextmanager
+def running_auditor(
+    cluster: ControlPlane, kubectl: Kubectl, workdir: Path, *args: str
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """``waypoint-webhook auditor`` as the Deployment runs it: with the service account's own token,
+    never the admin's, so RBAC is what the manifests grant. Yields the process and its log; on the
+    way out sends SIGTERM and asserts a clean exit (0, no traceback)."""
+    token = kubectl("create", "token", "waypoint-webhook", "-n", "waypoint-webhook", "--duration=1h").stdout.strip()
+    kubeconfig = cluster.kubeconfig_for_token(token, workdir / "sa.kubeconfig")
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    log = workdir / "auditor.log"
+    proc = spawn([EXE, "auditor", "--kubeconfig", str(kubeconfig), *args], log.open("wb"), env=env)
+    try:
+        yield proc, log
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(20)
+    assert code == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
 
 
 def rendered_manifests(kubectl: Kubectl, path: Path = ROOT / "manifests") -> list[dict[str, Any]]:

@@ -7,9 +7,7 @@ A control plane of its own: the objects must exist before any webhook is registe
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from testkit.controlplane import ControlPlane, spawn
+from testkit.controlplane import ControlPlane
 from testkit.harness import (
-    EXE,
     REPORT_CRDS,
     Kubectl,
     apply_identity,
@@ -28,6 +25,7 @@ from testkit.harness import (
     install_report_crds,
     make_ready,
     policy_reports,
+    running_auditor,
     running_cluster,
     wait_until,
 )
@@ -234,28 +232,9 @@ def test_report_crd_installed_after_the_audit_started(
 ) -> None:
     """The audit runs without the CRD (metrics only), then writes reports once it appears."""
     k("delete", *REPORT_CRDS, "--wait=true")
-    token = k("create", "token", "waypoint-webhook", "-n", "waypoint-webhook", "--duration=1h").stdout.strip()
-    kubeconfig = audit_cluster.kubeconfig_for_token(token, tmp_path / "sa.kubeconfig")
     status = tmp_path / "status.json"
-    env = {k_: v for k_, v in os.environ.items() if k_ != "KUBECONFIG"}
-    log = tmp_path / "auditor.log"
-    proc = spawn(
-        [
-            EXE,
-            "auditor",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--status-file",
-            str(status),
-            "--report-retry",
-            "1",
-            "--lease-retry",
-            "0.5",
-        ],
-        log.open("wb"),
-        env=env,
-    )
-    try:
+    args = ["--status-file", str(status), "--report-retry", "1", "--lease-retry", "0.5"]
+    with running_auditor(audit_cluster, k, tmp_path, *args) as (proc, log):
 
         def current() -> dict[str, Any] | None:
             try:
@@ -282,9 +261,5 @@ def test_report_crd_installed_after_the_audit_started(
         wait_until(
             lambda: ("Service", broken, "doomed") not in policy_reports(k), 30, "the deleted Service's report to go"
         )
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0, log.read_text()
     assert holder(k) == "", "the auditor releases the Lease on SIGTERM"
-    assert "Traceback" not in log.read_text()
     yaml.safe_load(k("get", "clusterpolicyreports", "-o", "yaml").stdout)

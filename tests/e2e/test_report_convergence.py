@@ -9,23 +9,21 @@ which is exactly the stuck namespace of the issue."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from testkit.controlplane import ControlPlane, spawn
+from testkit.controlplane import ControlPlane
 from testkit.harness import (
-    EXE,
     REPORT_CRDS,
     Kubectl,
     apply_identity,
     install_crds,
     install_report_crds,
     policy_reports,
+    running_auditor,
     running_cluster,
     wait_until,
 )
@@ -86,20 +84,9 @@ def k(cluster: ControlPlane) -> Kubectl:
 @pytest.fixture(scope="module")
 def auditor(cluster: ControlPlane, k: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """``waypoint-webhook auditor`` as the Deployment's service account, full passes every 3 s."""
-    tmp = tmp_path_factory.mktemp("converge-auditor")
-    token = k("create", "token", "waypoint-webhook", "-n", "waypoint-webhook", "--duration=1h").stdout.strip()
-    kubeconfig = cluster.kubeconfig_for_token(token, tmp / "sa.kubeconfig")
-    env = {k_: v for k_, v in os.environ.items() if k_ != "KUBECONFIG"}
-    log = tmp / "auditor.log"
-    args = ["auditor", "--kubeconfig", str(kubeconfig), "--full-pass-interval", "3", "--report-retry", "1"]
-    proc = spawn([EXE, *args, "--lease-retry", "0.5", "--write-qps", "200"], log.open("wb"), env=env)
-    try:
+    args = ["--full-pass-interval", "3", "--report-retry", "1", "--lease-retry", "0.5", "--write-qps", "200"]
+    with running_auditor(cluster, k, tmp_path_factory.mktemp("converge-auditor"), *args) as (_, log):
         yield log
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(20)
-    assert code == 0, log.read_text()
-    assert "Traceback" not in log.read_text()
 
 
 def test_a_stuck_namespace_and_an_oversized_report_block_nothing(k: Kubectl, auditor: Path) -> None:
