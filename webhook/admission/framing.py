@@ -12,7 +12,7 @@ that is ambiguous) is "reject": the worker answers 400, 413 or 415 from the loop
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 MAX_HEADER_BYTES = 64 * 1024  # request line and headers; gunicorn's own limits are lower
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -108,8 +108,7 @@ def scan(buf: bytes | bytearray, max_body: int) -> Scan:
             return _reject(400, "ambiguous framing: Transfer-Encoding must be exactly chunked, without Content-Length")
         if len(codings) > 1:
             return _reject(415, f"unsupported transfer coding {b', '.join(codings[:-1]).decode('ascii', 'replace')}")
-        found = _chunked_end(buf, body, max_body)
-        return Scan(found.verdict, True, expect, found.reason, None, found.status)
+        return replace(_chunked_end(buf, body, max_body), expect_continue=expect)
     if cl is None:
         return Scan(Verdict.COMPLETE, True)
     if len(cl) != 1 or not cl[0].isdigit():
