@@ -19,6 +19,7 @@ from tests.server.running import ROOT, Server, start_server, stop_server
 from webhook.admission import tls
 
 pytestmark = pytest.mark.server
+RELOAD_PERIOD = 2.0  # the certificate reloader looks every 2 s
 BODY = review_body(consumer("Service", "s", labels={"istio.io/use-waypoint": "None"}), uid="load")
 
 
@@ -63,8 +64,12 @@ def _with_ca_key(srv: Server) -> None:
     """start_server's `certs` keeps no CA key: switch to a CA whose key the test holds, before
     any load (a new CA is not a rotation clients survive), and wait until it is served."""
     tls.write(tls.issue(["localhost"], ["127.0.0.1"]), srv.certs, with_ca_key=True)
-    deadline, streak = time.monotonic() + 15, 0
-    while streak < 20:  # every worker (each reloads on its own) serves the new pair
+    written = time.monotonic()
+    deadline, streak = written + 15, 0
+    # Every worker (each reloads on its own) serves the new pair. 20 answers in a row are not
+    # enough alone: new connections may all land on the worker that reloaded first, so the streak
+    # must also outlast one look of every reloader (2 s) after the write.
+    while streak < 20 or time.monotonic() - written < RELOAD_PERIOD + 1:
         try:
             requests.get(srv.url + "/healthz", verify=srv.ca, timeout=2)
             streak += 1
