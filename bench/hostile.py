@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from testkit.builders import consumer, gateway, namespace, review_body  # noqa: E402
 from testkit.controlplane import free_port  # noqa: E402
-from testkit.harness import serve_command  # noqa: E402
+from testkit.harness import probe_port_of, serve_command  # noqa: E402
 from webhook.admission import tls  # noqa: E402
 from webhook.admission.worker import Deadlines  # noqa: E402
 
@@ -317,7 +317,7 @@ def main() -> int:
         crowd.stop.set()
         runner.join()
         crowd.close_all()
-        metrics = requests.get(f"https://127.0.0.1:{port}/metrics", verify=ca, timeout=5).text
+        metrics = requests.get(f"http://127.0.0.1:{probe_port_of(cmd)}/metrics", timeout=5).text
         rss = sum(
             int(line.split()[1])
             for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()

@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from testkit.controlplane import ControlPlane, spawn
+from testkit.controlplane import ControlPlane, free_port, spawn
 from testkit.crds import GATEWAY_API_MODULE, gateway_api_files, istio_crds, policy_report_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,12 +27,19 @@ ISTIO_CRDS = ("serviceentries.networking.istio.io", "workloadentries.networking.
 T = TypeVar("T")
 
 
-def serve_command(port: int, certs: Path, workers: int, *extra: str) -> list[str]:
-    """``waypoint-webhook serve`` on 127.0.0.1:``port`` with the pair in ``certs`` (tls.crt, tls.key)."""
+def serve_command(port: int, certs: Path, workers: int, *extra: str, probe_port: int | None = None) -> list[str]:
+    """``waypoint-webhook serve`` on 127.0.0.1:``port`` with the pair in ``certs`` (tls.crt, tls.key),
+    and its probe port on a free port unless given (:func:`probe_port_of` reads it back)."""
     return [
         EXE, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-        "--tls-cert", str(certs / "tls.crt"), "--tls-key", str(certs / "tls.key"), *extra,
+        "--tls-cert", str(certs / "tls.crt"), "--tls-key", str(certs / "tls.key"),
+        "--probe-port", str(probe_port or free_port()), *extra,
     ]  # fmt: skip
+
+
+def probe_port_of(argv: list[str]) -> int:
+    """The ``--probe-port`` of a serve command line (the last one wins, as in argparse)."""
+    return int([argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--probe-port"][-1])
 
 
 def patch_status(kubectl: Kubectl, kind: str, name: str, namespace: str, status: dict[str, Any]) -> None:

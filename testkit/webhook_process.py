@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 
 from testkit.controlplane import ControlPlane, free_port, spawn
-from testkit.harness import EXE, Kubectl, serve_command
+from testkit.harness import EXE, Kubectl, probe_port_of, serve_command
 
 ROOT = Path(__file__).resolve().parents[1]
 SA = "system:serviceaccount:waypoint-webhook:waypoint-webhook"
@@ -25,8 +25,13 @@ class Webhook:
     log: Path
     args: list[str]
 
+    @property
+    def probe(self) -> str:
+        """The probe port's base URL (plain HTTP: /healthz, /readyz, /metrics)."""
+        return f"http://127.0.0.1:{probe_port_of(self.args)}"
+
     def metrics(self) -> str:
-        return requests.get(self.url + "/metrics", verify=str(self.ca), timeout=5).text
+        return requests.get(self.probe + "/metrics", timeout=5).text
 
     def stop(self, grace: float = 30) -> None:
         """SIGTERM, as kubelet stops it; SIGKILL after ``grace`` seconds."""
@@ -46,7 +51,7 @@ def start_webhook(
     extra: list[str] | None = None,
     probe_port: int | None = None,
 ) -> Webhook:
-    """``probe_port``: serve the probes there (plain HTTP) and wait for readiness on it."""
+    """Ready when the probe port (``probe_port``, else a free one) says so, as kubelet sees it."""
     certs = workdir / "certs"
     subprocess.run(
         [EXE, "certs", "--out", str(certs), "--ip", "127.0.0.1", "--dns", "localhost"], check=True, capture_output=True
@@ -56,15 +61,24 @@ def start_webhook(
     port = free_port()
     log = workdir / "webhook.log"
     args = [
-        *serve_command(port, certs, 2, "--kubeconfig", str(kubeconfig), "--log-level", "info", *(extra or [])),
-        *(["--probe-port", str(probe_port)] if probe_port else []),
+        *serve_command(
+            port,
+            certs,
+            2,
+            "--kubeconfig",
+            str(kubeconfig),
+            "--log-level",
+            "info",
+            *(extra or []),
+            probe_port=probe_port,
+        ),
     ]
     # As the Deployment does: a metrics directory that does not exist yet (serve creates it).
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     env["PROMETHEUS_MULTIPROC_DIR"] = str(workdir / "metrics")
     proc = spawn(args, log.open("wb"), env=env)
     wh = Webhook(f"https://127.0.0.1:{port}", certs / "ca.crt", proc, log, args)
-    ready = f"http://127.0.0.1:{probe_port}/readyz" if probe_port else wh.url + "/readyz"
+    ready = wh.probe + "/readyz"
     deadline = time.monotonic() + 60
     while True:
         assert proc.poll() is None, log.read_text()

@@ -125,10 +125,10 @@ def test_probes_answer_on_the_probe_port_and_reviews_do_not(mtls: tuple[ControlP
     """kubelet and Prometheus present no client certificate: --probe-port serves them over plain
     HTTP, and nothing else."""
     _, _, wh = mtls
-    probe = next(wh.args[i + 1] for i, a in enumerate(wh.args) if a == "--probe-port")
-    base = f"http://127.0.0.1:{probe}"
+    base = wh.probe
     assert requests.get(base + "/healthz", timeout=5).status_code == 200
     assert requests.get(base + "/readyz", timeout=5).status_code == 200
     assert "waypoint_webhook_connections_closed_total" in requests.get(base + "/metrics", timeout=5).text
     r = requests.post(base + "/validate", data=b"{}", headers={"Content-Type": "application/json"}, timeout=5)
-    assert r.status_code == 404
+    assert r.status_code == 405
+    assert requests.get(base + "/validate", timeout=5).status_code == 404

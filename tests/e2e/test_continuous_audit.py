@@ -210,14 +210,48 @@ def test_two_servers_do_not_fight_and_the_second_takes_over(
         before = {key: r["metadata"]["resourceVersion"] for key, r in policy_reports(k).items()}
         time.sleep(8)  # several renewals and B's full pass
         assert holder(k) == leader
-        assert gauge(b.metrics(), "waypoint_webhook_audit_leader") == 0
+        standby = b.metrics()
+        assert gauge(standby, "waypoint_webhook_audit_leader") == 0
+        # Once per cluster (issue 18, item 3): the standby holds no view and audits nothing.
+        assert gauge(standby, "waypoint_webhook_audit_standby") == 1
+        assert gauge(standby, "waypoint_webhook_audit_objects") == 0
+        assert "waypoint_webhook_audit_findings{" not in standby
         assert {key: r["metadata"]["resourceVersion"] for key, r in policy_reports(k).items()} == before
 
         server_a.stop()  # releases the Lease on its way out
         wait_until(lambda: holder(k) not in ("", leader), 30, "server B to take the Lease")
         wait_until(lambda: gauge(b.metrics(), "waypoint_webhook_audit_leader") == 1, 30, "B to lead")
+        wait_until(lambda: (gauge(b.metrics(), "waypoint_webhook_audit_objects") or 0) > 0, 30, "B to audit")
+        assert gauge(b.metrics(), "waypoint_webhook_audit_standby") == 0
         time.sleep(3)
-        # B found every report already right: nothing rewritten on the failover.
+        # B found every report already right: nothing rewritten (or deleted) on the failover, though
+        # it began watching only once it led.
+        assert {key: r["metadata"]["resourceVersion"] for key, r in policy_reports(k).items()} == before
+
+        # The Lease taken from B: B drops its view and goes back to standby, then leads again.
+        steal = {"spec": {"holderIdentity": "thief", "leaseDurationSeconds": 3600,
+                          "renewTime": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())}}  # fmt: skip
+        k("patch", "lease", "waypoint-webhook-audit", "-n", "waypoint-webhook", "--type=merge", "-p", json.dumps(steal))
+        wait_until(
+            lambda: (m := b.metrics()) and gauge(m, "waypoint_webhook_audit_standby") == 1 and m,
+            30,
+            "B back to standby after losing the Lease",
+        )
+        assert gauge(b.metrics(), "waypoint_webhook_audit_objects") == 0
+        assert gauge(b.metrics(), "waypoint_webhook_audit_up") == 1
+        give_back = {"spec": {"holderIdentity": "", "leaseDurationSeconds": 1}}
+        k(
+            "patch",
+            "lease",
+            "waypoint-webhook-audit",
+            "-n",
+            "waypoint-webhook",
+            "--type=merge",
+            "-p",
+            json.dumps(give_back),
+        )
+        wait_until(lambda: (gauge(b.metrics(), "waypoint_webhook_audit_objects") or 0) > 0, 60, "B to lead again")
+        time.sleep(3)
         assert {key: r["metadata"]["resourceVersion"] for key, r in policy_reports(k).items()} == before
         k("label", "service", "typo", "-n", broken, f"{UW}=wp", "--overwrite")  # fixed: B prunes the report
         wait_until(

@@ -196,7 +196,10 @@ def test_hardening_network_policy_is_valid_and_cannot_shut_out_non_pod_sources(
     )
     first = policy["spec"]["ingress"][0]
     assert first["from"][0]["ipBlock"]["cidr"] == "0.0.0.0/0"  # only the pod network is excepted
-    port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
-    assert [p["port"] for p in first["ports"]] == [port]
+    ports = [p["containerPort"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]]
+    assert [p["port"] for p in first["ports"]] == ports  # the webhook, and the probe port for kubelet
+    prometheus = policy["spec"]["ingress"][1]  # Prometheus reaches /metrics, on the probe port only
+    probes = next(p for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"] if p["name"] == "probes")
+    assert [p["port"] for p in prometheus["ports"]] == [probes["containerPort"]]
     p = kubectl("apply", "--dry-run=server", "-f", str(path))
     assert "networkpolicy.networking.k8s.io/waypoint-webhook created (server dry run)" in p.stdout

@@ -123,7 +123,8 @@ def pod(
         name=CONTAINER,
     )
     images.podman(podman_env, "rm", "--force", "--time=0", CONTAINER, check=False)  # a stale one of ours
-    assert _port_free(run.port), f"port {run.port} (the Deployment's containerPort) is in use on this machine"
+    for name, port in run.ports.items():
+        assert _port_free(port), f"port {port} (the Deployment's containerPort {name}) is in use on this machine"
     args = list(run.args)
     args.insert(args.index("--detach") + 1, f"--timeout={MAX_LIFETIME}")
     images.podman(podman_env, *args)

@@ -29,10 +29,14 @@ class Pod:
     def url(self) -> str:
         return f"https://127.0.0.1:{self.run.port}"
 
+    @property
+    def metrics_url(self) -> str:
+        """The probe port's /metrics, where Prometheus scrapes the pod."""
+        return f"http://127.0.0.1:{self.run.ports['probes']}/metrics"
+
     def probe(self, name: str) -> requests.Response:
         spec = self.run.probes[name]
-        path = spec["httpGet"]["path"]
-        return requests.get(self.url + path, verify=False, timeout=spec.get("timeoutSeconds", 1))
+        return requests.get(self.run.probe_url(name), verify=False, timeout=spec.get("timeoutSeconds", 1))
 
     def pid(self) -> int:
         return int(images.podman(self.env, "inspect", "--format", "{{.State.Pid}}", CONTAINER).stdout.strip())

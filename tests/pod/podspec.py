@@ -43,8 +43,8 @@ class PodRun:
 
     args: list[str]  # podman run flags, then the image, then the container args
     namespace: str
-    port: int
-    scheme: str
+    port: int  # the webhook's port (named https: the Service's targetPort)
+    ports: dict[str, int]  # every TCP container port by name (the probe port among them)
     probes: dict[str, dict[str, Any]]
     grace_seconds: int
     uid: int
@@ -52,6 +52,12 @@ class PodRun:
     memory_limit: int | None = None
     pre_stop_seconds: int = 0  # lifecycle.preStop.sleep: kubelet spends it inside the grace period
     mounts: dict[str, Path] = field(default_factory=dict)
+
+    def probe_url(self, name: str) -> str:
+        """Where kubelet sends probe ``name``: its scheme, its port (by name or number), its path."""
+        get = self.probes[name]["httpGet"]
+        port = self.ports[get["port"]] if isinstance(get["port"], str) else int(get["port"])
+        return f"{get.get('scheme', 'HTTP').lower()}://127.0.0.1:{port}{get['path']}"
 
 
 def _deployment(manifests: list[dict[str, Any]]) -> dict[str, Any]:
@@ -195,21 +201,22 @@ def pod_run(
     if c.get("command"):
         run += ["--entrypoint", c["command"][0]]
     run += [image, *c.get("command", [])[1:], *c.get("args", [])]
-    ports = [p for p in c.get("ports", []) if p.get("protocol", "TCP") == "TCP"]
-    if len(ports) != 1:
-        raise Unsupported("the tier expects exactly one TCP container port")
+    ports = {p["name"]: int(p["containerPort"]) for p in c.get("ports", []) if p.get("protocol", "TCP") == "TCP"}
+    if "https" not in ports:
+        raise Unsupported("the tier expects a TCP container port named https (the webhook's)")
     probes = {k: c[k] for k in ("startupProbe", "livenessProbe", "readinessProbe") if k in c}
-    schemes = {p["httpGet"].get("scheme", "HTTP") for p in probes.values()}
-    if len(schemes) != 1:
-        raise Unsupported(f"probes with schemes {schemes}")
+    for probe in probes.values():
+        target = probe["httpGet"]["port"]
+        if isinstance(target, str) and target not in ports:
+            raise Unsupported(f"probe port {target!r} names no container port")
     pre_stop = c.get("lifecycle", {}).get("preStop", {})
     if set(pre_stop) - {"sleep"}:
         raise Unsupported(f"preStop {sorted(pre_stop)}")
     return PodRun(
         run,
         namespace,
-        int(ports[0]["containerPort"]),
-        schemes.pop(),
+        ports["https"],
+        ports,
         probes,
         int(spec.get("terminationGracePeriodSeconds", 30)),
         uid,

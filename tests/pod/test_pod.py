@@ -136,11 +136,7 @@ def test_the_audit_runs_beside_the_workers_and_reports_from_the_container(pod: P
     ).stdout
     assert holder, "the container holds the Lease"
     text = wait_until(
-        lambda: (
-            (t := requests.get(pod.url + "/metrics", verify=False, timeout=5).text)
-            and "waypoint_webhook_audit_up 1.0" in t
-            and t
-        ),
+        lambda: (t := requests.get(pod.metrics_url, timeout=5).text) and "waypoint_webhook_audit_up 1.0" in t and t,
         30,
         "the audit in /metrics",
     )
@@ -152,7 +148,7 @@ def test_the_audit_runs_beside_the_workers_and_reports_from_the_container(pod: P
 def test_metrics_answer_with_the_reviews_counted(pod: Pod) -> None:
     import requests
 
-    text = requests.get(pod.url + "/metrics", verify=False, timeout=5).text
+    text = requests.get(pod.metrics_url, timeout=5).text
     denied = [
         line
         for line in text.splitlines()
@@ -168,7 +164,9 @@ def test_idle_memory_is_recorded(pod: Pod) -> None:
         rss += int(_status(pid)["VmRSS"].split()[0])
         rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
         pss += int(next(line.split()[1] for line in rollup.splitlines() if line.startswith("Pss:")))
-    MEASURED["idle memory, master + workers + auditor (MB)"] = f"RSS {rss / 1024:.0f}, PSS {pss / 1024:.0f}"
+    MEASURED["idle memory, master + workers + probe process + auditor (MB)"] = (
+        f"RSS {rss / 1024:.0f}, PSS {pss / 1024:.0f}"
+    )
     if pod.run.memory_limit:
         assert pss * 1024 < pod.run.memory_limit / 2, (
             f"idle PSS {pss} KiB is over half the limit {pod.run.memory_limit}"

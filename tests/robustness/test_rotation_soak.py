@@ -118,7 +118,7 @@ def test_rotation_to_an_expired_pair_keeps_serving_and_is_exposed(tmp_path: Path
         time.sleep(2.5)
         assert requests.get(srv.url + "/readyz", verify=srv.ca, timeout=5).status_code == 200
         assert _serial(srv) == before
-        metrics = requests.get(srv.url + "/metrics", verify=srv.ca, timeout=5).text
+        metrics = srv.metrics()
         assert "waypoint_webhook_certificate_rejected 1.0" in metrics
         assert "refusing" in srv.log.read_text() and "expired" in srv.log.read_text()
     finally:

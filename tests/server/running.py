@@ -26,6 +26,10 @@ class Server:
     state: Path
     proc: subprocess.Popen[bytes]
     log: Path
+    probe: str  # the probe port's base URL (plain HTTP)
+
+    def metrics(self) -> str:
+        return requests.get(self.probe + "/metrics", timeout=10).text
 
     def post(self, path: str, body: bytes, ctype: str = "application/json", **kw: Any) -> requests.Response:
         return requests.post(
@@ -42,22 +46,37 @@ def start_server(tmp: Path, state_src: Path | None = None, extra: list[str] | No
     subprocess.run(
         [EXE, "certs", "--out", str(certs), "--dns", "localhost", "--ip", "127.0.0.1"], check=True, capture_output=True
     )
-    port = free_port()
+    port, probe = free_port(), free_port()
     log = tmp / "server.log"
     # As the Deployment does: a metrics directory that does not exist yet (serve creates it).
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics" / "multiproc")}
     proc = spawn(
-        serve_command(port, certs, workers, "--state", str(state), "--state-poll-interval", "0.2", *(extra or [])),
+        serve_command(
+            port,
+            certs,
+            workers,
+            "--state",
+            str(state),
+            "--state-poll-interval",
+            "0.2",
+            *(extra or []),
+            probe_port=probe,
+        ),
         log.open("wb"),
         env=env,
     )
-    srv = Server(f"https://127.0.0.1:{port}", str(certs / "ca.crt"), certs, state, proc, log)
+    srv = Server(
+        f"https://127.0.0.1:{port}", str(certs / "ca.crt"), certs, state, proc, log, f"http://127.0.0.1:{probe}"
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {log.read_text()}")
         try:
-            if requests.get(srv.url + "/readyz", verify=srv.ca, timeout=1).status_code == 200:
+            if all(
+                requests.get(url + "/readyz", verify=srv.ca, timeout=1).status_code == 200
+                for url in (srv.url, srv.probe)
+            ):
                 return srv
         except requests.RequestException:
             pass

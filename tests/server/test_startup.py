@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from testkit.harness import EXE
 from tests.server.running import start_server, stop_server
@@ -25,7 +24,7 @@ def test_metrics_directory_that_does_not_exist_is_created_and_stale_files_remove
     srv = start_server(tmp_path)
     try:
         assert not (metrics / "counter_99999.db").exists()
-        body = requests.get(srv.url + "/metrics", verify=srv.ca, timeout=5).text
+        body = srv.metrics()
         assert "waypoint_webhook_state_synced" in body
         assert list(metrics.glob("*.db")), "workers write their metrics there"
     finally:

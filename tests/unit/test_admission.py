@@ -14,6 +14,7 @@ from werkzeug.test import TestResponse
 
 from testkit.builders import consumer, engine, gateway, namespace, state
 from webhook.admission.app import create_app
+from webhook.admission.metrics import Metrics
 from webhook.admission.wire import BadRequest, bound_warnings, decode
 from webhook.core.engine import Engine, Verdict
 from webhook.core.request import AdmissionRequest
@@ -193,13 +194,19 @@ def test_unknown_kinds_are_allowed(client: FlaskClient) -> None:
     assert resp["response"]["allowed"] is True
 
 
-def test_health_ready_metrics(client: FlaskClient) -> None:
+def test_health_ready_and_metrics_counted_but_not_served_here() -> None:
+    """Reviews are counted; ``/metrics`` itself is the probe process's (issue 18, item 4): the
+    admission port only says where it went."""
+    metrics = Metrics()
+    client = create_app(engine(), metrics).test_client()
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
     post(client, "/validate", review(consumer("Service", "s", labels={UW: "None"})))
-    text = client.get("/metrics").get_data(as_text=True)
+    text = metrics.exposition()[0].decode()
     assert 'waypoint_webhook_findings_total{code="InvalidUseWaypoint",severity="deny"} 1.0' in text
     assert "waypoint_webhook_admission_duration_seconds_bucket" in text
+    moved = client.get("/metrics")
+    assert moved.status_code == 404 and "probe port" in moved.get_json()["error"]
 
 
 def test_readyz_reports_reasons() -> None:

@@ -101,8 +101,10 @@ def running() -> Iterator[list[ReportWriter]]:
         w.stop()
 
 
-def start(api: FakeReports, tracker: Tracker, running: list[ReportWriter]) -> ReportWriter:
+def start(api: FakeReports, tracker: Tracker, running: list[ReportWriter], ready: bool = True) -> ReportWriter:
     w = ReportWriter(api, tracker, qps=0, retry=0.2)
+    if ready:
+        w.ready.set()  # what the auditor does after its first full pass
     w.start()
     running.append(w)
     w.start_leading()
@@ -139,6 +141,23 @@ def test_a_new_leader_rewrites_nothing_that_is_right(running: list[ReportWriter]
     second.enqueue(tracker.with_findings())
     wait_until(lambda: second._queue.next_due() is None, 5, "the queue drained")
     assert len(api.writes) == writes, api.writes[writes:]
+
+
+def test_a_leader_that_has_not_audited_yet_touches_no_report(running: list[ReportWriter]) -> None:
+    """A standby that takes the Lease starts watching only then: until its first full pass the
+    tracker is empty, and comparing with it would delete every report in the cluster."""
+    api, tracker = FakeReports(), tracker_with("a", "b")
+    start(api, tracker, running)
+    wait_until(lambda: len(api.reports) == 2, 5, "the first leader's reports")
+    writes = len(api.writes)
+    second = start(api, Tracker(Index(), Settings()), running, ready=False)  # leading, nothing audited yet
+    threading.Event().wait(1.5)
+    assert len(api.writes) == writes and len(api.reports) == 2, api.writes[writes:]
+    second.tracker = tracker
+    second.ready.set()
+    second.resync()
+    wait_until(lambda: second.available is True and second._queue.next_due() is None, 5, "the new leader's pass")
+    assert len(api.writes) == writes and len(api.reports) == 2, api.writes[writes:]
 
 
 def test_a_fixed_object_loses_its_report(running: list[ReportWriter]) -> None:

@@ -2,8 +2,8 @@
 
 Routes only hand the request to a :class:`~webhook.admission.review.ReviewHandler` (read body →
 decode → decide → encode) and turn its :class:`~webhook.admission.review.Answer` into a
-response. Probes, metrics and HTTP errors answer with JSON bodies; the next request is always
-served as usual.
+response. Probes and HTTP errors answer with JSON bodies; the next request is always served as
+usual. ``/metrics`` is not here: the probe port serves it (webhook.admission.probes).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from webhook.core.engine import Engine
 log = logging.getLogger("webhook.admission")
 
 ReadinessCheck = Callable[[], str | None]  # returns why the server is not ready, or None
-PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def respond(answer: Answer) -> Response:
@@ -34,20 +33,10 @@ def respond(answer: Answer) -> Response:
     return resp
 
 
-def _probes_only(app: Flask, probe_port: int) -> None:
-    """kubelet and Prometheus cannot present the client certificate ``--client-ca`` requires, so
-    the probe paths also answer on a plain-HTTP port, and only they do."""
-    port = str(probe_port)
+def _probes(app: Flask, checks: Sequence[ReadinessCheck]) -> None:
+    """The admission port answers probes too (an install that probes it keeps working); the probe
+    port's process (webhook.admission.probes) answers them and ``/metrics`` off this path."""
 
-    @app.before_request
-    def probes_only() -> Response | None:
-        environ = request.environ
-        if environ.get("SERVER_PORT") == port and environ.get("PATH_INFO") not in PROBE_PATHS:
-            return respond(json_answer(404, {"error": "the probe port serves /healthz, /readyz and /metrics only"}))
-        return None
-
-
-def _probes(app: Flask, engine: Engine, metrics: Metrics, checks: Sequence[ReadinessCheck]) -> None:
     @app.get("/healthz")
     def healthz() -> Response:
         return respond(json_answer(200, {"status": "ok"}))
@@ -55,15 +44,13 @@ def _probes(app: Flask, engine: Engine, metrics: Metrics, checks: Sequence[Readi
     @app.get("/readyz")
     def readyz() -> Response:
         reasons = [r for check in checks if (r := check())]
-        metrics.state_synced.set(0 if not engine.view.synced() else 1)
         if reasons:
             return respond(json_answer(503, {"status": "not ready", "reasons": reasons}))
         return respond(json_answer(200, {"status": "ready"}))
 
     @app.get("/metrics")
-    def metrics_endpoint() -> Response:
-        body, ctype = metrics.exposition()
-        return Response(body, status=200, content_type=ctype)
+    def metrics_moved() -> Response:
+        return respond(json_answer(404, {"error": "/metrics is served on the probe port (--probe-port)"}))
 
 
 def _errors(app: Flask, metrics: Metrics) -> None:
@@ -86,14 +73,10 @@ def create_app(
     engine: Engine,
     metrics: Metrics | None = None,
     checks: Sequence[ReadinessCheck] = (),
-    probe_port: int | None = None,
 ) -> Flask:
-    """``probe_port``: a plain-HTTP listener where only the probe paths answer."""
     app = Flask("waypoint-webhook")
     metrics = metrics or Metrics()
     app.extensions["waypoint-metrics"] = metrics  # the worker counts connections it closes
-    if probe_port is not None:
-        _probes_only(app, probe_port)
     for handler in (
         ReviewHandler("validate", engine.validate, metrics),
         ReviewHandler("mutate", engine.mutate, metrics),
@@ -104,6 +87,6 @@ def create_app(
             lambda handler=handler: respond(handler(request.environ)),
             methods=["POST"],
         )
-    _probes(app, engine, metrics, checks)
+    _probes(app, checks)
     _errors(app, metrics)
     return app

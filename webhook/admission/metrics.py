@@ -2,14 +2,14 @@
 
 With several worker processes each one counts its own requests, so the server runs
 prometheus-client in multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set up by ``serve``) and
-``/metrics`` aggregates every worker's files. Without that variable (tests, ``check``) metrics
-live in a private registry. Nothing registers with the library's global registry.
+the probe process's ``/metrics`` aggregates every worker's files (:func:`render_exposition`),
+off the admission path. Without that variable (tests, ``check``) metrics live in a private
+registry. Nothing registers with the library's global registry.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -73,6 +73,11 @@ _AUDIT_GAUGES: tuple[tuple[str, str, Callable[[AuditStatus], float]], ...] = (
         lambda s: 1.0 if s.leader else 0.0,
     ),
     (
+        "waypoint_webhook_audit_standby",
+        "1 while this replica waits for the Lease and audits nothing (another replica audits the cluster).",
+        lambda s: 1.0 if s.standby else 0.0,
+    ),
+    (
         "waypoint_webhook_audit_reports_available",
         "1 when the PolicyReport CRD is installed (only the leader knows).",
         lambda s: 1.0 if s.reports_available else 0.0,
@@ -102,9 +107,10 @@ class AuditCollector:
     def collect(self) -> Iterator[Metric]:
         status = self._status()
         up = GaugeMetricFamily(
-            "waypoint_webhook_audit_up", "1 while the continuous audit runs and has synced its view of the cluster."
+            "waypoint_webhook_audit_up",
+            "1 while the continuous audit runs: synced with the cluster, or a standby waiting for the Lease.",
         )
-        up.add_metric([], 1 if status and status.synced else 0)
+        up.add_metric([], 1 if status and (status.synced or status.standby) else 0)
         yield up
         if status is None:
             return
@@ -139,7 +145,6 @@ class Metrics:
     """Every metric the server exports, in a registry of its own."""
 
     def __init__(self, audit_status: str | None = None) -> None:
-        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry(auto_describe=True)
         self.audit = AuditCollector(audit_status) if audit_status else None
         self._request_children: dict[tuple[str, str, str, str], Any] = {}
@@ -245,14 +250,28 @@ class Metrics:
         self.connections_closed.labels(reason if reason in CLOSE_REASONS else OTHER).inc()
 
     def exposition(self) -> tuple[bytes, str]:
-        if self.multiprocess:
-            registry = CollectorRegistry()
-            mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        else:
-            registry = self.registry
-        out = generate_latest(registry)
+        """This process's own metrics (tests, in-process use); ``serve`` exports every worker's
+        through the probe port (:func:`render_exposition`)."""
+        out = generate_latest(self.registry)
         if self.audit is not None:
-            extra = CollectorRegistry(auto_describe=False)
-            extra.register(self.audit)
-            out += generate_latest(extra)
-        return out, CONTENT_TYPE_LATEST
+            out += _audit_exposition(self.audit)
+        return out, CONTENT_TYPE
+
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def _audit_exposition(audit: AuditCollector) -> bytes:
+    extra = CollectorRegistry(auto_describe=False)
+    extra.register(audit)
+    return generate_latest(extra)
+
+
+def render_exposition(directory: str, audit_status: str | None) -> bytes:
+    """Every worker's metrics, aggregated from their files in ``directory``, and the audit's.
+    Called by the probe process (:mod:`webhook.admission.probes`), which registers no metric
+    of its own: it must not add a zero to the workers' ``min`` gauges."""
+    registry = CollectorRegistry()
+    mp.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    out = generate_latest(registry)
+    return out + (_audit_exposition(AuditCollector(audit_status)) if audit_status else b"")

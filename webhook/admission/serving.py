@@ -9,14 +9,21 @@ is about to reuse.
 
 Each worker builds its own app after the fork (its own cluster view and watch threads), so no
 state is shared between processes and nothing is inherited half-initialised.
+
+Beside the workers the master supervises two processes: the probe port
+(:mod:`webhook.admission.probes`: ``/healthz``, ``/readyz`` and ``/metrics``, never on a thread
+an admission request waits for) and, with ``--audit``, the continuous audit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -47,9 +54,11 @@ class ServeOptions:
     tls_key: str | None = None
     cert_reload_interval: float = 2.0
     client_ca: str | None = None
-    probe_port: int | None = None
+    probe_port: int | None = 8080  # None: no probe port (and no /metrics)
     deadlines: Deadlines = field(default_factory=Deadlines)
     log_level: str = "info"
+    log_format: str = "text"
+    metrics_cache: float = 1.0  # seconds a rendering of /metrics is served again
     sidecar: tuple[str, ...] = ()  # argv of a process to run beside the workers (the auditor)
 
 
@@ -73,7 +82,7 @@ def prepare_metrics_dir(environ: MutableMapping[str, str]) -> str | None:
             environ["PROMETHEUS_MULTIPROC_DIR"] = path
         else:
             os.makedirs(path, mode=0o700, exist_ok=True)
-            for stale in Path(path).glob("*.db"):
+            for stale in (*Path(path).glob("*.db"), *Path(path).glob("health-*.json")):
                 stale.unlink()
         with tempfile.TemporaryFile(dir=path):
             pass
@@ -102,8 +111,10 @@ class Sidecar:
     ``PROMETHEUS_MULTIPROC_DIR``: its counters are not the workers'). Restarts back off from 1 s
     to 60 s; a process that ran for a minute resets the backoff."""
 
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str], grace: float = 10.0) -> None:
-        self.argv, self.env, self.grace = list(argv), dict(env), grace
+    def __init__(
+        self, argv: Sequence[str], env: Mapping[str, str], grace: float = 10.0, pass_fds: Sequence[int] = ()
+    ) -> None:
+        self.argv, self.env, self.grace, self.pass_fds = list(argv), dict(env), grace, tuple(pass_fds)
         self.proc: subprocess.Popen[bytes] | None = None
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._supervise, name="sidecar", daemon=True)
@@ -116,7 +127,7 @@ class Sidecar:
         while not self.stopping.is_set():
             started = time.monotonic()
             try:
-                self.proc = subprocess.Popen(self.argv, env=self.env)
+                self.proc = subprocess.Popen(self.argv, env=self.env, pass_fds=self.pass_fds)
             except OSError as e:
                 log.error("cannot start %s: %s", self.argv[:4], e)
             else:
@@ -148,23 +159,25 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
         opts: ServeOptions,
         build_app: Callable[[CertReloader | None], Flask],
         reloader: CertReloader | None,
-        sidecar: Sidecar | None = None,
+        sidecars: Sequence[Sidecar] = (),
+        inherited: Sequence[socket.socket] = (),
     ) -> None:
+        """``inherited``: sockets of the master's own (the probe port) that workers must not hold."""
         self.opts = opts
         self.build_app = build_app
         self.reloader = reloader
-        self.sidecar = sidecar
+        self.sidecars = tuple(sidecars)
+        self.inherited = tuple(inherited)
         super().__init__()
 
     def load_config(self) -> None:
         o = self.opts
         host = f"[{o.host}]" if ":" in o.host else o.host
-        binds = [f"{host}:{o.port}"] + ([f"{host}:{o.probe_port}"] if o.probe_port else [])
-        plain = frozenset({o.probe_port}) if o.probe_port else frozenset()
+        sidecars, inherited = self.sidecars, self.inherited
         settings: dict[str, Any] = {
-            "bind": binds,
+            "bind": [f"{host}:{o.port}"],
             "workers": o.workers,
-            "worker_class": worker_class(o.deadlines, plain),
+            "worker_class": worker_class(o.deadlines),
             "threads": o.threads,
             "keepalive": o.keepalive,
             "timeout": o.timeout,
@@ -174,11 +187,10 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
             "accesslog": None,
             "proc_name": "waypoint-webhook",
             "child_exit": _child_exit,
+            "when_ready": lambda server: _each(sidecars, Sidecar.start),
+            "on_exit": lambda server: _each(sidecars, Sidecar.stop),
+            "post_fork": lambda server, worker: _each(inherited, socket.socket.close),
         }
-        if self.sidecar is not None:
-            sidecar = self.sidecar
-            settings["when_ready"] = lambda server: sidecar.start()
-            settings["on_exit"] = lambda server: sidecar.stop()
         if self.reloader is not None:
             reloader = self.reloader
             settings["certfile"] = o.tls_cert
@@ -195,40 +207,77 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
         return self.build_app(self.reloader)
 
 
+def _each(items: Sequence[Any], action: Callable[[Any], None]) -> None:
+    for item in items:
+        action(item)
+
+
 def _child_exit(server: Any, worker: Any) -> None:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
         from prometheus_client import multiprocess
 
+        from webhook.admission.probes import health_path
+
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+        with contextlib.suppress(OSError):
+            os.unlink(health_path(directory, worker.pid))
 
 
-def run(opts: ServeOptions, build_app: Callable[[CertReloader | None], Flask]) -> None:
-    """Serve until stopped. Raises :class:`StartupError` before forking if the certificate pair
-    or the metrics directory is unusable."""
-    reloader = None
-    if opts.tls_cert or opts.tls_key:
-        if not (opts.tls_cert and opts.tls_key):
-            raise StartupError("--tls-cert and --tls-key go together")
-        reloader = CertReloader(opts.tls_cert, opts.tls_key, opts.cert_reload_interval, opts.client_ca)
-        if reloader.error:
-            raise StartupError(reloader.error)
-    else:
+def bind_probe_port(host: str, port: int) -> socket.socket:
+    """Bound and listening before any fork, so a port in use stops ``serve`` with one clear line."""
+    try:
+        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET, backlog=64)
+    except OSError as e:
+        raise StartupError(f"--probe-port {port}: {e.strerror or e}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _sidecars(opts: ServeOptions, probe: socket.socket | None) -> list[Sidecar]:
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    status = audit_status_path(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    out = []
+    if probe is not None:
+        argv = [sys.executable, "-m", "webhook.admission.probes", "--fd", str(probe.fileno()), "--dir", directory]
+        argv += ["--cache-seconds", str(opts.metrics_cache), "--log-level", opts.log_level]
+        argv += ["--log-format", opts.log_format, *(["--audit-status", status] if opts.sidecar and status else [])]
+        out.append(Sidecar(argv, env, grace=5.0, pass_fds=(probe.fileno(),)))
+    if opts.sidecar:
+        out.append(Sidecar([*opts.sidecar, *(["--status-file", status] if status else []), "--exit-with-parent"], env))
+    return out
+
+
+def _reloader(opts: ServeOptions) -> CertReloader | None:
+    if not (opts.tls_cert or opts.tls_key):
         if opts.client_ca:
             raise StartupError("--client-ca needs --tls-cert and --tls-key")
         log.warning("serving plain HTTP: the API server only calls webhooks over TLS")
+        return None
+    if not (opts.tls_cert and opts.tls_key):
+        raise StartupError("--tls-cert and --tls-key go together")
+    reloader = CertReloader(opts.tls_cert, opts.tls_key, opts.cert_reload_interval, opts.client_ca)
+    if reloader.error:
+        raise StartupError(reloader.error)
+    return reloader
+
+
+def run(opts: ServeOptions, build_app: Callable[[CertReloader | None], Flask]) -> None:
+    """Serve until stopped. Raises :class:`StartupError` before forking if the certificate pair,
+    the metrics directory or the probe port is unusable."""
+    reloader = _reloader(opts)
     own_dir = prepare_metrics_dir(os.environ)
     # prometheus-client chooses its value backend at import, which happened before the variable
     # was set; choose again so the workers forked below write per-process files.
     from prometheus_client import values
 
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
-    sidecar = None
-    if opts.sidecar:
-        status = audit_status_path(os.environ)
-        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-        sidecar = Sidecar([*opts.sidecar, *(["--status-file", status] if status else []), "--exit-with-parent"], env)
+    probe = bind_probe_port(opts.host, opts.probe_port) if opts.probe_port else None
     try:
-        WebhookServer(opts, build_app, reloader, sidecar).run()
+        WebhookServer(opts, build_app, reloader, _sidecars(opts, probe), [probe] if probe else []).run()
     finally:
+        if probe is not None:
+            probe.close()
         if own_dir:
             shutil.rmtree(own_dir, ignore_errors=True)

@@ -88,7 +88,6 @@ class PreReadWorker(gthread.ThreadWorker):  # type: ignore[misc]
     """gthread with the request read on the event loop (see the module docstring)."""
 
     deadlines = Deadlines()  # bound per server by :func:`worker_class`
-    plain_ports: frozenset[int] = frozenset()  # listeners served without TLS (the probe port)
     max_body = MAX_BODY
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -136,7 +135,7 @@ class PreReadWorker(gthread.ThreadWorker):  # type: ignore[misc]
         self.nr_conns += 1
         conn = gthread.TConn(self.cfg, client, addr, listener.getsockname())  # non-blocking
         now = time.monotonic()
-        if self.cfg.is_ssl and listener.getsockname()[1] not in self.plain_ports:
+        if self.cfg.is_ssl:
             try:
                 conn.sock = gsock.ssl_context(self.cfg).wrap_socket(
                     conn.sock,
@@ -359,6 +358,6 @@ class PreReadWorker(gthread.ThreadWorker):  # type: ignore[misc]
                 self._drop(conn)
 
 
-def worker_class(deadlines: Deadlines, plain_ports: frozenset[int] = frozenset()) -> type[PreReadWorker]:
+def worker_class(deadlines: Deadlines) -> type[PreReadWorker]:
     """A worker class bound to these settings (gunicorn instantiates it in each worker)."""
-    return type("PreReadWorker", (PreReadWorker,), {"deadlines": deadlines, "plain_ports": plain_ports})
+    return type("PreReadWorker", (PreReadWorker,), {"deadlines": deadlines})

@@ -6,9 +6,16 @@ worker would hold the GIL while admission requests wait. Here it costs admission
 
 It watches what the live view watches (Pods whole), keeps the
 :class:`~webhook.audit.tracker.Tracker` current, recomputes what each burst of events can affect
-(debounced), and runs a full pass at start and every ``full_pass_interval``. Every replica
-audits; the holder of the Lease also writes PolicyReports (:class:`~webhook.audit.writer.ReportWriter`).
-What it found is published to the workers' ``/metrics`` through a small status file, an
+(debounced), and runs a full pass at start and every ``full_pass_interval``.
+
+Once per cluster, not once per replica: with reports on, only the holder of the Lease watches and
+audits (and writes PolicyReports, :class:`~webhook.audit.writer.ReportWriter`). The other
+replicas are standbys that hold nothing but the Lease loop, so a 100,000-Pod cluster costs the
+memory of one view, not three. A replica that loses the Lease re-executes itself (client-go's
+controllers exit on a lost lease for the same reason): the view's memory goes back to the OS at
+once and the process starts again as a standby. With ``--no-reports`` there is no Lease and every
+replica audits (its findings are only in its own ``/metrics``).
+What it found is published to ``/metrics`` (the probe port's process) through a small status file, an
 :class:`~webhook.core.audit_status.AuditStatus` that :mod:`webhook.admission.metrics` reads,
 written atomically after every pass, on every change of leadership and on a heartbeat, so a stale
 file shows the auditor is gone.
@@ -21,6 +28,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -78,7 +86,7 @@ class WatchedView(Protocol):
 
 
 class StatusFile:
-    """What the workers' ``/metrics`` shows of the audit, replaced atomically."""
+    """What ``/metrics`` shows of the audit, replaced atomically."""
 
     def __init__(self, path: str | None) -> None:
         self.path = path
@@ -125,6 +133,8 @@ class Auditor:
         self.full_pass_seconds = 0.0
         self.incremental_seconds = 0.0
         self.passes = 0
+        self.watching = False  # the view has been started (a standby never starts it)
+        self.lost = threading.Event()  # the Lease was lost while auditing: start again as a standby
 
     def _started_leading(self) -> None:
         self.publish()  # before the first report: /metrics never shows a report writer that does not lead
@@ -132,6 +142,8 @@ class Auditor:
 
     def _stopped_leading(self) -> None:
         self.writer.stop_leading()
+        if not self.stop_event.is_set():
+            self.lost.set()
         self.publish()
 
     def publish(self) -> None:
@@ -150,6 +162,7 @@ class Auditor:
             incremental_seconds=self.incremental_seconds,
             objects=self.tracker.size(),
             leader=self.elector.leading.is_set(),
+            standby=self.opts.reports and not self.watching,
             reports_available=self.writer.available,
             writes=self.writer.writes,
             findings=tuple(
@@ -165,6 +178,7 @@ class Auditor:
         self.writer.resync()  # compare with the reports that do exist: a deleted one comes back
         self.full_pass_seconds = time.monotonic() - started
         self.last_full_pass = time.time()
+        self.writer.ready.set()  # the tracker now holds the cluster: reports may be compared with it
         log.info(
             "audit: full pass over %d objects in %.2fs; %d with findings",
             self.tracker.size(),
@@ -175,36 +189,59 @@ class Auditor:
     def run(self) -> None:
         o = self.opts
         parent = os.getppid()
-        self.view.start()
-        if o.reports:
-            self.writer.start()
-            self.elector.start()
         try:
-            while not self.stop_event.is_set() and not self.view.wait_synced(min(1.0, o.heartbeat)):
-                self.publish()
-                if o.exit_with_parent and os.getppid() != parent:
+            if o.reports:
+                self.writer.start()
+                self.elector.start()
+                if not self._standby(o, parent):
                     return
-            if self.stop_event.is_set():
-                return
-            self.full_pass()
-            self.publish()
-            while not self.stop_event.is_set():
-                if self._wait(o):
-                    self.stop_event.wait(o.debounce)  # let a burst (a namespace relabelled…) settle
-                    started = time.monotonic()
-                    changed = self.tracker.recompute()
-                    self.incremental_seconds = time.monotonic() - started
-                    self.writer.enqueue(changed)
-                    self.passes += 1
-                if time.time() >= self.last_full_pass + o.full_pass_interval:
-                    self.full_pass()
-                self.status_due.clear()
+            self.watching = True
+            self.view.start()
+            if self._sync(o, parent):
+                self.full_pass()
                 self.publish()
-                if o.exit_with_parent and os.getppid() != parent:
-                    log.warning("audit: the server is gone; exiting")
-                    return
+                self._follow(o, parent)
         finally:
             self.shutdown()
+
+    def _orphaned(self, o: AuditorOptions, parent: int) -> bool:
+        return o.exit_with_parent and os.getppid() != parent
+
+    def _standby(self, o: AuditorOptions, parent: int) -> bool:
+        """Hold nothing until this replica leads; False when stopped first."""
+        while not self.stop_event.is_set():
+            if self.elector.leading.wait(min(1.0, o.heartbeat)):
+                log.info("audit: leading; watching the cluster")
+                return True
+            self.publish()
+            if self._orphaned(o, parent):
+                return False
+        return False
+
+    def _sync(self, o: AuditorOptions, parent: int) -> bool:
+        while not self.stop_event.is_set() and not self.view.wait_synced(min(1.0, o.heartbeat)):
+            self.publish()
+            if self._orphaned(o, parent) or self.lost.is_set():
+                return False
+        return not self.stop_event.is_set()
+
+    def _follow(self, o: AuditorOptions, parent: int) -> None:
+        """Incremental passes after events, full passes on schedule, until stopped or the Lease is lost."""
+        while not self.stop_event.is_set() and not self.lost.is_set():
+            if self._wait(o):
+                self.stop_event.wait(o.debounce)  # let a burst (a namespace relabelled…) settle
+                started = time.monotonic()
+                changed = self.tracker.recompute()
+                self.incremental_seconds = time.monotonic() - started
+                self.writer.enqueue(changed)
+                self.passes += 1
+            if time.time() >= self.last_full_pass + o.full_pass_interval:
+                self.full_pass()
+            self.status_due.clear()
+            self.publish()
+            if self._orphaned(o, parent):
+                log.warning("audit: the server is gone; exiting")
+                return
 
     def _wait(self, o: AuditorOptions) -> bool:
         """Until something is dirty (True), or the heartbeat, the next full pass or a status change
@@ -235,4 +272,7 @@ def run(auditor: Auditor) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     auditor.run()
+    if auditor.lost.is_set() and not auditor.stop_event.is_set():
+        log.warning("audit: lost the Lease; starting again as a standby")
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return 0

@@ -111,6 +111,9 @@ class ReportWriter:
         self.on_progress = on_progress  # after a round: the status file shows the new counts
         self.interval = 1.0 / qps if qps > 0 else 0.0
         self.leading = threading.Event()
+        # Set by the auditor after its first full pass: before it the tracker is empty, and
+        # comparing the reports with it would delete every one of them.
+        self.ready = threading.Event()
         self.stopped = threading.Event()
         self._cond = threading.Condition()
         self._queue = WorkQueue()
@@ -167,7 +170,7 @@ class ReportWriter:
         """0 when there is work now, else how long until there is (None: until notified)."""
         if self.stopped.is_set():
             return 0.0
-        if not self.leading.is_set():
+        if not self.leading.is_set() or not self.ready.is_set():
             return None
         if self._list_due is not None:
             return max(0.0, self._list_due - now)

@@ -21,6 +21,7 @@ from flask import Flask
 from webhook.admission import logs, serving
 from webhook.admission.app import ReadinessCheck, create_app
 from webhook.admission.metrics import Metrics
+from webhook.admission.probes import HealthPublisher
 from webhook.admission.tls import CertReloader
 from webhook.audit.auditor import Auditor, AuditorOptions
 from webhook.core.engine import Engine, Settings
@@ -41,7 +42,6 @@ class Wiring:
     kubeconfig: str | None = None
     live: bool = False  # follow the live cluster (in-cluster configuration or ``kubeconfig``)
     audit: bool = False  # the continuous audit runs beside the workers
-    probe_port: int | None = None
     state_poll_interval: float = 1.0
     sync_timeout: float = 20.0
     mesh_configmap: tuple[str, str] | None = ("istio-system", "istio")  # V1: watched when set
@@ -95,6 +95,15 @@ def certificate_check(reloader: CertReloader, metrics: Metrics) -> ReadinessChec
     return check
 
 
+def synced_check(view: ClusterView, metrics: Metrics) -> ReadinessCheck:
+    def check() -> str | None:
+        synced = view.synced()
+        metrics.state_synced.set(1 if synced else 0)
+        return None if synced else "cluster view not synced yet"
+
+    return check
+
+
 @dataclass(frozen=True)
 class AppFactory:
     """Builds one worker's app, after the fork."""
@@ -109,8 +118,11 @@ class AppFactory:
         checks: list[ReadinessCheck] = []
         if reloader is not None:
             checks.append(certificate_check(reloader, metrics))
-        checks.append(lambda: None if view.synced() else "cluster view not synced yet")
-        return create_app(Engine(view, w.settings), metrics, checks, w.probe_port)
+        checks.append(synced_check(view, metrics))
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory:  # the probe port's /readyz reads what this publishes every second
+            HealthPublisher(directory, checks).start()
+        return create_app(Engine(view, w.settings), metrics, checks)
 
 
 def serve(opts: serving.ServeOptions, wiring: Wiring) -> int:

@@ -435,9 +435,11 @@ def _serve_options(args: argparse.Namespace, level: str, fmt: str) -> ServeOptio
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         client_ca=args.client_ca,
-        probe_port=args.probe_port,
+        probe_port=args.probe_port or None,
         deadlines=Deadlines(args.handshake_timeout, args.header_timeout, args.body_timeout, args.response_timeout),
         log_level=level,
+        log_format=fmt,
+        metrics_cache=args.metrics_cache,
         sidecar=sidecar if args.audit else (),
     )
 
@@ -456,7 +458,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig,
         live=args.cluster or bool(args.kubeconfig),
         audit=args.audit,
-        probe_port=args.probe_port,
         state_poll_interval=args.state_poll_interval,
         sync_timeout=args.sync_timeout,
         mesh_configmap=args.mesh_configmap,

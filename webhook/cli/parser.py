@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from webhook.admission.worker import Deadlines
 from webhook.core.findings import PRESETS
+from webhook.core.model import is_dns1123_label
 
 DESCRIPTION = "waypoint-webhook: admission webhook for Istio ambient-mode waypoint configuration"
 
@@ -117,8 +118,15 @@ def _serve_transport(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--probe-port",
         type=int,
-        help="also serve /healthz, /readyz and /metrics on this port over plain HTTP (for probes and "
-        "Prometheus when --client-ca makes the main port require client certificates)",
+        default=8080,
+        help="serve /healthz, /readyz and /metrics on this port over plain HTTP, from a process no "
+        "admission request waits for (default 8080; 0: none, and no /metrics)",
+    )
+    s.add_argument(
+        "--metrics-cache",
+        type=float,
+        default=1.0,
+        help="seconds one rendering of /metrics is served again, whatever the number of scrapers (default 1)",
     )
     d = Deadlines()
     for flag, default, what in (
@@ -298,6 +306,17 @@ def _check(sub: Sub) -> None:
     policy_flags(c)
 
 
+def namespace_name(text: str) -> str:
+    """A namespace Kubernetes can create: refused here, before a certificate is written for a
+    Service name that cannot exist (``make certs NAMESPACE=Bad_NS``)."""
+    if not is_dns1123_label(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a namespace name (lowercase letters, digits and '-', at most 63, "
+            "starting and ending with a letter or digit)"
+        )
+    return text
+
+
 def _certs(sub: Sub) -> None:
     k = sub.add_parser(
         "certs",
@@ -311,7 +330,11 @@ def _certs(sub: Sub) -> None:
     k.add_argument("--dns", action="append", default=[], help="DNS SAN (repeatable)")
     k.add_argument("--ip", action="append", default=[], help="IP SAN (repeatable)")
     k.add_argument("--days", type=int, default=365)
-    k.add_argument("--namespace", help="install namespace: write the Secret and kustomization for it")
+    k.add_argument(
+        "--namespace",
+        type=namespace_name,
+        help="install namespace: write the Secret and kustomization for it (a DNS-1123 label)",
+    )
     k.add_argument("--manifests", default="manifests", help="the base manifests (default: manifests)")
     k.add_argument(
         "--fail-open",

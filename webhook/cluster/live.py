@@ -143,27 +143,34 @@ class Watcher:
 
     # -- list --
     def relist(self, reason: str) -> str:
+        """List page by page, applying each page before the next is fetched: only one page of raw
+        objects is ever held (a 100,000-Pod list held whole costs hundreds of MiB of dicts that
+        the index then trims to almost nothing). Objects the list no longer holds are deleted
+        once the last page is in."""
         self.view.counters.relisted(self.resource.name, reason)
-        items: list[dict[str, Any]] = []
         rv = ""
+        seen: set[tuple[str, str]] = set()
         try:
             for page in list_pages(self.view.api, self.resource.path, self._selector(), timeout=(10, 60)):
-                items += page.get("items") or []
                 rv = str((page.get("metadata") or {}).get("resourceVersion") or "")
+                self._apply_page(page.pop("items", None) or [], seen)
+                del page
         except HttpError as e:
             if self.resource.optional and e.status == 403:
                 raise NotServed(e.message) from None  # an optional resource we may not read: not there
             raise
-        seen = set()
-        for item in items:
-            item.setdefault("apiVersion", self.resource.api_version)
-            item.setdefault("kind", self.resource.kind)
-            self._apply(item, deleted=False)
-            seen.add(_key(item))
         for ns, name in self.known - seen:
             self._apply(self._stub(ns, name), deleted=True)
         self.known = seen
         return rv
+
+    def _apply_page(self, items: list[dict[str, Any]], seen: set[tuple[str, str]]) -> None:
+        while items:
+            item = items.pop()  # dropped as soon as it is applied
+            item.setdefault("apiVersion", self.resource.api_version)
+            item.setdefault("kind", self.resource.kind)
+            self._apply(item, deleted=False)
+            seen.add(_key(item))
 
     def _stub(self, ns: str, name: str) -> dict[str, Any]:
         meta = {"name": name, **({"namespace": ns} if ns else {})}

@@ -56,6 +56,7 @@ class AuditStatus:
     incremental_seconds: float = 0.0
     objects: int = 0
     leader: bool = False
+    standby: bool = False  # waiting for the Lease, holding no view: healthy, audits nothing
     reports_available: bool | None = None  # unknown until the leader has looked
     writes: Mapping[str, int] = field(default_factory=dict)
     findings: tuple[FindingCount, ...] = ()
@@ -70,6 +71,7 @@ class AuditStatus:
             "incremental_seconds": self.incremental_seconds,
             "objects": self.objects,
             "leader": self.leader,
+            "standby": self.standby,
             "reports_available": self.reports_available,
             "writes": dict(self.writes),
             "findings": [f.to_json() for f in self.findings],
@@ -93,6 +95,7 @@ class AuditStatus:
             incremental_seconds=_number(data, "incremental_seconds"),
             objects=int(_number(data, "objects")),
             leader=data.get("leader") is True,
+            standby=data.get("standby") is True,
             reports_available=available if isinstance(available, bool) else None,
             writes={
                 str(k): int(v)
