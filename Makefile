@@ -14,7 +14,7 @@ MANIFESTS ?= manifests
 PYTEST_ARGS ?=
 
 
-.PHONY: generate bench-check test-random-worlds install run test test-unit test-server test-e2e test-pod test-oracle prereqs lint certs controlplane istiod bench bench-hostile bench-audit bench-core bench-memory bench-scrape clean
+.PHONY: generate bench-check test-random-worlds install run test test-unit test-server test-e2e test-pod test-oracle prereqs lint certs renew-certs controlplane controlplane-oldest helm helm-lint istiod bench bench-hostile bench-audit bench-core bench-memory bench-scrape clean
 
 install: $(STAMP)
 
@@ -50,13 +50,27 @@ prereqs:
 controlplane:
 	tests/e2e/controlplane/build.sh
 
+# The oldest Kubernetes the README's compatibility table claims (its kube-apiserver, cached likewise).
+controlplane-oldest:
+	tests/e2e/controlplane/build.sh oldest
+
+# The real helm for the chart tests (built once from the Go module proxy).
+helm:
+	tests/e2e/helm/build.sh
+
+helm-lint: helm
+	"$$(tests/e2e/helm/build.sh | tail -n1)" lint --strict charts/waypoint-webhook
+
 # The real istiod, the oracle of the differential tier (built once from the Go module proxy).
 istiod:
 	tests/oracle/istiod/build.sh
 
-test: prereqs install lint controlplane istiod
-	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" \
-	ISTIOD_BIN="$$(tests/oracle/istiod/build.sh | tail -n1)" $(BIN)/pytest -q $(PYTEST_ARGS) tests
+E2E_ENV = KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" \
+	KUBEBUILDER_ASSETS_OLDEST="$$(tests/e2e/controlplane/build.sh oldest | tail -n1)" \
+	HELM_BIN="$$(tests/e2e/helm/build.sh | tail -n1)"
+
+test: prereqs install lint controlplane controlplane-oldest helm istiod
+	$(E2E_ENV) ISTIOD_BIN="$$(tests/oracle/istiod/build.sh | tail -n1)" $(BIN)/pytest -q $(PYTEST_ARGS) tests
 
 test-unit: install
 	$(BIN)/pytest -q tests/unit
@@ -64,8 +78,8 @@ test-unit: install
 test-server: install
 	$(BIN)/pytest -q tests/server
 
-test-e2e: install controlplane
-	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" $(BIN)/pytest -q tests/e2e
+test-e2e: install controlplane controlplane-oldest helm
+	$(E2E_ENV) $(BIN)/pytest -q tests/e2e
 
 test-oracle: install controlplane istiod
 	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" \
@@ -84,7 +98,13 @@ test-pod: prereqs install controlplane
 # The install for namespace $(NAMESPACE): serving certificate for waypoint-webhook.$(NAMESPACE).svc, its
 # Secret, and a kustomization with the caBundle and namespace (then: kubectl apply -k certs/).
 certs: install
-	$(BIN)/waypoint-webhook certs --namespace $(NAMESPACE) --out $(CERTS_OUT) --manifests $(MANIFESTS) $(if $(FAIL_OPEN),--fail-open)
+	$(BIN)/waypoint-webhook certs --namespace $(NAMESPACE) --out $(CERTS_OUT) --manifests $(MANIFESTS) \
+	  $(if $(FAIL_OPEN),--fail-open) $(if $(EXISTING_NAMESPACE),--existing-namespace)
+
+# One command renews the self-managed serving certificate (same CA, so the caBundle stays valid)
+# and applies it; the pods reload it in place. Use the same NAMESPACE/FAIL_OPEN as the install.
+renew-certs: certs
+	kubectl apply -k $(CERTS_OUT)
 
 bench: install controlplane
 	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" $(BIN)/python bench/run.py

@@ -73,6 +73,15 @@ def assets() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
+def oldest_assets() -> Path:
+    """The oldest Kubernetes of the README's compatibility table (``build.sh oldest``)."""
+    env = os.environ.get("KUBEBUILDER_ASSETS_OLDEST")
+    if env and (Path(env) / "kube-apiserver").exists() and (Path(env) / "etcd").exists():
+        return Path(env)
+    out = subprocess.run([str(BUILD), "oldest"], capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
 def pem(obj: x509.Certificate) -> bytes:
     return obj.public_bytes(serialization.Encoding.PEM)
 

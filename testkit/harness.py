@@ -149,11 +149,18 @@ def policy_reports(kubectl: Kubectl) -> dict[tuple[str, str, str], dict[str, Any
 
 @contextmanager
 def running_cluster(
-    workdir: Path, setup: Callable[[Kubectl], None] = install_crds, apiserver_args: list[str] | None = None
+    workdir: Path,
+    setup: Callable[[Kubectl], None] = install_crds,
+    apiserver_args: list[str] | None = None,
+    bin_dir: Path | None = None,
 ) -> Iterator[ControlPlane]:
-    """kube-apiserver and etcd with ``setup`` applied; both are stopped however this ends,
-    including when start-up or ``setup`` fails part way."""
-    cp = ControlPlane(workdir, apiserver_args=list(apiserver_args or []))
+    """kube-apiserver and etcd (from ``bin_dir``, else the current build) with ``setup`` applied;
+    both are stopped however this ends, including when start-up or ``setup`` fails part way."""
+    cp = (
+        ControlPlane(workdir, apiserver_args=list(apiserver_args or []))
+        if bin_dir is None
+        else ControlPlane(workdir, bin_dir=bin_dir, apiserver_args=list(apiserver_args or []))
+    )
     try:
         cp.start()
         setup(Kubectl(cp.kubeconfig))
@@ -194,7 +201,7 @@ IDENTITY_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBind
 def apply_identity(kubectl: Kubectl) -> list[dict[str, Any]]:
     """The project's namespace, ServiceAccount and least-privilege RBAC, exactly as shipped; returns
     every rendered manifest."""
-    manifests = rendered_manifests(kubectl)
+    manifests = rendered_manifests(kubectl, ROOT / "manifests" / "namespace") + rendered_manifests(kubectl)
     kubectl.apply([d for d in manifests if d["kind"] in IDENTITY_KINDS])
     return manifests
 

@@ -50,15 +50,23 @@ def start_webhook(
     workdir: Path,
     extra: list[str] | None = None,
     probe_port: int | None = None,
+    namespace: str = "waypoint-webhook",
+    env_extra: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Webhook:
-    """Ready when the probe port (``probe_port``, else a free one) says so, as kubelet sees it."""
+    """Ready when the probe port (``probe_port``, else a free one) says so, as kubelet sees it. Runs
+    as the ServiceAccount ``waypoint-webhook`` of ``namespace``, with the serving pair in
+    ``workdir/certs`` (made for 127.0.0.1 unless already there)."""
     certs = workdir / "certs"
-    subprocess.run(
-        [EXE, "certs", "--out", str(certs), "--ip", "127.0.0.1", "--dns", "localhost"], check=True, capture_output=True
-    )
-    token = kubectl("create", "token", "waypoint-webhook", "-n", "waypoint-webhook", "--duration=6h").stdout.strip()
+    if not (certs / "tls.crt").exists():
+        subprocess.run(
+            [EXE, "certs", "--out", str(certs), "--ip", "127.0.0.1", "--dns", "localhost"],
+            check=True,
+            capture_output=True,
+        )
+    token = kubectl("create", "token", "waypoint-webhook", "-n", namespace, "--duration=6h").stdout.strip()
     kubeconfig = cluster.kubeconfig_for_token(token, workdir / "sa.kubeconfig")
-    port = free_port()
+    port = port or free_port()
     log = workdir / "webhook.log"
     args = [
         *serve_command(
@@ -76,6 +84,8 @@ def start_webhook(
     # As the Deployment does: a metrics directory that does not exist yet (serve creates it).
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     env["PROMETHEUS_MULTIPROC_DIR"] = str(workdir / "metrics")
+    env["POD_NAMESPACE"] = namespace
+    env.update(env_extra or {})
     proc = spawn(args, log.open("wb"), env=env)
     wh = Webhook(f"https://127.0.0.1:{port}", certs / "ca.crt", proc, log, args)
     ready = wh.probe + "/readyz"

@@ -19,6 +19,8 @@ from testkit.builders import B0
 from testkit.harness import Kubectl, rendered_manifests
 from testkit.webhook_process import ROOT, Webhook
 from webhook.cli.install import WEBHOOK_KINDS
+from webhook.core.findings import Policy
+from webhook.core.routing import ROUTES
 
 pytestmark = pytest.mark.e2e
 
@@ -30,9 +32,11 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 def test_validating_rules_cover_spec_b0_exactly(kubectl: Kubectl) -> None:
     vwc = by_kind(rendered_manifests(kubectl), "ValidatingWebhookConfiguration")
     seen: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
+    routes = {r.name: r for r in ROUTES}
     for wh in vwc["webhooks"]:
         assert wh["sideEffects"] == "None" and wh["admissionReviewVersions"] == ["v1"]
-        assert wh["timeoutSeconds"] == 5 and wh["failurePolicy"] == "Fail" and wh["matchPolicy"] == "Equivalent"
+        assert wh["timeoutSeconds"] == 5 and wh["matchPolicy"] == "Equivalent"
+        assert wh["failurePolicy"] == routes[wh["name"]].failure_policy(Policy())  # docs/rules.md B1
         excluded = wh["namespaceSelector"]["matchExpressions"][0]
         assert excluded["operator"] == "NotIn"
         assert {"kube-system", "kube-node-lease", "waypoint-webhook"} <= set(excluded["values"])
@@ -40,7 +44,9 @@ def test_validating_rules_cover_spec_b0_exactly(kubectl: Kubectl) -> None:
         for rule in wh["rules"]:
             for group in rule["apiGroups"]:
                 for res in rule["resources"]:
-                    seen[(group, res)] = (set(rule["apiVersions"]), set(rule["operations"]))
+                    versions, ops = seen.setdefault((group, res), (set(), set()))
+                    versions |= set(rule["apiVersions"])
+                    ops |= set(rule["operations"])
     assert seen == B0
 
 

@@ -27,3 +27,43 @@ def test_a_valid_namespace_passes_the_check(tmp_path: Path) -> None:
 
     assert namespace_name("mesh-policy") == "mesh-policy"
     assert namespace_name("a" * 63) == "a" * 63
+
+
+def _written(out: Path) -> tuple[list[str], str]:
+    import yaml
+
+    kustomization = yaml.safe_load((out / "kustomization.yaml").read_text())
+    server = yaml.safe_load((out / "server-patch.yaml").read_text())
+    (env,) = server["spec"]["template"]["spec"]["containers"][0]["env"]
+    return kustomization["resources"], env["value"]
+
+
+@pytest.mark.parametrize(
+    ("args", "owned", "excluded"),
+    [
+        (["--namespace=mesh-policy"], True, "kube-system,kube-node-lease,mesh-policy"),
+        (["--namespace=mesh-policy", "--existing-namespace"], False, "kube-system,kube-node-lease"),
+        (["--namespace=istio-system"], False, "kube-system,kube-node-lease"),  # shared: never owned
+        (["--namespace=default"], False, "kube-system,kube-node-lease"),
+    ],
+)
+def test_only_a_dedicated_namespace_is_created_and_excluded(
+    args: list[str], owned: bool, excluded: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    main(["certs", *args, "--out", str(out)])
+    resources, value = _written(out)
+    assert ("namespace.yaml" in resources) is owned and (out / "namespace.yaml").exists() is owned
+    assert value == excluded
+
+
+def test_a_rerun_for_an_existing_namespace_drops_the_namespace_object(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    main(["certs", "--namespace=mesh-policy", "--out", str(out)])
+    main(["certs", "--namespace=mesh-policy", "--existing-namespace", "--out", str(out)])
+    resources, _ = _written(out)
+    assert "namespace.yaml" not in resources and not (out / "namespace.yaml").exists()
+    assert sorted(p.name for p in (out / "patches").iterdir()) == [
+        "00-validatingwebhookconfiguration-waypoint-webhook.yaml",
+        "01-mutatingwebhookconfiguration-waypoint-webhook.yaml",
+    ]

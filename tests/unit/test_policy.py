@@ -40,11 +40,13 @@ def test_every_message_starts_with_its_code() -> None:
             assert v.message.startswith(f"'{v.code}: "), v.message[:60]
 
 
-def test_bindings_exclude_the_install_namespace() -> None:
-    docs = documents("mesh-policy")
+def test_bindings_exclude_the_install_namespaces_and_the_webhooks_own_objects() -> None:
+    docs = documents(["kube-system", "kube-node-lease", "mesh-policy"])
     bindings = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
     assert len(bindings) == len(POLICIES)
     for b in bindings:
         (expr,) = b["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
         assert expr["values"] == ["kube-system", "kube-node-lease", "mesh-policy"]
+        (own,) = b["spec"]["matchResources"]["objectSelector"]["matchExpressions"]
+        assert own == {"key": "waypoint-webhook.io/self", "operator": "NotIn", "values": ["true"]}
         assert b["spec"]["validationActions"] == ["Deny"]

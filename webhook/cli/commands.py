@@ -205,11 +205,20 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _install(args: argparse.Namespace, out: Path) -> None:
     from webhook.cli import install
 
-    _, reused = install.generate(args.namespace, out, Path(args.manifests), args.days, fail_open=args.fail_open)
+    existing = args.existing_namespace
+    _, reused = install.generate(
+        args.namespace, out, Path(args.manifests), args.days, fail_open=args.fail_open, existing=existing
+    )
     names = ", ".join(install.dns_names(args.namespace))
     print(f"wrote {out}/: serving certificate for {names} ({'existing CA reused' if reused else 'new CA'}),")
+    if install.dedicated(args.namespace, existing=existing):
+        print(f"  namespace.yaml: {args.namespace} is the webhook's own (created, and excluded from admission)")
+    else:
+        print(f"  {args.namespace} exists: not created, not labelled, not excluded (its waypoints are judged)")
     fail_open = " (fail-open: webhooks at Ignore, syntax rules as ValidatingAdmissionPolicies)"
-    print("  secret.yaml (0600), webhooks-patch.yaml, kustomization.yaml" + (fail_open if args.fail_open else ""))
+    print(
+        "  secret.yaml (0600), patches/, server-patch.yaml, kustomization.yaml" + (fail_open if args.fail_open else "")
+    )
     print("install with: kubectl apply -k certs/")
 
 
@@ -399,7 +408,9 @@ def cmd_auditor(args: argparse.Namespace) -> int:
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
-    sys.stdout.write(policy_file(args.namespace))
+    from webhook.cli.install import exclusions
+
+    sys.stdout.write(policy_file(exclusions(args.namespace)))
     return 0
 
 

@@ -1,12 +1,18 @@
 """Kustomize inputs for a self-managed install in any namespace (``make certs NAMESPACE=x``).
 
 Writes next to the certificates: a ``kubernetes.io/tls`` Secret, a patch per webhook
-configuration that injects the caBundle and excludes the install namespace from the webhooks'
-namespaceSelector (the webhook must never judge its own namespace, or a broken rollout could lock
-itself out), and a ``kustomization.yaml`` that renders ``manifests/`` into that namespace. The
-namespace transformer moves every namespaced object, the Namespace itself, the RBAC subject and
+configuration that injects the caBundle and sets the excluded namespaces, the same list for the
+server (its environment) and a ``kustomization.yaml`` that renders ``manifests/`` into that
+namespace. The namespace transformer moves every namespaced object, the RBAC subject and
 ``clientConfig.service.namespace``; the selector values and the certificate's names are what it
 cannot know, so they are derived here from the same namespace.
+
+The webhook's own pods never depend on the namespace: every object of the install carries
+``waypoint-webhook.io/self``, which every webhook entry's objectSelector skips. A *dedicated*
+namespace is also created here (a Namespace object of this install) and excluded by name. An
+*existing* one (``--existing-namespace``, and always istio-system and the other shared
+namespaces of :data:`SHARED_NAMESPACES`) is neither created, relabelled nor excluded: the
+waypoints living there are judged like any others, and ``kubectl delete -k`` never deletes it.
 """
 
 from __future__ import annotations
@@ -20,10 +26,13 @@ from typing import Any
 import yaml
 
 from webhook.admission import tls
+from webhook.core.kinds import SELF_LABEL, SHARED_NAMESPACES, SYSTEM_NAMESPACES
 
 SERVICE = "waypoint-webhook"
 SECRET = f"{SERVICE}-tls"
 WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+# What manifests/kustomization.yaml puts on every object of the base (and the chart on its own).
+LABELS = {"app.kubernetes.io/name": SERVICE, "app.kubernetes.io/part-of": SERVICE, SELF_LABEL: "true"}
 
 
 def dns_names(namespace: str) -> list[str]:
@@ -39,7 +48,7 @@ def secret(issued: tls.Issued, namespace: str) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "kubernetes.io/tls",
-        "metadata": {"name": SECRET, "namespace": namespace},
+        "metadata": {"name": SECRET, "namespace": namespace, "labels": dict(LABELS)},
         "data": {
             "tls.crt": _b64(issued.cert_pem),
             "tls.key": _b64(issued.key_pem),
@@ -48,15 +57,42 @@ def secret(issued: tls.Issued, namespace: str) -> dict[str, Any]:
     }
 
 
-def base_namespace(manifests: Path) -> str:
-    doc = yaml.safe_load((manifests / "kustomization.yaml").read_text())
-    return str(doc.get("namespace", "default"))
+def dedicated(namespace: str, *, existing: bool = False) -> bool:
+    """Whether the install owns the namespace (creates and excludes it)."""
+    return not existing and namespace not in SHARED_NAMESPACES
 
 
-def webhook_patches(manifests: Path, namespace: str, ca_bundle: str) -> list[dict[str, Any]]:
-    """Per configuration, per webhook: the caBundle, and its namespaceSelector with the base
-    namespace replaced by ``namespace`` wherever it is named."""
-    base = base_namespace(manifests)
+def exclusions(namespace: str, *, existing: bool = False) -> list[str]:
+    """The namespaces admission skips: the system ones, and the install's own if dedicated."""
+    return [*SYSTEM_NAMESPACES, *([namespace] if dedicated(namespace, existing=existing) else [])]
+
+
+def namespace_object(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": namespace,
+            # Not in the mesh (the webhook must keep working when Istio does not), and its own.
+            "labels": {"istio.io/dataplane-mode": "none", SELF_LABEL: "true"},
+        },
+    }
+
+
+def server_patch(excluded: list[str]) -> dict[str, Any]:
+    """The server skips exactly the namespaces the API server does not send."""
+    env = {"name": "WAYPOINT_WEBHOOK_EXCLUDED_NAMESPACES", "value": ",".join(excluded)}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": SERVICE},
+        "spec": {"template": {"spec": {"containers": [{"name": "webhook", "env": [env]}]}}},
+    }
+
+
+def webhook_patches(manifests: Path, excluded: list[str], ca_bundle: str) -> list[dict[str, Any]]:
+    """Per configuration, per webhook: the caBundle, and its namespaceSelector naming ``excluded``
+    wherever the base names its exclusions."""
     patches = []
     for doc in yaml.safe_load_all((manifests / "webhooks.yaml").read_text()):
         if not doc or doc.get("kind") not in WEBHOOK_KINDS:
@@ -67,7 +103,8 @@ def webhook_patches(manifests: Path, namespace: str, ca_bundle: str) -> list[dic
             selector = copy.deepcopy(wh.get("namespaceSelector"))
             if selector:
                 for expr in selector.get("matchExpressions", []):
-                    expr["values"] = [namespace if v == base else v for v in expr.get("values", [])]
+                    if expr.get("key") == "kubernetes.io/metadata.name":
+                        expr["values"] = list(excluded)
                 entry["namespaceSelector"] = selector
             webhooks.append(entry)
         patches.append(
@@ -84,24 +121,52 @@ def webhook_patches(manifests: Path, namespace: str, ca_bundle: str) -> list[dic
 FAIL_OPEN = "fail-open"  # the kustomize component under manifests/
 
 
-def binding_patches(namespace: str) -> list[dict[str, Any]]:
-    """The fail-open policies' bindings exclude the install namespace, as the webhooks do."""
+def binding_patches(excluded: list[str]) -> list[dict[str, Any]]:
+    """The fail-open policies' bindings exclude the same namespaces as the webhooks."""
     from webhook.core.policies import documents
 
     return [
         {"apiVersion": d["apiVersion"], "kind": d["kind"], "metadata": d["metadata"], "spec": d["spec"]}
-        for d in documents(namespace)
+        for d in documents(excluded)
         if d["kind"] == "ValidatingAdmissionPolicyBinding"
     ]
 
 
-def kustomization(out: Path, manifests: Path, namespace: str, *, fail_open: bool = False) -> dict[str, Any]:
+def write_patches(out: Path, patches: list[dict[str, Any]]) -> list[str]:
+    """One file per patch, under ``patches/``: a file of several documents is refused by the
+    kustomize of kubectl when it reads an older API server's schema (kubectl apply -k against
+    Kubernetes 1.30 fails on it)."""
+    folder = out / "patches"
+    folder.mkdir(exist_ok=True)
+    for old in folder.glob("*.yaml"):
+        old.unlink()
+    names = []
+    for i, patch in enumerate(patches):
+        name = f"patches/{i:02d}-{patch['kind'].lower()}-{patch['metadata']['name']}.yaml"
+        (out / name).write_text(yaml.safe_dump(patch, sort_keys=False))
+        names.append(name)
+    return names
+
+
+def kustomization(
+    out: Path,
+    manifests: Path,
+    namespace: str,
+    patches: list[str],
+    *,
+    fail_open: bool = False,
+    existing: bool = False,
+) -> dict[str, Any]:
+    own = ["namespace.yaml"] if dedicated(namespace, existing=existing) else []
     doc: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": namespace,
-        "resources": [os.path.relpath(manifests.resolve(), out.resolve()), "secret.yaml"],
-        "patches": [{"path": "webhooks-patch.yaml"}],
+        "resources": [os.path.relpath(manifests.resolve(), out.resolve()), *own, "secret.yaml"],
+        "patches": [
+            *({"path": name} for name in patches),
+            {"path": "server-patch.yaml", "target": {"kind": "Deployment", "name": SERVICE}},
+        ],
     }
     if fail_open:
         doc["components"] = [os.path.relpath((manifests / FAIL_OPEN).resolve(), out.resolve())]
@@ -109,7 +174,7 @@ def kustomization(out: Path, manifests: Path, namespace: str, *, fail_open: bool
 
 
 def generate(
-    namespace: str, out: Path, manifests: Path, days: int = 365, *, fail_open: bool = False
+    namespace: str, out: Path, manifests: Path, days: int = 365, *, fail_open: bool = False, existing: bool = False
 ) -> tuple[tls.Issued, bool]:
     """Write the install into ``out``; reuse the CA found there, so the caBundle stays valid
     across serving-certificate rotations. Returns the issued pair and whether the CA was reused."""
@@ -119,12 +184,21 @@ def generate(
     issued = tls.issue(dns_names(namespace), [], days=days, ca_pair=ca_pair)
     tls.write(issued, out, with_ca_key=True)
     tls.write_private(out / "secret.yaml", yaml.safe_dump(secret(issued, namespace), sort_keys=False).encode())
-    patches = webhook_patches(manifests, namespace, issued.ca_bundle) + (
-        binding_patches(namespace) if fail_open else []
-    )
-    (out / "webhooks-patch.yaml").write_text(yaml.safe_dump_all(patches, sort_keys=False))
+    excluded = exclusions(namespace, existing=existing)
+    patches = [
+        *webhook_patches(manifests, excluded, issued.ca_bundle),
+        *(binding_patches(excluded) if fail_open else []),
+    ]
+    names = write_patches(out, patches)
+    (out / "webhooks-patch.yaml").unlink(missing_ok=True)  # an earlier version's single file
+    (out / "server-patch.yaml").write_text(yaml.safe_dump(server_patch(excluded), sort_keys=False))
+    stale = out / "namespace.yaml"
+    if dedicated(namespace, existing=existing):
+        stale.write_text(yaml.safe_dump(namespace_object(namespace), sort_keys=False))
+    elif stale.exists():
+        stale.unlink()  # an earlier run for a dedicated namespace
+    doc = kustomization(out, manifests, namespace, names, fail_open=fail_open, existing=existing)
     (out / "kustomization.yaml").write_text(
-        "# Written by `make certs`; install with `kubectl apply -k certs/`.\n"
-        + yaml.safe_dump(kustomization(out, manifests, namespace, fail_open=fail_open), sort_keys=False)
+        "# Written by `make certs`; install with `kubectl apply -k certs/`.\n" + yaml.safe_dump(doc, sort_keys=False)
     )
     return issued, ca_pair is not None

@@ -337,6 +337,12 @@ def _certs(sub: Sub) -> None:
     )
     k.add_argument("--manifests", default="manifests", help="the base manifests (default: manifests)")
     k.add_argument(
+        "--existing-namespace",
+        action="store_true",
+        help="with --namespace: the namespace exists and holds other things (never created, labelled or excluded; "
+        "always so for istio-system, default, kube-system)",
+    )
+    k.add_argument(
         "--fail-open",
         action="store_true",
         help="with --namespace: the validating webhooks fail open, the syntax rules held by ValidatingAdmissionPolicies",
@@ -393,7 +399,9 @@ def _generated(sub: Sub) -> None:
         description="The stateless deny rules as ValidatingAdmissionPolicies and bindings (YAML), as shipped in "
         "manifests/fail-open/policy.yaml.",
     )
-    pol.add_argument("--namespace", default="waypoint-webhook", help="the webhook's namespace (excluded)")
+    pol.add_argument(
+        "--namespace", default="waypoint-webhook", help="the webhook's namespace (excluded unless a shared one)"
+    )
 
 
 def parser() -> argparse.ArgumentParser:

@@ -14,8 +14,8 @@ from typing import Any
 
 from webhook.core import dispatch
 from webhook.core.dispatch import Judge, Registry
-from webhook.core.findings import Finding, Judged, Policy, Severity
-from webhook.core.kinds import BY_GROUP_KIND, KindSpec, Role
+from webhook.core.findings import Code, Finding, Judged, Policy, Severity
+from webhook.core.kinds import BY_GROUP_KIND, SYSTEM_NAMESPACES, KindSpec, Role
 from webhook.core.model import Malformed, has_controller
 from webhook.core.request import AdmissionRequest
 from webhook.core.rules.context import DEFAULT_WAYPOINT_CLASSES, Context
@@ -23,7 +23,7 @@ from webhook.core.rules.defaults import PatchOp, gateway_defaults
 from webhook.core.rules.rule import run
 from webhook.core.view import ClusterView
 
-DEFAULT_EXCLUDED = frozenset({"kube-system", "kube-node-lease"})
+DEFAULT_EXCLUDED = frozenset(SYSTEM_NAMESPACES)
 
 
 @dataclass(frozen=True)
@@ -107,26 +107,26 @@ class Engine:
         if req.object is None:
             raise Malformed("object", f"is required for {req.operation}")
         judge = self.registry.judges[spec.role]
-        new = judge.parse(spec.kind, req.object, req.namespace)  # once per request
+        cap = Severity.WARN if controllers_create(spec, req) else Severity.DENY
+        try:
+            new = judge.parse(spec.kind, req.object, req.namespace)  # once per request
+        except Malformed as e:
+            if cap is Severity.DENY:
+                raise
+            return Verdict(self.settings.policy.judge([Finding(Code.MalformedObject, e.problem, e.field)], cap), [])
         findings = judge.findings(new, self.ctx)
-        cap = Severity.DENY
         if req.operation == "UPDATE" and req.old_object is not None:
             findings = self._update(spec, judge, new, findings, req)
-        elif (
-            req.operation == "CREATE"
-            and (spec.kind == "Pod" or spec.role is Role.WORKLOAD)
-            and has_controller(value_at(req.object, ("metadata", "ownerReferences")))
-        ):
-            # B1: a controller creating replicas (or a ReplicaSet/Job) is never blocked; the template
-            # was judged when the workload was admitted.
-            cap = Severity.WARN
         return Verdict(self.settings.policy.judge(findings, cap), [])
 
     def _delete(self, spec: KindSpec, req: AdmissionRequest) -> Verdict:
         table = self.registry.on_delete.get(spec.role)
         if table is None or req.old_object is None:
             return skip("DELETE of anything but a Gateway with its old object")
-        old = self.registry.judges[spec.role].parse(spec.kind, req.old_object, req.namespace)
+        try:
+            old = self.registry.judges[spec.role].parse(spec.kind, req.old_object, req.namespace)
+        except Malformed:
+            return skip("DELETE of an object that cannot be parsed: deleting it is always allowed")
         return Verdict(self.settings.policy.judge(run(table, old, spec.kind, self.ctx.fresh())), [])
 
     def _update(
@@ -155,6 +155,16 @@ class Engine:
             return skip("only a Gateway's CREATE or UPDATE is mutated")
         gw = self.registry.judges[spec.role].parse(spec.kind, req.object, req.namespace)
         return Verdict([], gateway_defaults(req.object, gw, self.ctx.fresh()))
+
+
+def controllers_create(spec: KindSpec, req: AdmissionRequest) -> bool:
+    """B1: a controller creating replicas (or a ReplicaSet/Job) is never blocked; the template was
+    judged when the workload was admitted. The routes of these requests fail open (routing.py)."""
+    return (
+        req.operation == "CREATE"
+        and (spec.kind == "Pod" or spec.role is Role.WORKLOAD)
+        and has_controller(value_at(req.object, ("metadata", "ownerReferences")))
+    )
 
 
 def downgrade_preexisting(

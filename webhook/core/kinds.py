@@ -27,15 +27,6 @@ class Role(enum.Enum):
     WORKLOAD = "workload"  # judged through its pod template, never indexed
 
 
-class Webhook(enum.Enum):
-    """Which entry of the ValidatingWebhookConfiguration sends the kind (they differ in their
-    CEL matchConditions)."""
-
-    GATEWAYS = "gateways.validate.waypoint-webhook.io"
-    CONSUMERS = "consumers.validate.waypoint-webhook.io"
-    WORKLOADS = "workloads.validate.waypoint-webhook.io"
-
-
 @dataclass(frozen=True)
 class KindSpec:
     kind: str
@@ -45,7 +36,6 @@ class KindSpec:
     cluster_scoped: bool
     operations: tuple[str, ...]  # registered in the validating webhook
     role: Role
-    webhook: Webhook
     watch_version: str | None = None  # the live view lists and watches this version; None: not watched
     watch_selector: str | None = None  # the live view's label selector (the audit watches everything)
     template_path: tuple[str, ...] = ()  # WORKLOAD: where its pod template is
@@ -85,7 +75,6 @@ def _workload(kind: str, group: str, resource: str, path: tuple[str, ...]) -> Ki
         cluster_scoped=False,
         operations=(_C, _U),
         role=Role.WORKLOAD,
-        webhook=Webhook.WORKLOADS,
         template_path=path,
     )
 
@@ -101,7 +90,6 @@ KINDS: tuple[KindSpec, ...] = (
         cluster_scoped=False,
         operations=(_C, _U, _D),
         role=Role.GATEWAY,
-        webhook=Webhook.GATEWAYS,
         watch_version="v1",
         kept="class, waypoint-for, listeners, addresses, binding, copied labels",
     ),
@@ -113,7 +101,6 @@ KINDS: tuple[KindSpec, ...] = (
         cluster_scoped=True,
         operations=(_C, _U),
         role=Role.CLASS,
-        webhook=Webhook.GATEWAYS,
         watch_version="v1",
         kept="waypoint-for, controllerName, inbound binding",
     ),
@@ -125,7 +112,6 @@ KINDS: tuple[KindSpec, ...] = (
         cluster_scoped=True,
         operations=(_C, _U),
         role=Role.NAMESPACE,
-        webhook=Webhook.CONSUMERS,
         watch_version="v1",
         kept="labels, the canary weight annotation, its own reference",
     ),
@@ -137,7 +123,6 @@ KINDS: tuple[KindSpec, ...] = (
         cluster_scoped=False,
         operations=(_C, _U),
         role=Role.CONSUMER,
-        webhook=Webhook.CONSUMERS,
         watch_version="v1",
         kept="its references (own and canary)",
     ),
@@ -149,7 +134,6 @@ KINDS: tuple[KindSpec, ...] = (
         cluster_scoped=False,
         operations=(_C, _U),
         role=Role.CONSUMER,
-        webhook=Webhook.CONSUMERS,
         watch_version="v1",
         watch_selector="istio.io/use-waypoint",
         kept="its reference",
@@ -162,7 +146,6 @@ KINDS: tuple[KindSpec, ...] = (
         cluster_scoped=False,
         operations=(_C, _U),
         role=Role.CONSUMER,
-        webhook=Webhook.CONSUMERS,
         watch_version="v1",
         kept="its references, the endpoints' included",
     ),
@@ -174,7 +157,6 @@ KINDS: tuple[KindSpec, ...] = (
         cluster_scoped=False,
         operations=(_C, _U),
         role=Role.CONSUMER,
-        webhook=Webhook.CONSUMERS,
         watch_version="v1",
         kept="its reference (metadata or spec labels)",
     ),
@@ -201,3 +183,14 @@ def spec_of(group: str, kind: str) -> KindSpec | None:
 
 def group_of(api_version: str) -> str:
     return api_version.rpartition("/")[0] if "/" in api_version else ""
+
+
+# The label every object of the webhook's own install carries (its pods included): the webhook
+# configurations and the fail-open bindings skip it with an objectSelector, so whatever namespace
+# and whatever tool installs it, the webhook never stands between its own Deployment and its pods.
+SELF_LABEL = "waypoint-webhook.io/self"
+# Namespaces the installs exclude by default (the webhook's own dedicated namespace is added).
+SYSTEM_NAMESPACES = ("kube-system", "kube-node-lease")
+# Namespaces that are never the webhook's own: an install there never creates, labels or
+# excludes them (shared and egress waypoints live in istio-system).
+SHARED_NAMESPACES = ("default", "istio-system", "kube-public", "kube-system", "kube-node-lease")

@@ -17,11 +17,12 @@ webhook never denies: R0's objects, a controller's Pods.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from webhook.core.findings import Code
-from webhook.core.kinds import BY_KIND
+from webhook.core.kinds import BY_KIND, SELF_LABEL, SYSTEM_NAMESPACES
 from webhook.core.model import (
     DNS1035_LABEL,
     DNS1123_LABEL,
@@ -41,7 +42,7 @@ from webhook.core.model import (
 from webhook.core.rules.context import DEFAULT_WAYPOINT_CLASSES
 
 API_VERSION = "admissionregistration.k8s.io/v1"
-EXCLUDED = ("kube-system", "kube-node-lease", "waypoint-webhook")  # as the webhooks' namespaceSelector
+EXCLUDED = (*SYSTEM_NAMESPACES, "waypoint-webhook")  # as the default install's namespaceSelector
 NOT_A_NODE = "!request.userInfo.username.startsWith('system:node:')"
 
 
@@ -224,9 +225,10 @@ def _rules(kinds: tuple[str, ...]) -> list[dict[str, Any]]:
     return out
 
 
-def documents(namespace: str = "waypoint-webhook") -> list[dict[str, Any]]:
-    """The policies and their bindings, excluding the same namespaces as the webhooks."""
-    excluded = [ns if ns != "waypoint-webhook" else namespace for ns in EXCLUDED]
+def documents(excluded: Sequence[str] | str = EXCLUDED) -> list[dict[str, Any]]:
+    """The policies and their bindings, excluding the same namespaces and the same objects (the
+    webhook's own, by label) as the webhook configurations."""
+    values = excluded if isinstance(excluded, str) else list(excluded)  # a str: a template's expression
     docs: list[dict[str, Any]] = []
     for p in POLICIES:
         name = f"waypoint-webhook-{p.name}"
@@ -254,9 +256,12 @@ def documents(namespace: str = "waypoint-webhook") -> list[dict[str, Any]]:
                     "matchResources": {
                         "namespaceSelector": {
                             "matchExpressions": [
-                                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded}
+                                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": values}
                             ]
-                        }
+                        },
+                        "objectSelector": {
+                            "matchExpressions": [{"key": SELF_LABEL, "operator": "NotIn", "values": ["true"]}]
+                        },
                     },
                 },
             }
