@@ -14,7 +14,7 @@ MANIFESTS ?= manifests
 PYTEST_ARGS ?=
 
 
-.PHONY: generate bench-check test-random-worlds install run test test-unit test-server test-e2e test-pod test-oracle prereqs lint certs renew-certs controlplane controlplane-oldest helm helm-lint istiod bench bench-hostile bench-audit bench-core bench-memory bench-scrape clean
+.PHONY: generate bench-check test-random-worlds install run test test-unit test-server test-e2e test-pod test-oracle prereqs lint certs renew-certs controlplane controlplane-oldest helm promtool helm-lint istiod bench bench-hostile bench-audit bench-core bench-memory bench-scrape clean
 
 install: $(STAMP)
 
@@ -58,6 +58,10 @@ controlplane-oldest:
 helm:
 	tests/e2e/helm/build.sh
 
+# The real promtool for the alert tests (built once from the Go module proxy).
+promtool:
+	tests/e2e/promtool/build.sh
+
 helm-lint: helm
 	"$$(tests/e2e/helm/build.sh | tail -n1)" lint --strict charts/waypoint-webhook
 
@@ -67,9 +71,10 @@ istiod:
 
 E2E_ENV = KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" \
 	KUBEBUILDER_ASSETS_OLDEST="$$(tests/e2e/controlplane/build.sh oldest | tail -n1)" \
-	HELM_BIN="$$(tests/e2e/helm/build.sh | tail -n1)"
+	HELM_BIN="$$(tests/e2e/helm/build.sh | tail -n1)" \
+	PROMTOOL_BIN="$$(tests/e2e/promtool/build.sh | tail -n1)"
 
-test: prereqs install lint controlplane controlplane-oldest helm istiod
+test: prereqs install lint controlplane controlplane-oldest helm promtool istiod
 	$(E2E_ENV) ISTIOD_BIN="$$(tests/oracle/istiod/build.sh | tail -n1)" $(BIN)/pytest -q $(PYTEST_ARGS) tests
 
 test-unit: install
@@ -78,7 +83,7 @@ test-unit: install
 test-server: install
 	$(BIN)/pytest -q tests/server
 
-test-e2e: install controlplane controlplane-oldest helm
+test-e2e: install controlplane controlplane-oldest helm promtool
 	$(E2E_ENV) $(BIN)/pytest -q tests/e2e
 
 test-oracle: install controlplane istiod

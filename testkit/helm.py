@@ -16,14 +16,14 @@ from typing import Any
 
 import yaml
 
+from testkit.tools import built
+
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "waypoint-webhook"
-BUILD = ROOT / "tests" / "e2e" / "helm" / "build.sh"
 
 
 def helm_bin() -> Path:
-    out = subprocess.run([str(BUILD)], capture_output=True, text=True, check=True)
-    return Path(out.stdout.strip().splitlines()[-1])
+    return built("tests/e2e/helm/build.sh")
 
 
 @dataclass

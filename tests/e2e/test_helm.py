@@ -256,3 +256,20 @@ def test_generated_certificates_survive_upgrades_and_rotate_on_request(helm: Hel
     finally:
         helm("uninstall", "waypoint-webhook", "-n", "gen")
     assert webhook_objects(k) == []
+
+
+def test_monitoring_is_the_tested_rule_file_in_both_installs(helm: Helm, k: Kubectl) -> None:
+    """The PrometheusRule of the chart and of manifests/monitoring/ carry exactly the groups that
+    promtool tests (tests/e2e/test_alerts.py); both PodMonitors scrape the probe port."""
+    groups = yaml.safe_load((ROOT / "manifests" / "monitoring" / "alerts.yaml").read_text())["groups"]
+    charted = helm.template(
+        "--set", "monitoring.prometheusRule.enabled=true", "--set", "monitoring.podMonitor.enabled=true"
+    )
+    kustomized = [d for d in yaml.safe_load_all(k("kustomize", str(ROOT / "manifests" / "monitoring")).stdout) if d]
+    for docs in (charted, kustomized):
+        (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
+        assert rule["spec"]["groups"] == groups
+        (monitor,) = [d for d in docs if d["kind"] == "PodMonitor"]
+        (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+        assert endpoint["port"] == "probes" and endpoint["path"] == "/metrics" and endpoint["honorLabels"] is True
+    assert not [d for d in helm.template() if d["kind"] in ("PrometheusRule", "PodMonitor")]  # off by default

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from webhook.cli import generate
+from webhook.cli import chart, generate
 from webhook.core import forwarding
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,10 +27,10 @@ def test_the_shipped_conditions_are_the_forwarding_expressions() -> None:
 
 
 def test_a_hand_edit_is_found(tmp_path: Path) -> None:
-    for a in generate.ARTEFACTS:
-        target = tmp_path / a.path
+    for path in (*(a.path for a in generate.ARTEFACTS), chart.ALERTS):  # the artefacts and their inputs
+        target = tmp_path / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text((ROOT / a.path).read_text())
+        target.write_text((ROOT / path).read_text())
     readme = tmp_path / "README.md"
     readme.write_text(readme.read_text().replace("| `InvalidWaypointFor` | deny |", "| `InvalidWaypointFor` | warn |"))
     assert generate.stale(tmp_path) == ["README.md"]

@@ -96,3 +96,23 @@ def test_key_material_is_private_even_over_a_stale_temporary_file(tmp_path: Path
     for name in ("tls.key", "ca.key"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
     assert stat.S_IMODE((tmp_path / "tls.crt").stat().st_mode) == 0o644
+
+
+def test_a_pair_close_to_expiry_is_logged_once_a_day(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 19 item 6: the self-managed certificate warns before it expires (the metric
+    waypoint_webhook_certificate_expiry_timestamp_seconds says when)."""
+    _write(tmp_path, tls.issue(["localhost"], [], days=10))
+    r = CertReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"), interval=0)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):
+            r.context()
+    warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "expires in 10 days" in warnings[0] and "make renew-certs" in warnings[0]
+
+
+def test_a_fresh_pair_is_not_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _write(tmp_path, tls.issue(["localhost"], [], days=365))
+    r = CertReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"), interval=0)
+    with caplog.at_level(logging.WARNING):
+        r.context()
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.WARNING]

@@ -183,6 +183,10 @@ def write(issued: Issued, out: Path, *, with_ca_key: bool = False) -> dict[str, 
     return paths
 
 
+EXPIRY_WARNING = 30 * 86400  # seconds before notAfter from which the log says to renew
+EXPIRY_WARNING_EVERY = 86400.0  # once a day per process, not once per connection
+
+
 class CertReloader:
     """Serves the newest *valid* certificate pair to every new TLS connection.
 
@@ -204,6 +208,7 @@ class CertReloader:
         self.error: str | None = None
         self.rejected = False  # the files on disk were refused; an older pair is serving
         self.loads = 0
+        self._warned = -EXPIRY_WARNING_EVERY  # monotonic time of the last "expires soon" warning
         self._load()
 
     def _signature(self) -> tuple[int, ...]:
@@ -264,9 +269,23 @@ class CertReloader:
                         changed, self.error = False, f"cannot stat certificate files: {e}"
                     if changed:
                         self._load()
+                    self._warn_if_expiring(now)
         if self._ctx is None:
             raise ssl.SSLError(self.error or "no serving certificate loaded")
         return self._ctx
+
+    def _warn_if_expiring(self, now: float) -> None:
+        """The metric says when the pair ends; the log says it too, while there is time to renew."""
+        left = self.expiry - time.time()
+        if self._ctx is None or left > EXPIRY_WARNING or now - self._warned < EXPIRY_WARNING_EVERY:
+            return
+        self._warned = now
+        log.warning(
+            "serving certificate %s expires in %.0f days: renew it (make renew-certs; helm upgrade --reuse-values "
+            "--set certificates.generate.rotate=true; or check cert-manager)",
+            self.cert,
+            max(left, 0) / 86400,
+        )
 
     @property
     def ready(self) -> bool:

@@ -91,6 +91,10 @@ class Artefact:
     render: Callable[[str, Path], str]  # (the file's current text, the repository) -> what it must be
 
 
+def _alerts(root: Path) -> str:
+    return (root / chart.ALERTS).read_text(encoding="utf-8")
+
+
 HELP_FILE = "webhook/cli/rules-help.json"
 CHART = "charts/waypoint-webhook"
 ARTEFACTS: tuple[Artefact, ...] = (
@@ -102,6 +106,8 @@ ARTEFACTS: tuple[Artefact, ...] = (
     Artefact(f"{CHART}/templates/webhooks.yaml", lambda _, __: chart.helm_template()),
     Artefact(f"{CHART}/templates/fail-open-policies.yaml", lambda _, __: chart.helm_policies()),
     Artefact(f"{CHART}/values.schema.json", lambda _, __: chart.values_schema()),
+    Artefact("manifests/monitoring/prometheusrule.yaml", lambda _, root: chart.prometheus_rule(_alerts(root))),
+    Artefact(f"{CHART}/files/alerts.yaml", lambda _, root: _alerts(root)),
     Artefact("manifests/fail-open/policy.yaml", lambda _, __: policy_file()),
     Artefact(HELP_FILE, lambda _, root: help_file(root)),
 )
