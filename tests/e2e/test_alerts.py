@@ -5,6 +5,8 @@ reviews behind it) and kube-apiserver's own, after it failed to call the webhook
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -238,3 +240,29 @@ def test_the_alert_fires_and_stays_quiet_on_real_series(case: Case, scrape: Scra
         [str(promtool_bin()), "test", "rules", "test.yaml"], capture_output=True, text=True, cwd=tmp_path
     )
     assert p.returncode == 0, p.stdout + p.stderr + (tmp_path / "test.yaml").read_text()
+
+
+DASHBOARD = ROOT / "manifests" / "monitoring" / "dashboard.json"
+
+
+def _queries() -> list[str]:
+    dash = json.loads(DASHBOARD.read_text())
+    return [t["expr"] for panel in dash["panels"] for t in panel["targets"]]
+
+
+def test_every_dashboard_query_names_metrics_of_the_real_scrape(scrape: Scrape) -> None:
+    """Issue 21 item 2: a query on a metric nobody exports draws an empty panel, silently."""
+    named = {m for q in _queries() for m in re.findall(r"\b(?:waypoint_webhook|apiserver)_[a-z_]+\b", q)}
+    assert len(named) >= 10
+    missing = sorted(m for m in named if m not in scrape.samples)
+    assert not missing, f"the dashboard queries metrics the scrape does not have: {missing}"
+
+
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    """promtool parses each query (as a recording rule), as Grafana would send it."""
+    rules = [{"record": f"dashboard:query:{i}", "expr": q} for i, q in enumerate(_queries())]
+    (tmp_path / "q.yaml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    p = subprocess.run(
+        [str(promtool_bin()), "check", "rules", str(tmp_path / "q.yaml")], capture_output=True, text=True
+    )
+    assert p.returncode == 0 and f"SUCCESS: {len(rules)} rules found" in p.stdout, p.stdout + p.stderr

@@ -273,3 +273,8 @@ def test_monitoring_is_the_tested_rule_file_in_both_installs(helm: Helm, k: Kube
         (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
         assert endpoint["port"] == "probes" and endpoint["path"] == "/metrics" and endpoint["honorLabels"] is True
     assert not [d for d in helm.template() if d["kind"] in ("PrometheusRule", "PodMonitor")]  # off by default
+    dashboard = (ROOT / "manifests" / "monitoring" / "dashboard.json").read_text()
+    charted = helm.template("--set", "monitoring.dashboard.enabled=true")
+    for docs in (charted, kustomized):
+        (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "waypoint-webhook-dashboard"]
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1" and cm["data"]["waypoint-webhook.json"] == dashboard

@@ -27,7 +27,11 @@ def test_the_shipped_conditions_are_the_forwarding_expressions() -> None:
 
 
 def test_a_hand_edit_is_found(tmp_path: Path) -> None:
-    for path in (*(a.path for a in generate.ARTEFACTS), chart.ALERTS):  # the artefacts and their inputs
+    for path in (
+        *(a.path for a in generate.ARTEFACTS),
+        chart.ALERTS,
+        chart.DASHBOARD,
+    ):  # the artefacts and their inputs
         target = tmp_path / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text((ROOT / path).read_text())

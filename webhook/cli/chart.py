@@ -189,6 +189,7 @@ def _pod_schema() -> dict[str, Any]:
                 "podMonitor": _obj(
                     {"enabled": {"type": "boolean"}, "interval": {"type": "string"}, "labels": _strings()}
                 ),
+                "dashboard": _obj({"enabled": {"type": "boolean"}, "namespace": {"type": "string"}}),
             }
         ),
         "networkPolicy": _obj(
@@ -202,6 +203,7 @@ def _pod_schema() -> dict[str, Any]:
 
 
 ALERTS = "manifests/monitoring/alerts.yaml"
+DASHBOARD = "manifests/monitoring/dashboard.json"
 
 
 def prometheus_rule(alerts: str) -> str:

@@ -108,6 +108,7 @@ ARTEFACTS: tuple[Artefact, ...] = (
     Artefact(f"{CHART}/values.schema.json", lambda _, __: chart.values_schema()),
     Artefact("manifests/monitoring/prometheusrule.yaml", lambda _, root: chart.prometheus_rule(_alerts(root))),
     Artefact(f"{CHART}/files/alerts.yaml", lambda _, root: _alerts(root)),
+    Artefact(f"{CHART}/files/dashboard.json", lambda _, root: (root / chart.DASHBOARD).read_text(encoding="utf-8")),
     Artefact("manifests/fail-open/policy.yaml", lambda _, __: policy_file()),
     Artefact(HELP_FILE, lambda _, root: help_file(root)),
 )
