@@ -167,7 +167,7 @@ CASES = [
         "WaypointWebhookCertificateExpiring",
         "waypoint_webhook_certificate_expiry_timestamp_seconds",
         f"{10 * 86400}x20",
-        f"{100 * 86400}x20",
+        "0x20",  # the value of a worker that has not loaded its certificate yet: no alert
         "10m",
     ),
     _one("WaypointWebhookCertificateRejected", "waypoint_webhook_certificate_rejected", "1x20", "0x20", "10m"),

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from testkit.builders import review_body
-from testkit.harness import EXE
+from testkit.harness import EXE, wait_until
 from tests.server.running import ROOT, Server, start_server, stop_server
 
 pytestmark = pytest.mark.server
@@ -50,8 +50,9 @@ def probe_process(srv: Server) -> int:
 def test_metrics_are_served_on_the_probe_port_only(server: Server) -> None:
     moved = requests.get(server.url + "/metrics", verify=server.ca, timeout=5)
     assert moved.status_code == 404 and "probe port" in moved.json()["error"]
-    text = server.metrics()
-    assert "waypoint_webhook_state_synced 1.0" in text  # every worker synced (min over workers)
+    # /metrics is rendered at most once a second: a rendering from before the workers' first
+    # writes may be served once; every worker synced (min over workers) shows within that second.
+    wait_until(lambda: "waypoint_webhook_state_synced 1.0" in server.metrics(), 5, "the workers' metrics", 0.2)
     assert requests.get(server.probe + "/readyz", timeout=5).json() == {"status": "ready", "workers": 2}
 
 
