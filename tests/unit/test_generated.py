@@ -4,6 +4,7 @@ fail-open policies."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -39,3 +40,12 @@ def test_a_hand_edit_is_found(tmp_path: Path) -> None:
     readme.write_text(readme.read_text().replace("| `InvalidWaypointFor` | deny |", "| `InvalidWaypointFor` | warn |"))
     assert generate.stale(tmp_path) == ["README.md"]
     assert generate.write(tmp_path) == ["README.md"] and generate.stale(tmp_path) == []
+
+
+def test_the_charts_shared_namespaces_are_the_cli_ones() -> None:
+    """The chart's excludeRelease=auto and `make certs` agree on which namespaces are never owned."""
+    from webhook.core.kinds import SHARED_NAMESPACES
+
+    helpers = (ROOT / "charts" / "waypoint-webhook" / "templates" / "_helpers.tpl").read_text()
+    (listed,) = re.findall(r"\$shared := list ((?:\"[a-z-]+\" ?)+)", helpers)
+    assert sorted(re.findall(r'"([a-z-]+)"', listed)) == sorted(SHARED_NAMESPACES)

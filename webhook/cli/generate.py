@@ -91,8 +91,9 @@ class Artefact:
     render: Callable[[str, Path], str]  # (the file's current text, the repository) -> what it must be
 
 
-def _alerts(root: Path) -> str:
-    return (root / chart.ALERTS).read_text(encoding="utf-8")
+def _source(path: str) -> Callable[[str, Path], str]:
+    """An artefact that is a copy of a hand-written file (the chart cannot reach outside itself)."""
+    return lambda _, root: (root / path).read_text(encoding="utf-8")
 
 
 HELP_FILE = "webhook/cli/rules-help.json"
@@ -106,9 +107,12 @@ ARTEFACTS: tuple[Artefact, ...] = (
     Artefact(f"{CHART}/templates/webhooks.yaml", lambda _, __: chart.helm_template()),
     Artefact(f"{CHART}/templates/fail-open-policies.yaml", lambda _, __: chart.helm_policies()),
     Artefact(f"{CHART}/values.schema.json", lambda _, __: chart.values_schema()),
-    Artefact("manifests/monitoring/prometheusrule.yaml", lambda _, root: chart.prometheus_rule(_alerts(root))),
-    Artefact(f"{CHART}/files/alerts.yaml", lambda _, root: _alerts(root)),
-    Artefact(f"{CHART}/files/dashboard.json", lambda _, root: (root / chart.DASHBOARD).read_text(encoding="utf-8")),
+    Artefact(
+        "manifests/monitoring/prometheusrule.yaml",
+        lambda text, root: chart.prometheus_rule(_source(chart.ALERTS)(text, root)),
+    ),
+    Artefact(f"{CHART}/files/alerts.yaml", _source(chart.ALERTS)),
+    Artefact(f"{CHART}/files/dashboard.json", _source(chart.DASHBOARD)),
     Artefact("manifests/fail-open/policy.yaml", lambda _, __: policy_file()),
     Artefact(HELP_FILE, lambda _, root: help_file(root)),
 )

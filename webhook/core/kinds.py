@@ -189,6 +189,13 @@ def group_of(api_version: str) -> str:
 # configurations and the fail-open bindings skip it with an objectSelector, so whatever namespace
 # and whatever tool installs it, the webhook never stands between its own Deployment and its pods.
 SELF_LABEL = "waypoint-webhook.io/self"
+
+
+def not_self() -> dict[str, list[dict[str, object]]]:
+    """The objectSelector of every webhook entry and fail-open binding (a fresh dict each call)."""
+    return {"matchExpressions": [{"key": SELF_LABEL, "operator": "NotIn", "values": ["true"]}]}
+
+
 # Namespaces the installs exclude by default (the webhook's own dedicated namespace is added).
 SYSTEM_NAMESPACES = ("kube-system", "kube-node-lease")
 # Namespaces that are never the webhook's own: an install there never creates, labels or

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.core.findings import Code
-from webhook.core.kinds import BY_KIND, SELF_LABEL, SYSTEM_NAMESPACES
+from webhook.core.kinds import BY_KIND, SYSTEM_NAMESPACES, not_self
 from webhook.core.model import (
     DNS1035_LABEL,
     DNS1123_LABEL,
@@ -259,9 +259,7 @@ def documents(excluded: Sequence[str] | str = EXCLUDED) -> list[dict[str, Any]]:
                                 {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": values}
                             ]
                         },
-                        "objectSelector": {
-                            "matchExpressions": [{"key": SELF_LABEL, "operator": "NotIn", "values": ["true"]}]
-                        },
+                        "objectSelector": not_self(),
                     },
                 },
             }
