@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 PORT ?= 8443
 NAMESPACE ?= waypoint-webhook
 CERTS_OUT ?= certs/generated
@@ -14,13 +14,14 @@ MANIFESTS ?= manifests
 PYTEST_ARGS ?=
 
 
-.PHONY: generate bench-check test-random-worlds install run test test-unit test-server test-e2e test-pod test-oracle prereqs lint certs renew-certs controlplane controlplane-oldest helm promtool helm-lint istiod bench bench-hostile bench-audit bench-core bench-memory bench-scrape clean
+.PHONY: lock image sbom generate bench-check test-random-worlds install run test test-unit test-server test-e2e test-pod test-oracle prereqs lint certs renew-certs controlplane controlplane-oldest helm promtool helm-lint istiod bench bench-hostile bench-audit bench-core bench-memory bench-scrape clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
@@ -138,6 +139,26 @@ bench-scrape: install controlplane
 # The audit at 10,000 namespaces, 1,000 waypoints and 50,000 consumers: full and incremental (seconds).
 bench-audit: install
 	$(BIN)/python bench/audit_scale.py
+
+# The image's pinned dependency set (requirements.lock, hashes of every file on the index) and the
+# SBOM tool's. pip-compile keeps existing pins; `make lock UPGRADE=1` moves them to the newest.
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade)
+lock: install
+	$(BIN)/pip-compile $(LOCK_FLAGS) --build-deps-for wheel --output-file requirements.lock pyproject.toml
+	$(BIN)/pip-compile $(LOCK_FLAGS) --output-file requirements-sbom.lock requirements-sbom.in
+
+# The image, labelled with the version and the revision it is built from (see Supply chain).
+IMAGE ?= waypoint-webhook
+CONTAINER_TOOL ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo docker)
+IMAGE_ARGS = --build-arg VERSION=$$($(PYTHON) -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])') \
+  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+  --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ)
+image:
+	$(CONTAINER_TOOL) build $(IMAGE_ARGS) -t $(IMAGE):$$($(PYTHON) -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])') .
+
+# The image's CycloneDX SBOM, from its installed environment: sbom/waypoint-webhook.cdx.json.
+sbom:
+	$(CONTAINER_TOOL) build $(IMAGE_ARGS) --target sbom --output type=local,dest=sbom .
 
 clean:
 	rm -rf $(VENV) certs/dev certs/generated .pytest_cache .mypy_cache .ruff_cache

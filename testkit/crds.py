@@ -11,6 +11,11 @@ Nothing is copied into the project: ``go mod download`` puts each module in the 
   Istio CRD; the tests install ServiceEntry and WorkloadEntry).
 - Kyverno: ``github.com/kyverno/kyverno@v1.19.1``, ``config/crds/policyreport/`` (the
   ``wgpolicyk8s.io/v1alpha2`` PolicyReport and ClusterPolicyReport the audit writes).
+- OpenReports: ``github.com/openreports/reports-api@v0.2.1`` (the version Kyverno v1.19.1
+  requires), ``config/crd/`` (the ``openreports.io/v1alpha1`` Report and ClusterReport).
+- Prometheus Operator: ``github.com/prometheus-operator/prometheus-operator@v0.89.0``,
+  ``example/prometheus-operator-crd/`` (PodMonitor, ServiceMonitor, PrometheusRule: the API server
+  validates the chart's monitoring objects against them).
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api@v1.6.3"
 SEED_GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api@v1.3.0"
 ISTIO_API_MODULE = "istio.io/api@v1.31.4"
 KYVERNO_MODULE = "github.com/kyverno/kyverno@v1.19.1"
+OPENREPORTS_MODULE = "github.com/openreports/reports-api@v0.2.1"
+PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator@v0.89.0"
+MONITORING_CRDS = ("podmonitors", "servicemonitors", "prometheusrules")
 
 
 class ModuleUnavailable(RuntimeError):
@@ -98,12 +106,30 @@ def policy_report_files() -> tuple[Path, ...]:
     return files
 
 
+def openreports_files() -> tuple[Path, ...]:
+    d = module_dir(OPENREPORTS_MODULE) / "config" / "crd"
+    files = tuple(sorted(d.glob("openreports.io_*.yaml")))
+    if len(files) != 2:
+        raise ModuleUnavailable(f"{OPENREPORTS_MODULE} lacks the two report CRDs under config/crd/")
+    return files
+
+
+def monitoring_crd_files() -> tuple[Path, ...]:
+    d = module_dir(PROMETHEUS_OPERATOR_MODULE) / "example" / "prometheus-operator-crd"
+    files = tuple(d / f"monitoring.coreos.com_{name}.yaml" for name in MONITORING_CRDS)
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise ModuleUnavailable(f"{PROMETHEUS_OPERATOR_MODULE} lacks {missing}")
+    return files
+
+
 @cache
 def report_schema(kind: str) -> dict[str, Any]:
-    """The v1alpha2 schema of PolicyReport or ClusterPolicyReport."""
-    for crd in crd_documents(policy_report_files()):
+    """The schema of PolicyReport or ClusterPolicyReport (wgpolicyk8s.io/v1alpha2), or of Report or
+    ClusterReport (openreports.io/v1alpha1)."""
+    for crd in crd_documents(policy_report_files() + openreports_files()):
         if crd["spec"]["names"]["kind"] == kind:
-            (v,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha2"]
+            (v,) = [v for v in crd["spec"]["versions"] if v["name"] in ("v1alpha2", "v1alpha1")]
             s: dict[str, Any] = v["schema"]["openAPIV3Schema"]
             return s
     raise LookupError(f"no CRD schema for {kind}")

@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from testkit.controlplane import ControlPlane, free_port, spawn
-from testkit.crds import GATEWAY_API_MODULE, gateway_api_files, istio_crds, policy_report_files
+from testkit.crds import GATEWAY_API_MODULE, gateway_api_files, istio_crds, openreports_files, policy_report_files
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = str(Path(sys.executable).parent / "waypoint-webhook")
@@ -119,25 +119,41 @@ def install_crds(kubectl: Kubectl, gateway_api: str = GATEWAY_API_MODULE) -> Non
 
 
 REPORT_CRDS = ("crd/policyreports.wgpolicyk8s.io", "crd/clusterpolicyreports.wgpolicyk8s.io")
+OPENREPORTS_CRDS = ("crd/reports.openreports.io", "crd/clusterreports.openreports.io")
+OPENREPORTS = ("reports.openreports.io", "clusterreports.openreports.io")
 
 
 def install_report_crds(kubectl: Kubectl) -> None:
     """Kyverno's wgpolicyk8s.io/v1alpha2 PolicyReport CRDs (the audit writes them), then wait until discoverable."""
-    for f in policy_report_files():
+    _install_crd_files(kubectl, policy_report_files(), REPORT_CRDS, "wgpolicyk8s.io", "policyreports")
+
+
+def install_openreports_crds(kubectl: Kubectl) -> None:
+    """The openreports.io/v1alpha1 Report and ClusterReport CRDs, then wait until discoverable."""
+    _install_crd_files(kubectl, openreports_files(), OPENREPORTS_CRDS, "openreports.io", "clusterreports")
+
+
+def _install_crd_files(
+    kubectl: Kubectl, files: tuple[Path, ...], crds: tuple[str, ...], group: str, plural: str
+) -> None:
+    for f in files:
         kubectl("apply", "--server-side", "-f", str(f))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", *REPORT_CRDS)
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", *crds)
     wait_until(
-        lambda: "policyreports" in kubectl("api-resources", "--api-group=wgpolicyk8s.io", check=False).stdout,
+        lambda: plural in kubectl("api-resources", f"--api-group={group}", check=False).stdout,
         60,
-        "the report CRDs to be discoverable",
+        f"the {group} CRDs to be discoverable",
         0.5,
     )
 
 
-def policy_reports(kubectl: Kubectl) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """(kind, namespace, name) of the object reported on -> the audit's report, of both report kinds."""
+def policy_reports(
+    kubectl: Kubectl, kinds: tuple[str, str] = ("policyreports.wgpolicyk8s.io", "clusterpolicyreports.wgpolicyk8s.io")
+) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(kind, namespace, name) of the object reported on -> the audit's report, of both report kinds
+    (``kinds``: the resources, the OpenReports ones with :data:`OPENREPORTS`)."""
     out = {}
-    for kind in ("policyreports", "clusterpolicyreports"):
+    for kind in kinds:
         items = json.loads(
             kubectl("get", kind, "-A", "-l", "app.kubernetes.io/managed-by=waypoint-webhook", "-o", "json").stdout
         )["items"]

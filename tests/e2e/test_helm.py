@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
+import socket
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +18,9 @@ import pytest
 import yaml
 from cryptography import x509
 
-from testkit.controlplane import ControlPlane, free_port
-from testkit.harness import EXE, Kubectl, running_cluster, wait_until
+from testkit.controlplane import ControlPlane, free_port, spawn
+from testkit.crds import MONITORING_CRDS, monitoring_crd_files
+from testkit.harness import EXE, Kubectl, running_cluster, serve_command, wait_until
 from testkit.helm import CHART, Helm, helm_bin, loopback_renderer
 from testkit.webhook_process import ROOT, start_webhook
 from webhook.core.findings import Policy, Severity
@@ -278,3 +282,151 @@ def test_monitoring_is_the_tested_rule_file_in_both_installs(helm: Helm, k: Kube
     for docs in (charted, kustomized):
         (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "waypoint-webhook-dashboard"]
         assert cm["metadata"]["labels"]["grafana_dashboard"] == "1" and cm["data"]["waypoint-webhook.json"] == dashboard
+
+
+MONITORS = {"PodMonitor": "podMetricsEndpoints", "ServiceMonitor": "endpoints"}
+
+
+def _kustomized_monitoring(k: Kubectl, tmp_path: Path, *components: str) -> list[dict[str, Any]]:
+    """The base manifests with manifests/monitoring and the named components under it, as a
+    user's overlay lists them (kustomize takes relative paths only)."""
+    overlay = tmp_path / ("overlay-" + "-".join(components or ("plain",)))
+    overlay.mkdir()
+    rel = Path(os.path.relpath(ROOT / "manifests", overlay))
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [str(rel)],
+                "components": [str(rel / "monitoring"), *(str(rel / "monitoring" / c) for c in components)],
+            }
+        )
+    )
+    return [d for d in yaml.safe_load_all(k("kustomize", str(overlay)).stdout) if d]
+
+
+def _scrape_shape(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What decides how Prometheus scrapes: each monitor's endpoints, and the container's probe
+    schemes and --probe-tls."""
+    out: dict[str, Any] = {
+        kind: d["spec"][field] for d in docs for kind, field in MONITORS.items() if d["kind"] == kind
+    }
+    (dep,) = [d for d in docs if d["kind"] == "Deployment"]
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    out["probes"] = sorted({c[p]["httpGet"]["scheme"] for p in ("startupProbe", "livenessProbe", "readinessProbe")})
+    out["probe-tls"] = "--probe-tls" in c["args"]
+    return out
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "tls"])
+@pytest.mark.parametrize("monitor", ["PodMonitor", "ServiceMonitor"])
+def test_the_monitors_scrape_alike_in_both_installs(
+    helm: Helm, k: Kubectl, tmp_path: Path, tls: bool, monitor: str
+) -> None:
+    """monitoring.tls and monitoring.{pod,service}Monitor.enabled in the chart, the tls and
+    servicemonitor components in kustomize: the same monitor, endpoints, probes and flag."""
+    key = "podMonitor" if monitor == "PodMonitor" else "serviceMonitor"
+    charted = helm.template(
+        "-n",
+        "waypoint-webhook",
+        "--set",
+        f"monitoring.{key}.enabled=true",
+        "--set",
+        f"monitoring.tls={str(tls).lower()}",
+    )
+    components = [*(["servicemonitor"] if monitor == "ServiceMonitor" else []), *(["tls"] if tls else [])]
+    kustomized = _kustomized_monitoring(k, tmp_path, *components)
+    assert _scrape_shape(charted) == _scrape_shape(kustomized)
+    shape = _scrape_shape(charted)
+    assert set(shape) == {monitor, "probes", "probe-tls"}, "exactly one monitor"
+    (endpoint,) = shape[monitor]
+    assert endpoint["scheme"] == ("https" if tls else "http") and shape["probes"] == (["HTTPS"] if tls else ["HTTP"])
+    if monitor == "ServiceMonitor":
+        for docs in (charted, kustomized):
+            (svc,) = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "waypoint-webhook-metrics"]
+            (sm,) = [d for d in docs if d["kind"] == "ServiceMonitor"]
+            assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+            assert svc["spec"]["ports"] == [
+                {"name": "metrics", "port": 8080, "targetPort": "probes", "protocol": "TCP"}
+            ]
+
+
+def _verified_scrape(port: int, ca: Path, server_name: str) -> str:
+    """GET /metrics as Prometheus does with the monitor's tlsConfig: connect to the pod's address,
+    verify the certificate against ``ca`` for ``server_name``."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname=server_name) as s,
+    ):
+        s.sendall(f"GET /metrics HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n".encode())
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_the_monitors_are_valid_and_their_tls_verifies_the_shipped_certificate(
+    cp: ControlPlane, helm: Helm, k: Kubectl, tmp_path: Path
+) -> None:
+    """The chart with every monitoring object and monitoring.tls, installed on a kube-apiserver
+    with the Prometheus Operator's CRDs (v0.89.0, which validate them); then the probe port served
+    with the pair of the Secret the chart generated, scraped with exactly the ServiceMonitor's
+    tlsConfig (CA from the Secret key it names, its serverName)."""
+    for f in monitoring_crd_files():
+        k("apply", "--server-side", "-f", str(f))
+    k(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        *(f"crd/{n}.monitoring.coreos.com" for n in MONITORING_CRDS),
+    )
+    values = ["monitoring.tls=true", "monitoring.serviceMonitor.enabled=true", "monitoring.podMonitor.enabled=true",
+              "monitoring.prometheusRule.enabled=true"]  # fmt: skip
+    helm(
+        "install",
+        "waypoint-webhook",
+        str(CHART),
+        "-n",
+        "mon",
+        "--create-namespace",
+        *(a for v in values for a in ("--set", v)),
+    )
+    try:
+        sm = yaml.safe_load(k("get", "servicemonitor", "waypoint-webhook", "-n", "mon", "-o", "yaml").stdout)
+        assert yaml.safe_load(k("get", "podmonitor", "waypoint-webhook", "-n", "mon", "-o", "yaml").stdout)
+        (endpoint,) = sm["spec"]["endpoints"]
+        tls_config = endpoint["tlsConfig"]
+        secret = _secret(k, "mon") if tls_config["ca"]["secret"]["name"] == "waypoint-webhook-tls" else {}
+        certs = tmp_path / "certs"
+        certs.mkdir()
+        for name in ("tls.crt", "tls.key"):
+            (certs / name).write_bytes(base64.b64decode(secret[name]))
+        (tmp_path / "ca.crt").write_bytes(base64.b64decode(secret[tls_config["ca"]["secret"]["key"]]))
+        port, probe = free_port(), free_port()
+        argv = serve_command(
+            port, certs, 1, "--state", str(ROOT / "examples" / "state"), "--probe-tls", probe_port=probe
+        )
+        log = tmp_path / "serve.log"
+        proc = spawn(argv, log.open("wb"))
+        try:
+            got = wait_until(
+                lambda: _try_scrape(probe, tmp_path / "ca.crt", tls_config["serverName"]),
+                30,
+                f"a verified scrape\n{log.read_text()}",
+            )
+            assert got.startswith("HTTP/1.0 200") and "waypoint_webhook_" in got, got[:300]
+            with pytest.raises(ssl.SSLCertVerificationError):
+                _verified_scrape(probe, tmp_path / "ca.crt", "waypoint-webhook.elsewhere.svc")
+        finally:
+            proc.terminate()
+            proc.wait(15)
+    finally:
+        helm("uninstall", "waypoint-webhook", "-n", "mon")
+
+
+def _try_scrape(port: int, ca: Path, server_name: str) -> str | None:
+    try:
+        got = _verified_scrape(port, ca, server_name)
+    except (OSError, ssl.SSLError):
+        return None
+    return got if "waypoint_webhook_" in got else None

@@ -79,7 +79,8 @@ def test_deployment_is_ha_and_locked_down(kubectl: Kubectl) -> None:
     # The view reads; the audit writes only its reports, and its Lease only by name.
     assert all(set(r["verbs"]) == {"get", "list", "watch"} for r in roles["waypoint-webhook-view"]["rules"])
     assert [(r["apiGroups"], r["resources"]) for r in roles["waypoint-webhook-audit"]["rules"]] == [
-        (["wgpolicyk8s.io"], ["policyreports", "clusterpolicyreports"])
+        (["wgpolicyk8s.io"], ["policyreports", "clusterpolicyreports"]),
+        (["openreports.io"], ["reports", "clusterreports"]),
     ]
     lease = roles["waypoint-webhook-audit-lease"]
     assert lease["metadata"]["namespace"] == "waypoint-webhook"

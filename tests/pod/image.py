@@ -14,11 +14,14 @@ build so pip can verify the package index it reaches.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import resource
 import shutil
 import ssl
 import subprocess
+import time
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,18 +121,48 @@ def host_ca_bundle() -> Path | None:
     return None
 
 
-def build(env: dict[str, str]) -> str:
-    """``podman build`` of the project's Dockerfile on the local base; returns the image tag."""
-    require_tools()
+def project_version() -> str:
+    version: str = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    return version
+
+
+def git_revision() -> str:
+    p = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else "unknown"
+
+
+def _build_args(env: dict[str, str]) -> list[str]:
+    """What ``make image`` passes (version, revision, date), on the local base, with the host's CA
+    bundle and package index for pip."""
     base = base_image(env)
-    args = ["build", "--pull=never", "--network=host", "--build-arg", f"BASE={base}", "-t", IMAGE]
+    args = ["build", "--pull=never", "--network=host", "--build-arg", f"BASE={base}"]
+    args += ["--build-arg", f"VERSION={project_version()}", "--build-arg", f"REVISION={git_revision()}"]
+    args += ["--build-arg", f"CREATED={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"]
     ca = host_ca_bundle()
     if ca is not None:
         args += ["--volume", f"{ca}:/run/host-ca.crt:ro", "--build-arg", "PIP_CERT=/run/host-ca.crt"]
     if os.environ.get("PIP_INDEX_URL"):
         args += ["--build-arg", f"PIP_INDEX_URL={os.environ['PIP_INDEX_URL']}"]
-    podman(env, *args, "-f", str(ROOT / "Dockerfile"), str(ROOT), timeout=1200)
+    return args
+
+
+def build(env: dict[str, str]) -> str:
+    """``podman build`` of the project's Dockerfile on the local base; returns the image tag."""
+    require_tools()
+    podman(env, *_build_args(env), "-t", IMAGE, "-f", str(ROOT / "Dockerfile"), str(ROOT), timeout=1200)
     return IMAGE
+
+
+def build_sbom(env: dict[str, str], out: Path) -> Path:
+    """``make sbom``: the Dockerfile's sbom stage, written to ``out``; returns the SBOM's path."""
+    args = [*_build_args(env), "--target", "sbom", "--output", f"type=local,dest={out}"]
+    podman(env, *args, "-f", str(ROOT / "Dockerfile"), str(ROOT), timeout=1200)
+    return out / "waypoint-webhook.cdx.json"
+
+
+def labels(env: dict[str, str], image: str) -> dict[str, str]:
+    got: dict[str, str] = json.loads(podman(env, "image", "inspect", "--format", "{{json .Labels}}", image).stdout)
+    return got
 
 
 def size_bytes(env: dict[str, str], image: str) -> int:

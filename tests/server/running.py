@@ -26,10 +26,10 @@ class Server:
     state: Path
     proc: subprocess.Popen[bytes]
     log: Path
-    probe: str  # the probe port's base URL (plain HTTP)
+    probe: str  # the probe port's base URL (plain HTTP; https with --probe-tls)
 
     def metrics(self) -> str:
-        return requests.get(self.probe + "/metrics", timeout=10).text
+        return requests.get(self.probe + "/metrics", verify=self.ca, timeout=10).text
 
     def post(self, path: str, body: bytes, ctype: str = "application/json", **kw: Any) -> requests.Response:
         return requests.post(
@@ -37,7 +37,9 @@ class Server:
         )
 
 
-def start_server(tmp: Path, state_src: Path | None = None, extra: list[str] | None = None, workers: int = 2) -> Server:
+def start_server(
+    tmp: Path, state_src: Path | None = None, extra: list[str] | None = None, workers: int = 2, probe_tls: bool = False
+) -> Server:
     certs, state = tmp / "certs", tmp / "state"
     state.mkdir(parents=True, exist_ok=True)
     if state_src is not None:
@@ -60,13 +62,20 @@ def start_server(tmp: Path, state_src: Path | None = None, extra: list[str] | No
             "--state-poll-interval",
             "0.2",
             *(extra or []),
+            *(["--probe-tls"] if probe_tls else []),
             probe_port=probe,
         ),
         log.open("wb"),
         env=env,
     )
     srv = Server(
-        f"https://127.0.0.1:{port}", str(certs / "ca.crt"), certs, state, proc, log, f"http://127.0.0.1:{probe}"
+        f"https://127.0.0.1:{port}",
+        str(certs / "ca.crt"),
+        certs,
+        state,
+        proc,
+        log,
+        f"{'https' if probe_tls else 'http'}://127.0.0.1:{probe}",
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

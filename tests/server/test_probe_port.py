@@ -18,6 +18,7 @@ import requests
 from testkit.builders import review_body
 from testkit.harness import EXE, wait_until
 from tests.server.running import ROOT, Server, start_server, stop_server
+from webhook.admission import tls
 
 pytestmark = pytest.mark.server
 GOOD = review_body(
@@ -101,3 +102,33 @@ def test_a_probe_port_in_use_stops_serve_with_one_line(tmp_path: Path) -> None:
     assert p.returncode == 2, p.stderr
     assert f"--probe-port {port}: Address already in use" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_the_probe_port_over_tls_verifies_with_the_ca_and_follows_a_rotation(tmp_path: Path) -> None:
+    """``--probe-tls`` (issue 21 item 3): the probes and /metrics over TLS with the serving
+    certificate, verifiable with the CA the ServiceMonitor is given, reloaded with the pair; plain
+    HTTP is refused and admission goes on."""
+    srv = start_server(tmp_path, ROOT / "examples" / "state", workers=1, probe_tls=True)
+    try:
+        assert srv.probe.startswith("https://")
+        assert requests.get(srv.probe + "/readyz", verify=srv.ca, timeout=5).json()["status"] == "ready"
+        wait_until(lambda: "waypoint_webhook_state_synced 1.0" in srv.metrics(), 5, "the metrics over TLS", 0.2)
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(srv.probe.replace("https://", "http://") + "/healthz", timeout=5)
+        old_ca = tmp_path / "old-ca.crt"
+        old_ca.write_bytes(Path(srv.ca).read_bytes())
+        tls.write(tls.issue(["localhost"], ["127.0.0.1"]), srv.certs)  # a new CA, a new pair
+
+        def rotated() -> bool:
+            try:
+                return requests.get(srv.probe + "/healthz", verify=srv.ca, timeout=2).status_code == 200
+            except requests.exceptions.SSLError:
+                return False
+
+        wait_until(rotated, 15, "the probe port to serve the new certificate", 0.1)
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(srv.probe + "/healthz", verify=str(old_ca), timeout=2)
+        assert srv.post("/validate", GOOD).json()["response"]["allowed"] is True
+        assert srv.proc.poll() is None and "Traceback" not in srv.log.read_text()
+    finally:
+        stop_server(srv)

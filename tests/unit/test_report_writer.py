@@ -16,7 +16,7 @@ import pytest
 from testkit.builders import consumer
 from testkit.fakeapi import Call, Raw
 from testkit.harness import wait_until
-from webhook.audit import writer
+from webhook.audit import reports, writer
 from webhook.audit.tracker import Tracker
 from webhook.audit.writer import ReportWriter, WorkQueue
 from webhook.core.engine import Settings
@@ -33,6 +33,8 @@ class FakeReports:
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> report
     refuse: set[str] = field(default_factory=set)
     served: bool = True  # the CRDs are installed
+    groups: set[str] = field(default_factory=lambda: {"wgpolicyk8s.io"})  # of which API groups
+    forbidden: set[str] = field(default_factory=set)  # groups RBAC does not grant (403)
     version: int = 0
     writes: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -46,11 +48,18 @@ class FakeReports:
             return Call(Raw(status, json.dumps(payload).encode()))
 
     def _handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
-        if not self.served:
+        group = path.split("/")[2]
+        if group in self.forbidden:
+            return 403, {"message": f"forbidden: cannot list {group}"}
+        if not self.served or group not in self.groups:
             return 404, {"message": "the server could not find the requested resource"}
-        if method == "GET" and path.endswith(("policyreports", "clusterpolicyreports")):
-            kind = "clusterpolicyreports" if path.endswith("clusterpolicyreports") else "/policyreports"
-            return 200, {"metadata": {}, "items": [r for p, r in self.reports.items() if kind in p]}
+        for api in reports.APIS:
+            if method == "GET" and path in (api.every(True), api.every(False)):
+                namespaced, prefix = path == api.every(True), f"/apis/{api.api_version}/"
+                items = [
+                    r for p, r in self.reports.items() if p.startswith(prefix) and ("/namespaces/" in p) == namespaced
+                ]
+                return 200, {"metadata": {}, "items": items}
         if method == "POST":
             path = f"{path}/{body['metadata']['name']}"
             if path in self.reports:
@@ -101,8 +110,14 @@ def running() -> Iterator[list[ReportWriter]]:
         w.stop()
 
 
-def start(api: FakeReports, tracker: Tracker, running: list[ReportWriter], ready: bool = True) -> ReportWriter:
-    w = ReportWriter(api, tracker, qps=0, retry=0.2)
+def start(
+    api: FakeReports,
+    tracker: Tracker,
+    running: list[ReportWriter],
+    ready: bool = True,
+    apis: tuple[reports.ReportApi, ...] = reports.APIS,
+) -> ReportWriter:
+    w = ReportWriter(api, tracker, qps=0, retry=0.2, apis=apis)
     if ready:
         w.ready.set()  # what the auditor does after its first full pass
     w.start()
@@ -228,8 +243,8 @@ def test_thousands_of_findings_fit_one_report() -> None:
     )
     report = reports.render("networking.istio.io/v1", "ServiceEntry", "shop", "se", "uid", findings, {}, 1)
     assert len(json.dumps(report)) < 256 * 1024, "far below etcd's request limit"
-    assert report["summary"]["fail"] == 4096 and len(report["results"]) == reports.MAX_RESULTS + 1
-    assert report["results"][-1]["rule"] == "ResultsTruncated" and "3896 more" in report["results"][-1]["message"]
+    assert report["summary"]["fail"] == 4096 and len(report["results"]) == reports.MAX_RESULTS
+    assert report["results"][-1]["rule"] == "ResultsTruncated" and "3897 more" in report["results"][-1]["message"]
     again = reports.render(
         "networking.istio.io/v1", "ServiceEntry", "shop", "se", "uid", findings, reports.since_of(report), 99
     )
@@ -257,3 +272,55 @@ def test_an_auditor_that_writes_no_reports_stops_cleanly() -> None:
     auditor = Auditor(AuditorOptions(reports=False), FakeReports(), View())
     auditor.shutdown()  # raised RuntimeError before
     assert not auditor.writer.thread.is_alive() and not auditor.elector.thread.is_alive()
+
+
+def in_group(api: FakeReports, group: str) -> dict[str, dict[str, Any]]:
+    with api.lock:
+        return {p: r for p, r in api.reports.items() if p.startswith(f"/apis/{group}/")}
+
+
+def test_openreports_alone_are_written_as_reports(running: list[ReportWriter]) -> None:
+    """Only the openreports.io CRDs installed: auto writes Reports, the same content."""
+    api, tracker = FakeReports(groups={"openreports.io"}), tracker_with("a", "b")
+    w = start(api, tracker, running)
+    wait_until(lambda: len(api.reports) == 2, 5, "two Reports")
+    assert all(p.startswith("/apis/openreports.io/v1alpha1/namespaces/shop/reports/") for p in api.reports)
+    assert {r["kind"] for r in api.reports.values()} == {"Report"} and w.using is reports.OPENREPORTS
+
+
+def test_both_groups_auto_prefers_wgpolicy_and_a_named_group_moves_every_report(running: list[ReportWriter]) -> None:
+    """Both groups served: auto keeps writing PolicyReports (what an existing install reads);
+    --report-api openreports.io writes Reports and deletes ours in wgpolicyk8s.io, and back."""
+    api, tracker = FakeReports(groups={"wgpolicyk8s.io", "openreports.io"}), tracker_with("a", "b")
+    first = start(api, tracker, running)
+    wait_until(lambda: len(in_group(api, "wgpolicyk8s.io")) == 2, 5, "two PolicyReports")
+    assert not in_group(api, "openreports.io")
+    first.stop()
+    start(api, tracker, running, apis=reports.CHOICES["openreports.io"])
+    wait_until(lambda: len(in_group(api, "openreports.io")) == 2, 5, "two Reports")
+    wait_until(lambda: not in_group(api, "wgpolicyk8s.io"), 5, "the PolicyReports deleted")
+    running[-1].stop()
+    start(api, tracker, running, apis=reports.CHOICES["wgpolicyk8s.io"])
+    wait_until(
+        lambda: len(in_group(api, "wgpolicyk8s.io")) == 2 and not in_group(api, "openreports.io"), 5, "moved back"
+    )
+
+
+def test_a_named_group_not_installed_writes_nothing_elsewhere(running: list[ReportWriter]) -> None:
+    api, tracker = FakeReports(groups={"wgpolicyk8s.io"}), tracker_with("a")
+    w = start(api, tracker, running, apis=reports.CHOICES["openreports.io"])
+    wait_until(lambda: w.available is False, 5, "the openreports.io CRDs noticed missing")
+    assert not api.reports and not api.writes
+    with api.lock:
+        api.groups.add("openreports.io")
+    wait_until(lambda: len(in_group(api, "openreports.io")) == 1, 5, "written once the CRDs are there")
+
+
+def test_a_group_not_granted_never_blocks_writing_the_other(running: list[ReportWriter]) -> None:
+    """An older ClusterRole granting only wgpolicyk8s.io, with the OpenReports CRDs installed: the
+    clean-up there is refused (403) and reports are still written."""
+    api = FakeReports(groups={"wgpolicyk8s.io", "openreports.io"}, forbidden={"openreports.io"})
+    tracker = tracker_with("a", "b")
+    w = start(api, tracker, running)
+    wait_until(lambda: len(in_group(api, "wgpolicyk8s.io")) == 2, 5, "two PolicyReports")
+    assert w.available is True and w.counts.error == 0

@@ -257,6 +257,20 @@ def test_reports_follow_the_kyverno_crd_schema_and_keep_timestamps() -> None:
         assert report["summary"]["fail"] + report["summary"]["warn"] == len(a.results)
         later = reports.render(a.api_version, key[0], key[1], key[2], a.uid, a.results, reports.since_of(report), 2000)
         assert reports.content(later) == reports.content(report)  # unchanged: never rewritten
+        # The same content as an OpenReports Report / ClusterReport, valid for its CRD.
+        opened = reports.render(a.api_version, *key, a.uid, a.results, {}, 1000, reports.OPENREPORTS)
+        open_kind = "Report" if key[1] else "ClusterReport"
+        jsonschema.validate(opened, report_schema(open_kind))
+        assert (opened["apiVersion"], opened["kind"], opened["source"]) == (
+            "openreports.io/v1alpha1",
+            open_kind,
+            "waypoint-webhook",
+        )
+        assert (opened["results"], opened["summary"], opened["scope"]) == (
+            report["results"],
+            report["summary"],
+            report["scope"],
+        )
     svc = reports.render("v1", "Service", "shop", "s", "u-s", c.audited("Service", "shop", "s").results, {}, 1)
     assert svc["metadata"]["name"] == "waypoint-webhook-u-s"
     assert [r["result"] for r in svc["results"]] == ["fail", "fail"]  # denials: result fail, severity high

@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -32,7 +33,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported only with --tls-cert: it loads cryptography
+    from webhook.admission.tls import CertReloader
 
 log = logging.getLogger("webhook.probes")
 
@@ -177,6 +181,10 @@ class ProbeOptions:
     niceness: int = 19  # when SCHED_IDLE is not available
     scrape_rate: float = 10.0  # /metrics answers a second, after a burst of scrape_burst
     scrape_burst: float = 20.0
+    # --probe-tls: the serving certificate, reloaded as the workers reload it (kubelet's HTTPS
+    # probes do not verify it; Prometheus does, with the CA of the shipped Secret).
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 class ProbeHandler(BaseHTTPRequestHandler):
@@ -249,6 +257,7 @@ class ProbeServer(HTTPServer):
         self.scrapes = TokenBucket(opts.scrape_rate, opts.scrape_burst)
         self.open: dict[socket.socket, float] = {}
         self.open_lock = threading.Lock()
+        self.tls = _reloader(opts)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self.slots.acquire()  # past the pool, connections wait in the listen backlog
@@ -258,15 +267,27 @@ class ProbeServer(HTTPServer):
         threading.Thread(target=self._serve_one, args=(request, client_address), daemon=True).start()
 
     def _serve_one(self, request: Any, client_address: Any) -> None:
+        conn = request
         try:
-            self.finish_request(request, client_address)
-        except Exception:  # a client gone mid-answer: nothing to tell it
+            if self.tls is not None:
+                conn = self._wrap(request)
+                conn.do_handshake()  # within the same deadline: the reaper cuts a stalled handshake
+            self.finish_request(conn, client_address)
+        except Exception:  # a client gone mid-answer, or a failed handshake: nothing to tell it
             log.debug("probe connection from %s failed", client_address, exc_info=True)
         finally:
             with self.open_lock:
-                self.open.pop(request, None)
-            self.shutdown_request(request)
+                self.open.pop(conn, None)
+            self.shutdown_request(conn)
             self.slots.release()
+
+    def _wrap(self, raw: socket.socket) -> ssl.SSLSocket:
+        """The connection as TLS (the serving certificate of now), tracked in place of ``raw``."""
+        assert self.tls is not None
+        conn = self.tls.context().wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+        with self.open_lock:
+            self.open[conn] = self.open.pop(raw, time.monotonic() + self.opts.deadline)
+        return conn
 
     def reap(self) -> None:
         """Cut connections past their deadline (called twice a second)."""
@@ -276,6 +297,17 @@ class ProbeServer(HTTPServer):
         for s in late:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
+
+
+def _reloader(opts: ProbeOptions) -> CertReloader | None:
+    if not (opts.tls_cert and opts.tls_key):
+        return None
+    from webhook.admission.tls import CertReloader
+
+    reloader = CertReloader(opts.tls_cert, opts.tls_key)
+    if reloader.error:
+        log.error("probe port: %s (TLS connections fail until a valid pair is there)", reloader.error)
+    return reloader
 
 
 def _metrics_renderer(opts: ProbeOptions) -> tuple[Callable[[], bytes], str]:
@@ -301,7 +333,10 @@ def yield_cpu(niceness: int) -> str:
 def serve(sock: socket.socket, opts: ProbeOptions, exit_with_parent: bool = True) -> int:
     """Serve until SIGTERM, or until the gunicorn master (the parent) is gone."""
     policy = yield_cpu(opts.niceness)
-    log.info("probe port serving /healthz, /readyz and /metrics on %s (%s)", sock.getsockname()[:2], policy)
+    scheme = "https" if opts.tls_cert else "http"
+    log.info(
+        "probe port serving /healthz, /readyz and /metrics (%s) on %s (%s)", scheme, sock.getsockname()[:2], policy
+    )
     render, ctype = _metrics_renderer(opts)
     server = ProbeServer(sock, opts, MetricsCache(render, opts.cache_seconds), ctype)
     parent = os.getppid()
@@ -326,12 +361,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cache-seconds", type=float, default=1.0)
     p.add_argument("--log-level", default="info")
     p.add_argument("--log-format", default="text")
+    p.add_argument("--tls-cert", help="serve TLS with this certificate (--probe-tls)")
+    p.add_argument("--tls-key")
     args = p.parse_args(argv)
     from webhook.admission import logs
 
     logs.setup(args.log_level, args.log_format)
     sock = socket.socket(fileno=args.fd)
-    opts = ProbeOptions(args.dir, args.audit_status, args.cache_seconds)
+    opts = ProbeOptions(args.dir, args.audit_status, args.cache_seconds, tls_cert=args.tls_cert, tls_key=args.tls_key)
     return serve(sock, opts)
 
 

@@ -59,6 +59,7 @@ class ServeOptions:
     log_level: str = "info"
     log_format: str = "text"
     metrics_cache: float = 1.0  # seconds a rendering of /metrics is served again
+    probe_tls: bool = False  # the probe port over TLS with the serving certificate
     sidecar: tuple[str, ...] = ()  # argv of a process to run beside the workers (the auditor)
 
 
@@ -243,6 +244,8 @@ def _sidecars(opts: ServeOptions, probe: socket.socket | None) -> list[Sidecar]:
         argv = [sys.executable, "-m", "webhook.admission.probes", "--fd", str(probe.fileno()), "--dir", directory]
         argv += ["--cache-seconds", str(opts.metrics_cache), "--log-level", opts.log_level]
         argv += ["--log-format", opts.log_format, *(["--audit-status", status] if opts.sidecar and status else [])]
+        if opts.probe_tls and opts.tls_cert and opts.tls_key:
+            argv += ["--tls-cert", opts.tls_cert, "--tls-key", opts.tls_key]
         out.append(Sidecar(argv, env, grace=5.0, pass_fds=(probe.fileno(),)))
     if opts.sidecar:
         out.append(Sidecar([*opts.sidecar, *(["--status-file", status] if status else []), "--exit-with-parent"], env))

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
 
+from webhook.audit import reports
 from webhook.audit.lease import LeaseElector
 from webhook.audit.tracker import Tracker
 from webhook.audit.writer import ReportWriter
@@ -62,7 +63,8 @@ class AuditorOptions:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     lease_retry: float = 2.0
-    report_retry: float = 60.0  # how often to look again for the PolicyReport CRD
+    report_retry: float = 60.0  # how often to look again for the report CRDs
+    report_api: str = "auto"  # a key of reports.CHOICES: the group reports are written to
     write_qps: float = 20.0
     exit_with_parent: bool = False
     mesh_configmap: tuple[str, str] | None = ("istio-system", "istio")  # V1: istiod's MeshConfig
@@ -115,7 +117,9 @@ class Auditor:
         self.tracker = Tracker(view.index, opts.settings)
         view.observer = self.tracker.observe
         self.status_due = threading.Event()  # something the status file shows has changed
-        self.writer = ReportWriter(api, self.tracker, opts.write_qps, opts.report_retry, self.status_due.set)
+        self.writer = ReportWriter(
+            api, self.tracker, opts.write_qps, opts.report_retry, self.status_due.set, reports.CHOICES[opts.report_api]
+        )
         self.elector = LeaseElector(
             api,
             opts.lease_namespace,
@@ -164,6 +168,7 @@ class Auditor:
             leader=self.elector.leading.is_set(),
             standby=self.opts.reports and not self.watching,
             reports_available=self.writer.available,
+            reports_api=self.writer.using.api_version if self.writer.using and self.writer.available else "",
             writes=self.writer.writes,
             findings=tuple(
                 FindingCount(code=code, severity=sev, kind=kind, namespace=ns, count=n)

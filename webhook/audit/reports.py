@@ -1,9 +1,11 @@
-"""Audit results as ``wgpolicyk8s.io/v1alpha2`` PolicyReports, the format Kyverno and Policy
-Reporter users already read.
+"""Audit results as reports in the two API groups Kyverno and Policy Reporter users read:
+``wgpolicyk8s.io/v1alpha2`` PolicyReports, and ``openreports.io/v1alpha1`` Reports, which Kyverno
+and Policy Reporter (>= 3.2) are moving to as the wg-policy CRDs are retired. Both carry the same
+content; OpenReports adds the report's ``source`` and ``configuration.limits.maxResults``.
 
 One report per object with findings, scoped to it, as Kyverno writes them today: a
-``PolicyReport`` in the object's namespace, or a ``ClusterPolicyReport`` for a Namespace or a
-GatewayClass. So ``kubectl get policyreports -A`` lists each broken object with its kind, name and
+``PolicyReport`` (``Report``) in the object's namespace, or a ``ClusterPolicyReport``
+(``ClusterReport``) for a Namespace or a GatewayClass. So ``kubectl get policyreports -A`` lists each broken object with its kind, name and
 counts; a report never outgrows etcd's object size; and, owned by its object, it is garbage
 collected with it. Each finding is one result: ``policy: waypoint-webhook``, ``rule:`` the code,
 ``result: fail`` for a denial and ``warn`` for a warning.
@@ -15,13 +17,48 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from webhook.core.findings import Judged, Severity
 
-GROUP = "wgpolicyk8s.io"
-VERSION = "v1alpha2"
-API_VERSION = f"{GROUP}/{VERSION}"
+
+@dataclass(frozen=True, slots=True)
+class ReportApi:
+    """One API group reports can be written to: its kinds and resources, namespaced and cluster."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    cluster_kind: str
+    cluster_plural: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+    def collection(self, namespace: str) -> str:
+        """The API path of the reports of ``namespace`` ("" for the cluster-scoped ones)."""
+        if namespace:
+            return f"/apis/{self.api_version}/namespaces/{namespace}/{self.plural}"
+        return f"/apis/{self.api_version}/{self.cluster_plural}"
+
+    def every(self, namespaced: bool) -> str:
+        """The path listing the reports of every namespace, or the cluster-scoped ones."""
+        return f"/apis/{self.api_version}/{self.plural if namespaced else self.cluster_plural}"
+
+
+WGPOLICY = ReportApi(
+    "wgpolicyk8s.io", "v1alpha2", "PolicyReport", "policyreports", "ClusterPolicyReport", "clusterpolicyreports"
+)
+OPENREPORTS = ReportApi("openreports.io", "v1alpha1", "Report", "reports", "ClusterReport", "clusterreports")
+APIS = (WGPOLICY, OPENREPORTS)
+# --report-api: "auto" writes to whichever group is served, wgpolicyk8s.io when both are (what an
+# existing install reads); naming a group writes only there, waiting for its CRDs.
+CHOICES = {"auto": APIS, WGPOLICY.group: (WGPOLICY,), OPENREPORTS.group: (OPENREPORTS,)}
+# Kept for callers that name the original format.
+GROUP, VERSION, API_VERSION = WGPOLICY.group, WGPOLICY.version, WGPOLICY.api_version
 POLICY = "waypoint-webhook"
 SOURCE = "waypoint-webhook"
 CATEGORY = "Istio ambient waypoints"
@@ -41,11 +78,8 @@ def report_name(kind: str, namespace: str, name: str, uid: str) -> str:
     return NAME_PREFIX + digest
 
 
-def collection(namespace: str) -> str:
-    """The API path of the reports of ``namespace`` ("" for ClusterPolicyReports)."""
-    if namespace:
-        return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/policyreports"
-    return f"/apis/{GROUP}/{VERSION}/clusterpolicyreports"
+def collection(namespace: str, api: ReportApi = WGPOLICY) -> str:
+    return api.collection(namespace)
 
 
 def _owned_by(api_version: str, kind: str, namespace: str, name: str, uid: str) -> tuple[dict[str, Any], ...]:
@@ -60,9 +94,10 @@ def _owned_by(api_version: str, kind: str, namespace: str, name: str, uid: str) 
     return scope, metadata
 
 
-# A report holds at most this many results, the denials first: one object with thousands of
-# findings (a ServiceEntry with 4,096 broken endpoints) would otherwise outgrow etcd's request
-# limit and never be written. The summary still counts every finding.
+# A report holds at most this many results, the denials first, the last one (rule
+# ResultsTruncated) counting what was left out: one object with thousands of findings (a
+# ServiceEntry with 4,096 broken endpoints) would otherwise outgrow etcd's request limit and never
+# be written, as Kyverno's did ("request is too large"). The summary still counts every finding.
 MAX_RESULTS = 200
 TRUNCATED = "ResultsTruncated"
 
@@ -106,17 +141,20 @@ def render(
     results: tuple[Judged, ...],
     since: Mapping[tuple[str, str], int],
     now: int,
+    api: ReportApi = WGPOLICY,
 ) -> dict[str, Any]:
     """The report for one object. ``since`` carries over when each (code, field) was first reported,
     so an unchanged finding keeps its timestamp and an unchanged report is never rewritten."""
     scope, metadata = _owned_by(api_version, kind, namespace, name, uid)
     ordered = sorted(results, key=lambda r: (r.severity is not Severity.DENY, r.code, r.field))
-    shown = [_entry(r, since, now) for r in ordered[:MAX_RESULTS]]
-    if len(ordered) > MAX_RESULTS:
-        shown.append(_truncated(len(ordered) - MAX_RESULTS, since.get((TRUNCATED, ""), now)))
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "PolicyReport" if namespace else "ClusterPolicyReport",
+    if len(ordered) <= MAX_RESULTS:
+        shown = [_entry(r, since, now) for r in ordered]
+    else:  # MAX_RESULTS in all, the last one saying how many were left out
+        shown = [_entry(r, since, now) for r in ordered[: MAX_RESULTS - 1]]
+        shown.append(_truncated(len(ordered) - MAX_RESULTS + 1, since.get((TRUNCATED, ""), now)))
+    report: dict[str, Any] = {
+        "apiVersion": api.api_version,
+        "kind": api.kind if namespace else api.cluster_kind,
         "metadata": metadata,
         "scope": scope,
         "summary": {
@@ -128,6 +166,10 @@ def render(
         },
         "results": shown,
     }
+    if api is OPENREPORTS:
+        report["source"] = SOURCE
+        report["configuration"] = {"limits": {"maxResults": MAX_RESULTS}}
+    return report
 
 
 def since_of(report: Mapping[str, Any]) -> dict[tuple[str, str], int]:
@@ -153,6 +195,8 @@ def content(report: Mapping[str, Any]) -> tuple[Any, ...]:
         report.get("scope"),
         report.get("summary"),
         report.get("results"),
+        report.get("source"),
+        report.get("configuration"),
         labels.get(MANAGED_BY),
         meta.get("ownerReferences"),
     )

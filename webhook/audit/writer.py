@@ -58,7 +58,7 @@ class Written:
 
 
 class Unavailable(Exception):
-    """The PolicyReport CRD is not installed."""
+    """No report CRD of the groups chosen is installed."""
 
 
 @dataclass
@@ -105,9 +105,19 @@ class ReportWriter:
     """Keeps one report per object with findings, while this replica holds the Lease."""
 
     def __init__(
-        self, api: Any, tracker: Tracker, qps: float, retry: float, on_progress: Callable[[], None] = lambda: None
+        self,
+        api: Any,
+        tracker: Tracker,
+        qps: float,
+        retry: float,
+        on_progress: Callable[[], None] = lambda: None,
+        apis: tuple[reports.ReportApi, ...] = reports.APIS,
     ) -> None:
         self.api, self.tracker, self.retry = api, tracker, retry
+        # The groups to write to, in order of preference: the first one served is used, and our
+        # reports in any other group are deleted, so switching groups moves the reports.
+        self.apis = apis
+        self.using: reports.ReportApi | None = None
         self.on_progress = on_progress  # after a round: the status file shows the new counts
         self.interval = 1.0 / qps if qps > 0 else 0.0
         self.leading = threading.Event()
@@ -214,8 +224,8 @@ class ReportWriter:
         except Unavailable:
             if self.available is not False:
                 log.info(
-                    "PolicyReport CRD (%s) not installed: reports are not written; looking again every %.0fs",
-                    reports.API_VERSION,
+                    "no report CRD installed (%s): reports are not written; looking again every %.0fs",
+                    " or ".join(f"{a.kind} of {a.api_version}" for a in self.apis),
                     self.retry,
                 )
             self.available = False
@@ -268,38 +278,62 @@ class ReportWriter:
         self._next_write = max(self._next_write, time.monotonic()) + self.interval
 
     def _list(self) -> set[ObjKey]:
-        """Read every report we own; return the keys to look at (ours, and every finding)."""
+        """Read every report we own in the first group served; return the keys to look at (ours,
+        and every finding). Ours in the other groups are deleted."""
+        using, owned = self._first_served()
         listed: dict[ObjKey, Written] = {}
         extra: list[Written] = []
-        for namespaced in (True, False):
-            for item in self._owned(namespaced):
-                scope = item.get("scope") or {}
-                kind = scope.get("kind") or ""
-                key = (kind, "" if kind in CLUSTER_SCOPED else scope.get("namespace") or "", scope.get("name") or "")
-                written = Written.of(item)
-                if key in listed:
-                    extra.append(written)
-                else:
-                    listed[key] = written
-        if self.available is not True:
-            log.info("PolicyReport CRD found: writing reports (%d of ours exist)", len(listed))
-        self.available = True
-        self.written = listed
+        for item in owned:
+            scope = item.get("scope") or {}
+            kind = scope.get("kind") or ""
+            key = (kind, "" if kind in CLUSTER_SCOPED else scope.get("namespace") or "", scope.get("name") or "")
+            written = Written.of(item)
+            if key in listed:
+                extra.append(written)
+            else:
+                listed[key] = written
+        if self.available is not True or self.using is not using:
+            log.info("writing reports as %s (%d of ours exist)", using.api_version, len(listed))
+        self.available, self.using, self.written = True, using, listed
         for w in extra:  # a second report for one object
             self._delete(w.namespace, w.name)
+        self._delete_elsewhere(using)
         return set(listed) | set(self.tracker.with_findings())
 
-    def _owned(self, namespaced: bool) -> list[dict[str, Any]]:
-        path = f"/apis/{reports.API_VERSION}/{'policyreports' if namespaced else 'clusterpolicyreports'}"
-        selector = [("labelSelector", f"{reports.MANAGED_BY}={reports.MANAGER}")]
-        try:
-            return list(kubeapi.list_items(self.api, path, selector))
-        except kubeapi.NotServed:
-            raise Unavailable() from None
+    def _first_served(self) -> tuple[reports.ReportApi, list[dict[str, Any]]]:
+        for api in self.apis:
+            try:
+                return api, self._owned(api)
+            except kubeapi.NotServed:
+                continue
+        raise Unavailable()
 
-    def _delete(self, ns: str, name: str) -> None:
+    def _owned(self, api: reports.ReportApi) -> list[dict[str, Any]]:
+        selector = [("labelSelector", f"{reports.MANAGED_BY}={reports.MANAGER}")]
+        items = list(kubeapi.list_items(self.api, api.every(True), selector))
+        return items + list(kubeapi.list_items(self.api, api.every(False), selector))
+
+    def _delete_elsewhere(self, using: reports.ReportApi) -> None:
+        """Our reports in a group not written to: left over from before a switch of groups."""
+        for api in reports.APIS:
+            if api is using:
+                continue
+            try:
+                stale = self._owned(api)
+                if stale:
+                    log.info("deleting %d of our reports in %s: writing to %s", len(stale), api.group, using.group)
+                for item in stale:
+                    meta = item.get("metadata") or {}
+                    self._delete(meta.get("namespace") or "", meta.get("name") or "", api)
+            except kubeapi.NotServed:
+                continue
+            except Exception as e:  # not granted (an older ClusterRole), or failing: never blocks writing
+                log.warning("cannot clean up our reports in %s: %s: %s", api.group, type(e).__name__, e)
+
+    def _delete(self, ns: str, name: str, api: reports.ReportApi | None = None) -> None:
+        api = api or self.using or self.apis[0]
         self._pace()
-        status, _ = self._call("DELETE", f"{reports.collection(ns)}/{name}")
+        status, _ = self._call("DELETE", f"{api.collection(ns)}/{name}")
         if status >= 300 and status != 404:
             raise RuntimeError(f"deleting report {ns}/{name}: HTTP {status}")
         self.counts.delete += 1
@@ -322,7 +356,8 @@ class ReportWriter:
             del self.written[key]
             have = None
         self._pace()
-        status, body, op = self._write(reports.collection(ns), name, desired, have)
+        api = self.using or self.apis[0]
+        status, body, op = self._write(api.collection(ns), name, desired, have)
         if status == 404:
             # the namespace is gone, or the CRD with every report: list again to know which
             self._schedule_list(0.0)
@@ -366,4 +401,5 @@ class ReportWriter:
             audited.results,
             have.since if have else {},
             int(time.time()),
+            self.using or self.apis[0],
         )

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from webhook.audit.reports import CHOICES as REPORT_APIS
 from webhook.cli.webhookconfig import API, NAME, Target, configurations
 from webhook.core.findings import CODES, PRESETS, Policy
 from webhook.core.policies import documents
@@ -120,7 +121,7 @@ def _operations_schema() -> dict[str, Any]:
         "waypointClasses": {"type": "array", "items": {"type": "string", "minLength": 1}},
         "pinWaypointFor": {"type": "boolean"},
         "unsynced": sev,
-        "audit": _obj({"enabled": {"type": "boolean"}}),
+        "audit": _obj({"enabled": {"type": "boolean"}, "reportApi": {"enum": list(REPORT_APIS)}}),
         "meshConfig": _obj(
             {"enabled": {"type": "boolean"}, "istioNamespace": {"type": "string", "pattern": _DNS_LABEL}}
         ),
@@ -186,9 +187,9 @@ def _pod_schema() -> dict[str, Any]:
         "monitoring": _obj(
             {
                 "prometheusRule": _obj({"enabled": {"type": "boolean"}, "labels": _strings()}),
-                "podMonitor": _obj(
-                    {"enabled": {"type": "boolean"}, "interval": {"type": "string"}, "labels": _strings()}
-                ),
+                "tls": {"type": "boolean"},
+                "podMonitor": _monitor(),
+                "serviceMonitor": _monitor(),
                 "dashboard": _obj({"enabled": {"type": "boolean"}, "namespace": {"type": "string"}}),
             }
         ),
@@ -200,6 +201,16 @@ def _pod_schema() -> dict[str, Any]:
         "podAnnotations": _strings(),
         "global": {"type": "object"},
     }
+
+
+def _monitor() -> dict[str, Any]:
+    return _obj(
+        {
+            "enabled": {"type": "boolean"},
+            "interval": {"type": "string", "pattern": r"^[0-9]+(ms|s|m|h)$"},
+            "labels": _strings(),
+        }
+    )
 
 
 ALERTS = "manifests/monitoring/alerts.yaml"

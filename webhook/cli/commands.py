@@ -395,6 +395,7 @@ def cmd_auditor(args: argparse.Namespace) -> int:
         renew_deadline=args.renew_deadline,
         lease_retry=args.lease_retry,
         report_retry=args.report_retry,
+        report_api=args.report_api,
         write_qps=args.write_qps,
         exit_with_parent=args.exit_with_parent,
         mesh_configmap=args.mesh_configmap,
@@ -433,6 +434,8 @@ def _serve_options(args: argparse.Namespace, level: str, fmt: str) -> ServeOptio
         fmt,
         "--mesh-configmap",
         mesh,
+        "--report-api",
+        args.report_api,
         *_policy_argv(args),
     )
     if args.kubeconfig:
@@ -451,6 +454,7 @@ def _serve_options(args: argparse.Namespace, level: str, fmt: str) -> ServeOptio
         log_level=level,
         log_format=fmt,
         metrics_cache=args.metrics_cache,
+        probe_tls=args.probe_tls,
         sidecar=sidecar if args.audit else (),
     )
 

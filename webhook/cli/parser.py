@@ -7,6 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from webhook.admission.worker import Deadlines
+from webhook.audit.reports import CHOICES as REPORT_APIS
 from webhook.core.findings import PRESETS
 from webhook.core.model import is_dns1123_label
 
@@ -94,6 +95,17 @@ def mesh_configmap_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def report_api_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--report-api",
+        choices=tuple(REPORT_APIS),
+        default="auto",
+        help="the API group the continuous audit writes its reports to: auto (default) uses whichever of "
+        "wgpolicyk8s.io (PolicyReport) and openreports.io (Report) is installed, wgpolicyk8s.io when both are; "
+        "naming a group writes only there. Our reports in the other group are deleted",
+    )
+
+
 def mesh_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mesh-config",
@@ -121,6 +133,12 @@ def _serve_transport(s: argparse.ArgumentParser) -> None:
         default=8080,
         help="serve /healthz, /readyz and /metrics on this port over plain HTTP, from a process no "
         "admission request waits for (default 8080; 0: none, and no /metrics)",
+    )
+    s.add_argument(
+        "--probe-tls",
+        action="store_true",
+        help="serve the probe port over TLS with the serving certificate (--tls-cert/--tls-key, reloaded "
+        "with them): probes then use scheme HTTPS, and Prometheus verifies with the CA of the Secret",
     )
     s.add_argument(
         "--metrics-cache",
@@ -169,6 +187,7 @@ def _serve_state(s: argparse.ArgumentParser) -> None:
         help="also run the continuous audit in a process beside the workers (needs --cluster): findings in "
         "/metrics and, while this replica holds the Lease, PolicyReports",
     )
+    report_api_flag(s)
 
 
 def _serve(sub: Sub) -> None:
@@ -223,6 +242,7 @@ def _auditor(sub: Sub) -> None:
     au.add_argument("--identity", default="", help="holder identity (default hostname_pid)")
     au.add_argument("--status-file", help="where to publish results for /metrics")
     au.add_argument("--no-reports", dest="reports", action="store_false", help="audit, but never write reports")
+    report_api_flag(au)
     mesh_configmap_flag(au)
     _auditor_timing(au)
     au.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)

@@ -58,6 +58,7 @@ class AuditStatus:
     leader: bool = False
     standby: bool = False  # waiting for the Lease, holding no view: healthy, audits nothing
     reports_available: bool | None = None  # unknown until the leader has looked
+    reports_api: str = ""  # the apiVersion reports are written as ("" while none is)
     writes: Mapping[str, int] = field(default_factory=dict)
     findings: tuple[FindingCount, ...] = ()
 
@@ -73,6 +74,7 @@ class AuditStatus:
             "leader": self.leader,
             "standby": self.standby,
             "reports_available": self.reports_available,
+            "reports_api": self.reports_api,
             "writes": dict(self.writes),
             "findings": [f.to_json() for f in self.findings],
         }
@@ -97,6 +99,7 @@ class AuditStatus:
             leader=data.get("leader") is True,
             standby=data.get("standby") is True,
             reports_available=available if isinstance(available, bool) else None,
+            reports_api=str(data.get("reports_api") or ""),
             writes={
                 str(k): int(v)
                 for k, v in (writes.items() if isinstance(writes, dict) else ())

@@ -103,3 +103,21 @@ caBundle: {{ required "certificates.secret.caBundle is required with certificate
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 {{- end }}
+
+{{/* The scrape's scheme, and with monitoring.tls the TLS settings that verify the serving
+certificate: the CA from the TLS Secret (ca.crt, in every certificate mode) and the Service's
+DNS name, which the certificate carries. */}}
+{{- define "waypoint-webhook.scrapeTLS" -}}
+{{- $root := . -}}
+{{- if $root.Values.monitoring.tls -}}
+scheme: https
+tlsConfig:
+  ca:
+    secret:
+      name: {{ include "waypoint-webhook.secretName" $root }}
+      key: ca.crt
+  serverName: waypoint-webhook.{{ $root.Release.Namespace }}.svc
+{{- else -}}
+scheme: http
+{{- end -}}
+{{- end -}}
