@@ -27,6 +27,7 @@ from testkit.harness import (
     running_cluster,
     wait_until,
 )
+from webhook.audit.reports import MAX_RESULTS
 
 pytestmark = pytest.mark.e2e
 UW = "istio.io/use-waypoint"
@@ -102,7 +103,7 @@ def test_a_stuck_namespace_and_an_oversized_report_block_nothing(k: Kubectl, aud
     assert ("Service", "aa-dying", "doomed") not in reports, "a Terminating namespace takes no report"
     huge = reports[("ServiceEntry", "big", "huge")]
     assert huge["summary"]["fail"] == ENDPOINTS, huge["summary"]
-    assert huge["results"][-1]["rule"] == "ResultsTruncated" and len(huge["results"]) == 201
+    assert huge["results"][-1]["rule"] == "ResultsTruncated" and len(huge["results"]) == MAX_RESULTS
     assert len(json.dumps(huge)) < 256 * 1024
 
 
