@@ -14,7 +14,7 @@ MANIFESTS ?= manifests
 PYTEST_ARGS ?=
 
 
-.PHONY: lock image sbom generate bench-check test-random-worlds install run test test-unit test-server test-e2e test-pod test-oracle prereqs lint certs renew-certs controlplane controlplane-oldest helm promtool helm-lint istiod bench bench-hostile bench-audit bench-core bench-memory bench-scrape clean
+.PHONY: bench-peers bench-stall lock image sbom generate bench-check test-random-worlds install run test test-unit test-server test-e2e test-pod test-oracle prereqs lint certs renew-certs controlplane controlplane-oldest helm promtool helm-lint istiod bench bench-hostile bench-audit bench-core bench-memory bench-scrape clean
 
 install: $(STAMP)
 
@@ -131,6 +131,15 @@ bench-check: install
 # namespaces and 100,000 Pods / 10,000 namespaces on the e2e control plane (about 15 minutes).
 bench-memory: install controlplane
 	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" $(BIN)/python bench/scale_memory.py
+
+# The API server's cost of each way of enforcing the rules, side by side: none, the generated
+# ValidatingAdmissionPolicies, Kyverno (built from the Go module proxy on first use, cached), this
+# webhook, and the fail-open install (bench/peers.py; about 30 minutes). bench-stall: the open-loop tail alone.
+bench-peers: install controlplane
+	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" $(BIN)/python -m bench.peers $(PEERS_ARGS)
+
+bench-stall: install controlplane
+	KUBEBUILDER_ASSETS="$$(tests/e2e/controlplane/build.sh | tail -n1)" $(BIN)/python -m bench.stall $(PEERS_ARGS)
 
 # Review latency with 16 scrapers of a 5,000-namespace /metrics in a loop, against idle (about 5 minutes).
 bench-scrape: install controlplane
