@@ -58,14 +58,23 @@ def _kinds(rule: dict[str, Any]) -> list[str]:
     return out
 
 
+def generated() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each generated ValidatingAdmissionPolicy with its binding's matchResources."""
+    docs = [d for d in yaml.safe_load_all((ROOT / "manifests" / "fail-open" / "policy.yaml").read_text()) if d]
+    bindings = {d["spec"]["policyName"]: d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"}
+    return [
+        (d, bindings[d["metadata"]["name"]]["spec"]["matchResources"])
+        for d in docs
+        if d["kind"] == "ValidatingAdmissionPolicy"
+    ]
+
+
 def cluster_policy() -> dict[str, Any]:
     """One rule per generated ValidatingAdmissionPolicy: its kinds, its exclusions, its CEL."""
-    docs = list(yaml.safe_load_all((ROOT / "manifests" / "fail-open" / "policy.yaml").read_text()))
-    bindings = {d["spec"]["policyName"]: d for d in docs if d and d["kind"] == "ValidatingAdmissionPolicyBinding"}
     rules = []
-    for vap in (d for d in docs if d and d["kind"] == "ValidatingAdmissionPolicy"):
+    for vap, match in generated():
         name = vap["metadata"]["name"]
-        excluded = bindings[name]["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"]
+        excluded = match["namespaceSelector"]["matchExpressions"][0]["values"]
         kinds = [k for r in vap["spec"]["matchConstraints"]["resourceRules"] for k in _kinds(r)]
         ops = sorted({op for r in vap["spec"]["matchConstraints"]["resourceRules"] for op in r["operations"]})
         rules.append(
@@ -98,11 +107,9 @@ def cluster_policy() -> dict[str, Any]:
 def validating_policies() -> list[dict[str, Any]]:
     """The same policies as Kyverno's CEL-native ValidatingPolicies (policies.kyverno.io/v1): the
     VAPs' constraints, conditions and validations, the bindings' selectors, no background scans."""
-    docs = [d for d in yaml.safe_load_all((ROOT / "manifests" / "fail-open" / "policy.yaml").read_text()) if d]
-    bindings = {d["spec"]["policyName"]: d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"}
     out = []
-    for vap in (d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"):
-        spec, match = vap["spec"], bindings[vap["metadata"]["name"]]["spec"]["matchResources"]
+    for vap, match in generated():
+        spec = vap["spec"]
         constraints = {**spec["matchConstraints"], **{k: v for k, v in match.items() if k.endswith("Selector")}}
         out.append(
             {

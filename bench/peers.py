@@ -41,9 +41,9 @@ from typing import Any
 import requests
 
 from bench import kyverno, payloads
-from bench.run import Load, build_loadgen
-from bench.stall import pin, register, setup, tree, unregister
-from testkit.controlplane import ControlPlane
+from bench.run import Load
+from bench.stall import pin, pinned_cluster, register, unregister, wait_effective
+from testkit.controlplane import ControlPlane, process_tree
 from testkit.harness import Kubectl, make_ready
 from testkit.webhook_process import start_webhook
 
@@ -137,7 +137,7 @@ def configured(name: str, cp: ControlPlane, k: Kubectl, work: Path, kyverno_exe:
         if name.startswith("webhook"):
             wh = start_webhook(cp, k, work / f"wh-{time.monotonic_ns()}", ["--audit"])
             stack.callback(wh.stop)
-            pin(tree(wh.proc.pid), "1")
+            pin(process_tree(wh.proc.pid), "1")
             register(k, wh)
             stack.callback(unregister, k)
         if name.startswith("kyverno"):
@@ -147,15 +147,6 @@ def configured(name: str, cp: ControlPlane, k: Kubectl, work: Path, kyverno_exe:
         if name != "none":
             wait_effective(k)
         yield
-
-
-def wait_effective(k: Kubectl) -> None:
-    deadline = time.monotonic() + 60
-    while "InvalidUseWaypoint" not in k.apply(payloads.api_service_bad(), "--dry-run=server", check=False).stderr:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the admission configuration did not take effect")
-        time.sleep(0.5)
-    time.sleep(1)
 
 
 def measure(load: Load, cp: ControlPlane, hist: Histograms, work: Path, tag: str, seconds: int) -> dict[str, Any]:
@@ -230,11 +221,7 @@ def main() -> int:
     configs = args.configs.split(",") + ([] if args.no_kyverno else ["kyverno", "kyverno-vpol"])
     kyverno_exe = None if args.no_kyverno else kyverno.build()
     work = Path(tempfile.mkdtemp(prefix="waypoint-peers-"))
-    cp = ControlPlane(work / "cp")
-    cp.start()
-    pin([q for p in cp.pids for q in tree(p)], "0")
-    k = Kubectl(cp.kubeconfig)
-    setup(k)
+    cp, k, load = pinned_cluster(work)
     k.apply(
         gateway("all")
         | {"metadata": {"name": "waypoint-all", "namespace": "bench", "labels": {"istio.io/waypoint-for": "all"}}}
@@ -242,7 +229,6 @@ def main() -> int:
     make_ready(k, "waypoint-all", "bench")
     if kyverno_exe is not None:
         kyverno.install(k)
-    load = Load(build_loadgen(work), cp.workdir / "pki" / "ca.crt", False)
     hist = Histograms(cp)
     rounds: list[dict[str, dict[str, Any]]] = []
     try:

@@ -20,20 +20,9 @@ from typing import Any
 
 from bench import payloads
 from bench.run import Load, build_loadgen
-from testkit.controlplane import ControlPlane
+from testkit.controlplane import ControlPlane, process_tree
 from testkit.harness import Kubectl, apply_identity, install_crds, make_ready, webhook_configs
 from testkit.webhook_process import Webhook, start_webhook
-
-
-def tree(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            kids = task / "children"
-            todo += [int(k) for k in kids.read_text().split()] if kids.exists() else []
-    return out
 
 
 def pin(pids: list[int], cpu: str) -> None:
@@ -62,16 +51,29 @@ def setup(k: Kubectl) -> None:
 
 def register(k: Kubectl, wh: Webhook) -> None:
     k.apply(webhook_configs(k, int(wh.url.rsplit(":", 1)[1]), wh.ca.read_bytes()))
+
+
+def wait_effective(k: Kubectl) -> None:
+    """Until a server-side dry run of a broken Service is denied: the admission in force."""
     deadline = time.monotonic() + 60
     while "InvalidUseWaypoint" not in k.apply(payloads.api_service_bad(), "--dry-run=server", check=False).stderr:
         if time.monotonic() > deadline:
-            raise RuntimeError("webhook not effective")
+            raise RuntimeError("the admission configuration did not take effect")
         time.sleep(0.5)
 
 
+def pinned_cluster(work: Path) -> tuple[ControlPlane, Kubectl, Load]:
+    """kube-apiserver and etcd on CPU 0 with the bench namespace and its waypoint, and the load
+    client (on CPU 1) that creates through them with the admin's certificate."""
+    cp = ControlPlane(work / "cp")
+    cp.start()
+    pin([q for p in cp.pids for q in process_tree(p)], "0")
+    k = Kubectl(cp.kubeconfig)
+    setup(k)
+    return cp, k, Load(build_loadgen(work), cp.workdir / "pki" / "ca.crt", False)
+
+
 def unregister(k: Kubectl) -> None:
-    k("delete", "validatingwebhookconfiguration,mutatingwebhookconfiguration", "-l", "app.kubernetes.io/name=waypoint-webhook",
-      "--ignore-not-found", check=False)  # fmt: skip
     for d in webhook_configs(k, 1, b"x"):
         k("delete", d["kind"].lower(), d["metadata"]["name"], "--ignore-not-found", check=False)
 
@@ -86,14 +88,8 @@ def main() -> int:
     ap.add_argument("--extra", default="", help="extra serve flags, comma-separated")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="waypoint-stall-"))
-    cp = ControlPlane(work / "cp")
-    cp.start()
-    pin([q for p in cp.pids for q in tree(p)], "0")
-    k = Kubectl(cp.kubeconfig)
-    setup(k)
-    exe = build_loadgen(work)
+    cp, k, load = pinned_cluster(work)
     pki = cp.workdir / "pki"
-    load = Load(exe, pki / "ca.crt", False)
     results: dict[str, list[dict[str, Any]]] = {}
     n = 0
     try:
@@ -103,8 +99,9 @@ def main() -> int:
                 if config != "none":
                     extra = (["--audit"] if config == "audit" else []) + [e for e in args.extra.split(",") if e]
                     wh = start_webhook(cp, k, work / f"wh-{rnd}-{config}", extra)
-                    pin(tree(wh.proc.pid), "1")
+                    pin(process_tree(wh.proc.pid), "1")
                     register(k, wh)
+                    wait_effective(k)
                     time.sleep(2)
                 n += 1
                 body = payloads.write(work / f"svc-{n}.json", payloads.api_service(f"r{n}"))

@@ -337,3 +337,16 @@ class ControlPlane:
                     raise RuntimeError(f"{name} exited with {p.returncode}:\n{log[-4000:]}")
             time.sleep(0.2)
         raise TimeoutError(f"{what} not ready after {timeout}s")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants, read from /proc (every task's children: gunicorn starts
+    some from threads)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            kids = (task / "children").read_text().split() if (task / "children").exists() else []
+            todo += [int(k) for k in kids]
+    return out

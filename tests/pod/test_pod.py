@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from testkit.builders import ns_labels, review_body
+from testkit.controlplane import process_tree
 from testkit.harness import policy_reports, probe_denial, wait_until, webhook_configs
 from tests.pod import image as images
 from tests.pod.container import CONTAINER, MEASURED, Pod
@@ -27,18 +28,6 @@ pytestmark = [pytest.mark.pod, pytest.mark.filterwarnings("ignore::urllib3.excep
 
 def _budget(probe: dict[str, int]) -> float:
     return probe.get("initialDelaySeconds", 0) + probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3)
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants, read from the host's /proc."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            kids = (task / "children").read_text().split() if (task / "children").exists() else []
-            todo += [int(k) for k in kids]
-    return out
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -61,7 +50,7 @@ def test_probes_answer_within_their_budgets(pod: Pod) -> None:
 
 
 def test_runs_as_the_configured_user_without_capabilities(pod: Pod) -> None:
-    pids = _tree(pod.pid())
+    pids = process_tree(pod.pid())
     assert len(pids) >= 3, "expected the gunicorn master and its workers"
     for pid in pids:
         st = _status(pid)
@@ -122,7 +111,7 @@ def test_the_audit_runs_beside_the_workers_and_reports_from_the_container(pod: P
     previous test left pointing at a missing waypoint."""
     import requests
 
-    cmdlines = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in _tree(pod.pid())]
+    cmdlines = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in process_tree(pod.pid())]
     assert sum(b"auditor" in c for c in cmdlines) == 1, cmdlines
     k = pod.kubectl
     report = wait_until(
@@ -160,7 +149,7 @@ def test_metrics_answer_with_the_reviews_counted(pod: Pod) -> None:
 def test_idle_memory_is_recorded(pod: Pod) -> None:
     time.sleep(2)
     rss = pss = 0
-    for pid in _tree(pod.pid()):
+    for pid in process_tree(pod.pid()):
         rss += int(_status(pid)["VmRSS"].split()[0])
         rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
         pss += int(next(line.split()[1] for line in rollup.splitlines() if line.startswith("Pss:")))

@@ -57,8 +57,6 @@ APIS = (WGPOLICY, OPENREPORTS)
 # --report-api: "auto" writes to whichever group is served, wgpolicyk8s.io when both are (what an
 # existing install reads); naming a group writes only there, waiting for its CRDs.
 CHOICES = {"auto": APIS, WGPOLICY.group: (WGPOLICY,), OPENREPORTS.group: (OPENREPORTS,)}
-# Kept for callers that name the original format.
-GROUP, VERSION, API_VERSION = WGPOLICY.group, WGPOLICY.version, WGPOLICY.api_version
 POLICY = "waypoint-webhook"
 SOURCE = "waypoint-webhook"
 CATEGORY = "Istio ambient waypoints"
@@ -76,10 +74,6 @@ def report_name(kind: str, namespace: str, name: str, uid: str) -> str:
         return NAME_PREFIX + uid
     digest = hashlib.sha256(f"{kind}/{namespace}/{name}".encode()).hexdigest()[:32]
     return NAME_PREFIX + digest
-
-
-def collection(namespace: str, api: ReportApi = WGPOLICY) -> str:
-    return api.collection(namespace)
 
 
 def _owned_by(api_version: str, kind: str, namespace: str, name: str, uid: str) -> tuple[dict[str, Any], ...]:

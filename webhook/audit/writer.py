@@ -137,6 +137,11 @@ class ReportWriter:
         self.thread = threading.Thread(target=self.run, name="reports", daemon=True)
 
     @property
+    def target(self) -> reports.ReportApi:
+        """The group written to: the one the last listing found served (the first choice before)."""
+        return self.using or self.apis[0]
+
+    @property
     def writes(self) -> dict[str, int]:
         return self.counts.as_dict()
 
@@ -331,7 +336,7 @@ class ReportWriter:
                 log.warning("cannot clean up our reports in %s: %s: %s", api.group, type(e).__name__, e)
 
     def _delete(self, ns: str, name: str, api: reports.ReportApi | None = None) -> None:
-        api = api or self.using or self.apis[0]
+        api = api or self.target
         self._pace()
         status, _ = self._call("DELETE", f"{api.collection(ns)}/{name}")
         if status >= 300 and status != 404:
@@ -356,8 +361,7 @@ class ReportWriter:
             del self.written[key]
             have = None
         self._pace()
-        api = self.using or self.apis[0]
-        status, body, op = self._write(api.collection(ns), name, desired, have)
+        status, body, op = self._write(self.target.collection(ns), name, desired, have)
         if status == 404:
             # the namespace is gone, or the CRD with every report: list again to know which
             self._schedule_list(0.0)
@@ -401,5 +405,5 @@ class ReportWriter:
             audited.results,
             have.since if have else {},
             int(time.time()),
-            self.using or self.apis[0],
+            self.target,
         )
