@@ -40,12 +40,12 @@ from typing import Any
 
 import requests
 
-from bench import kyverno, payloads
+from bench import kyverno, payloads, profile
 from bench.run import Load
 from bench.stall import pin, pinned_cluster, register, unregister, wait_effective
 from testkit.controlplane import ControlPlane, process_tree
 from testkit.harness import Kubectl, make_ready
-from testkit.webhook_process import start_webhook
+from testkit.webhook_process import Webhook, start_webhook
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -127,9 +127,13 @@ class Histograms:
 
 
 @contextmanager
-def configured(name: str, cp: ControlPlane, k: Kubectl, work: Path, kyverno_exe: Path | None) -> Iterator[None]:
-    """The API server with configuration ``name`` in force, effective before the run starts."""
+def configured(
+    name: str, cp: ControlPlane, k: Kubectl, work: Path, kyverno_exe: Path | None
+) -> Iterator[Webhook | None]:
+    """The API server with configuration ``name`` in force, effective before the run starts; yields
+    the webhook's process when the configuration has one."""
     policies = str(ROOT / "manifests" / "fail-open" / "policy.yaml")
+    wh: Webhook | None = None
     with ExitStack() as stack:
         if "cel" in name:
             k("apply", "-f", policies)
@@ -146,7 +150,7 @@ def configured(name: str, cp: ControlPlane, k: Kubectl, work: Path, kyverno_exe:
             stack.enter_context(kyverno.running(cp, k, kyverno_exe, work / f"kyverno-{time.monotonic_ns()}", style))
         if name != "none":
             wait_effective(k)
-        yield
+        yield wh
 
 
 def measure(load: Load, cp: ControlPlane, hist: Histograms, work: Path, tag: str, seconds: int) -> dict[str, Any]:
@@ -214,6 +218,7 @@ def main() -> int:
     ap.add_argument("--configs", default="none,cel,webhook,webhook+cel")
     ap.add_argument("--no-kyverno", action="store_true", help="leave Kyverno out (it is built on first use)")
     ap.add_argument("--from-rounds", type=Path, help="summarise the complete rounds of an earlier run's rounds.json")
+    ap.add_argument("--no-profile", action="store_true", help="skip the profiling pass (py-spy) after the rounds")
     args = ap.parse_args()
     if args.from_rounds:
         earlier: list[dict[str, dict[str, Any]]] = json.loads(args.from_rounds.read_text())
@@ -242,9 +247,36 @@ def main() -> int:
                     rounds[-1][config] = measure(load, cp, hist, work, f"r{rnd}{configs.index(config)}", args.seconds)
                 clear(k)
                 (work / "rounds.json").write_text(json.dumps(rounds))  # kept if a later run fails
+        if not args.no_profile:
+            profiled(cp, k, load, work)
     finally:
         cp.stop()
     return write_results(rounds)
+
+
+def profiled(cp: ControlPlane, k: Kubectl, load: Load, work: Path, seconds: int = 20) -> None:
+    """A pass of its own after the rounds: the shipped webhook under Services created at 100/s, sampled
+    by py-spy twice (a flame graph, then the raw stacks the stage table is made of)."""
+    pki = cp.workdir / "pki"
+    raw = work / "profile.txt"
+    outputs = (("flamegraph", RESULTS / "peers-profile.svg"), ("raw", raw))
+    with configured("webhook", cp, k, work, None) as wh:
+        assert wh is not None
+        for fmt, out in outputs:
+            sampler = profile.record(wh.proc.pid, seconds, out, fmt)
+            time.sleep(1)
+            body = payloads.write(work / f"profile-{fmt}.json", payloads.api_service(f"prof{fmt[0]}"))
+            load.run(cp.url + WORKLOADS["services"][0], body, rate=100, conns=20, duration=f"{seconds - 3}s",
+                     ca=str(pki / "ca.crt"), cert=str(pki / "admin.crt"), key=str(pki / "admin.key"), expect="201")  # fmt: skip
+            _, err = sampler.communicate(timeout=seconds + 30)
+            if sampler.returncode != 0:
+                raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
+    clear(k)
+    summary = profile.summarise(raw.read_text().splitlines())
+    (RESULTS / "peers-profile.md").write_text(
+        "# The webhook under the API server's traffic (Services at 100/s, py-spy)\n\n" + summary.markdown() + "\n"
+    )
+    print(summary.markdown(), file=sys.stderr)
 
 
 def write_results(rounds: list[dict[str, dict[str, Any]]]) -> int:

@@ -29,6 +29,17 @@ B0 = {
         for r in ("deployments", "statefulsets", "daemonsets", "replicasets")
     },
     **{("batch", r): ({"v1"}, {"CREATE", "UPDATE"}) for r in ("jobs", "cronjobs")},
+    # A7: the policies and routes that need a waypoint
+    ("security.istio.io", "authorizationpolicies"): ({"v1", "v1beta1"}, {"CREATE", "UPDATE"}),
+    ("security.istio.io", "requestauthentications"): ({"v1", "v1beta1"}, {"CREATE", "UPDATE"}),
+    ("telemetry.istio.io", "telemetries"): ({"v1", "v1alpha1"}, {"CREATE", "UPDATE"}),
+    ("extensions.istio.io", "wasmplugins"): ({"v1alpha1"}, {"CREATE", "UPDATE"}),
+    ("extensions.istio.io", "trafficextensions"): ({"v1alpha1"}, {"CREATE", "UPDATE"}),
+    ("networking.istio.io", "envoyfilters"): ({"v1alpha3"}, {"CREATE", "UPDATE"}),
+    ("gateway.networking.k8s.io", "httproutes"): ({"v1", "v1beta1"}, {"CREATE", "UPDATE"}),
+    ("gateway.networking.k8s.io", "grpcroutes"): ({"v1", "v1alpha2"}, {"CREATE", "UPDATE"}),
+    ("gateway.networking.k8s.io", "tcproutes"): ({"v1", "v1alpha2"}, {"CREATE", "UPDATE"}),
+    ("gateway.networking.k8s.io", "tlsroutes"): ({"v1", "v1alpha3", "v1alpha2"}, {"CREATE", "UPDATE"}),
 }
 MESH = {"name": "mesh", "port": 15008, "protocol": "HBONE"}
 _uid = itertools.count()
@@ -140,6 +151,37 @@ def workload(
         else {"selector": {"matchLabels": {"app": name}}, "template": template}
     )
     return {"apiVersion": api_version(kind), "kind": kind, "metadata": meta(name, ns, None, owner=owner), "spec": spec}
+
+
+def policy(
+    kind: str = "AuthorizationPolicy",
+    name: str = "pol",
+    ns: str = "default",
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A policy of A7 (``targetRefs=[…]``, ``selector={…}``, ``action``, ``rules`` as spec fields)."""
+    return {"apiVersion": api_version(kind), "kind": kind, "metadata": meta(name, ns, None, annotations), "spec": spec}
+
+
+def target(kind: str, name: str, group: str | None = None) -> dict[str, str]:
+    """A targetRefs entry; the group defaults to the one the kind is supported with (Z1)."""
+    default = {"Gateway": "gateway.networking.k8s.io", "GatewayClass": "gateway.networking.k8s.io",
+               "ServiceEntry": "networking.istio.io"}.get(kind, "")  # fmt: skip
+    return {"group": default if group is None else group, "kind": kind, "name": name}
+
+
+def route(
+    kind: str = "HTTPRoute", name: str = "rt", ns: str = "default", parents: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
+    """A route with ``parents`` (parentRefs entries; ``service_parent`` builds a Service one)."""
+    spec = {"parentRefs": parents or [], "rules": [{"backendRefs": [{"name": "b", "port": 80}]}]}
+    return {"apiVersion": api_version(kind), "kind": kind, "metadata": meta(name, ns, None), "spec": spec}
+
+
+def service_parent(name: str, namespace: str | None = None, kind: str = "Service") -> dict[str, str]:
+    ref = {"group": "" if kind == "Service" else "networking.istio.io", "kind": kind, "name": name}
+    return ref | ({"namespace": namespace} if namespace else {})
 
 
 def state(*objects: dict[str, Any]) -> Index:

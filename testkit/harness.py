@@ -23,7 +23,17 @@ from testkit.crds import GATEWAY_API_MODULE, gateway_api_files, istio_crds, open
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = str(Path(sys.executable).parent / "waypoint-webhook")
-ISTIO_CRDS = ("serviceentries.networking.istio.io", "workloadentries.networking.istio.io")
+ISTIO_CRDS = (
+    "serviceentries.networking.istio.io",
+    "workloadentries.networking.istio.io",
+    # A7: the policies that need a waypoint
+    "authorizationpolicies.security.istio.io",
+    "requestauthentications.security.istio.io",
+    "telemetries.telemetry.istio.io",
+    "wasmplugins.extensions.istio.io",
+    "trafficextensions.extensions.istio.io",
+    "envoyfilters.networking.istio.io",
+)
 T = TypeVar("T")
 
 

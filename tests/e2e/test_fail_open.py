@@ -106,6 +106,11 @@ def istio(kind: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def authz(name: str, kind: str = "AuthorizationPolicy", **spec: Any) -> dict[str, Any]:
+    group = {"AuthorizationPolicy": "security.istio.io/v1", "EnvoyFilter": "networking.istio.io/v1alpha3"}[kind]
+    return {"apiVersion": group, "kind": kind, "metadata": {"name": name, "namespace": NS}, "spec": spec}
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -192,6 +197,22 @@ CASES = [
             }
         ),
     ),
+    Case(
+        "AuthorizationPolicy target kind Service of group networking.istio.io (Z1, Z7)",
+        create(authz("ap1", targetRefs=[{"group": "networking.istio.io", "kind": "Service", "name": "s"}])),
+    ),
+    Case(
+        "AuthorizationPolicy target a Deployment (Z1)",
+        create(authz("ap2", targetRefs=[{"group": "apps", "kind": "Deployment", "name": "d"}])),
+    ),
+    Case(
+        "AuthorizationPolicy target an unbound Service (a warning: cluster state never denies a policy)",
+        create(authz("ap3", targetRefs=[{"group": "", "kind": "Service", "name": "legacy"}], action="DENY")),
+    ),
+    Case(
+        "EnvoyFilter target a Service (Z12)",
+        create(authz("ef1", "EnvoyFilter", targetRefs=[{"group": "", "kind": "Service", "name": "s"}])),
+    ),
     Case("unrelated edit of a Service with a pre-existing None (B1)", label("service", "legacy", "-n", NS, "app=x")),
     Case("changing that None to NONE", label("service", "legacy", "-n", NS, f"{UW}=NONE")),
     Case("kubectl label ns use-waypoint=None", label("namespace", NS, f"{UW}=None")),
@@ -250,6 +271,7 @@ PROBES = (
     "WorkloadEntry use-waypoint-namespace=Bad.NS",
     "Gateway waypoint-for=bogus",
     "GatewayClass waypoint-for=Service",
+    "AuthorizationPolicy target a Deployment (Z1)",
 )
 
 
@@ -293,7 +315,7 @@ def test_policy_agrees_with_the_webhook_and_holds_when_the_webhook_is_down(
     }
     assert {v for v in by_webhook.values() if v != "allowed"} == {
         "InvalidUseWaypoint", "InvalidUseWaypointNamespace", "InvalidWaypointFor", "MissingMeshListener",
-        "InvalidWaypointName", "InvalidInboundBinding",
+        "InvalidWaypointName", "InvalidInboundBinding", "InvalidPolicyTarget",
     }, by_webhook  # fmt: skip
     assert not any(v.startswith("error") for v in by_webhook.values()), by_webhook
 

@@ -24,6 +24,7 @@ from testkit.harness import EXE, Kubectl, running_cluster, serve_command, wait_u
 from testkit.helm import CHART, Helm, helm_bin, loopback_renderer
 from testkit.webhook_process import ROOT, start_webhook
 from webhook.core.findings import Policy, Severity
+from webhook.core.policies import POLICIES
 from webhook.core.routing import ROUTES
 
 pytestmark = pytest.mark.e2e
@@ -226,7 +227,7 @@ def _admission_and_upgrades(helm: Helm, k: Kubectl, common: list[str]) -> None:
     # Open it before uninstalling: every entry at Ignore, the syntax rules held by the API server.
     helm("upgrade", "waypoint-webhook", *common, "--set", "webhook.failurePolicy=Ignore")
     assert {wh["failurePolicy"] for wh in _vwc(k)["webhooks"]} == {"Ignore"}
-    assert len([n for n in webhook_objects(k) if n.startswith("validatingadmissionpolicy.")]) == 6
+    assert len([n for n in webhook_objects(k) if n.startswith("validatingadmissionpolicy.")]) == len(POLICIES)
     assert "InvalidUseWaypoint" in deny_message(k, *label)  # the webhook and the policies agree
 
 

@@ -25,6 +25,7 @@ from testkit.controlplane import ControlPlane, oldest_assets
 from testkit.crds import GATEWAY_API_MODULE, SEED_GATEWAY_API_MODULE
 from testkit.harness import EXE, Kubectl, install_crds, running_cluster, wait_until
 from testkit.webhook_process import ROOT, start_webhook
+from webhook.core.policies import POLICIES
 
 pytestmark = pytest.mark.e2e
 
@@ -275,4 +276,4 @@ def test_cert_manager_overlay_takes_the_fail_open_component(k: Kubectl, tmp_path
         vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "waypoint-webhook/waypoint-webhook-serving"
     )
     assert vwc["metadata"]["annotations"]["admissions.enforcer/disabled"] == "true"
-    assert len([d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]) == 6
+    assert len([d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]) == len(POLICIES)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from testkit.controlplane import ControlPlane
-from testkit.harness import Kubectl, eventually, make_ready, wait_until
-from testkit.webhook_process import SA, Webhook
+from testkit.harness import Kubectl, eventually, make_ready, wait_until, webhook_configs
+from testkit.webhook_process import SA, Webhook, start_webhook
 from tests.e2e import seed
 from tests.e2e.seed import service, waypoint
 
@@ -246,3 +247,79 @@ def test_a_class_with_istios_mesh_controller_is_a_waypoint_class(kubectl: Kubect
     bad = {**gw, "metadata": {"name": "bad.name", "namespace": ns}}
     p = kubectl.apply(bad, check=False)
     assert p.returncode != 0 and "InvalidWaypointName" in p.stderr, p.stderr
+
+
+def _deny_admin(name: str, ns: str, target: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"targetRefs": [target], "action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]},
+    }
+
+
+def test_policies_that_need_a_waypoint_warn_and_an_impossible_target_is_denied(kubectl: Kubectl, ns: str) -> None:
+    """A7 Z7: an L7 DENY on a Service no waypoint serves is admitted with the cause named (istiod
+    would say AncestorNotBound, afterwards); Z1: a Service target of group networking.istio.io can
+    never apply anywhere, and is the one policy denial. Z10: a route whose parent names a missing
+    waypoint is silently unrouted (istiod says ResolvedWaypoints=True)."""
+    kubectl.apply(service("reviews", ns))
+    ap = _deny_admin("reviews-deny", ns, {"group": "", "kind": "Service", "name": "reviews"})
+    eventually(lambda: "PolicyTargetNotFound" not in kubectl.apply(ap, "--dry-run=server").stderr)  # the view has it
+    p = kubectl.apply(ap)
+    assert "authorizationpolicy.security.istio.io/reviews-deny created" in p.stdout
+    assert (
+        f"Warning: PolicyTargetNotBound: AuthorizationPolicy {ns}/reviews-deny: Service {ns}/reviews is bound to no "
+        f"waypoint (neither it nor namespace {ns} has istio.io/use-waypoint)" in p.stderr
+    ), p.stderr
+    bad = _deny_admin("wrong-group", ns, {"group": "networking.istio.io", "kind": "Service", "name": "reviews"})
+    p = kubectl.apply(bad, check=False)
+    assert p.returncode != 0
+    assert 'admission webhook "policies.validate.waypoint-webhook.io" denied the request' in p.stderr
+    assert "InvalidPolicyTarget:" in p.stderr and "a Service's group is ''" in p.stderr
+    kubectl.apply(service("ratings", ns, {UW: "ghost"}), check=False)
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "ratings", "namespace": ns},
+        "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "ratings", "port": 9080}]},
+    }
+    eventually(lambda: "RouteParentNotFound" not in kubectl.apply(route, "--dry-run=server").stderr)
+    p = kubectl.apply(route)
+    assert (
+        f"Warning: RouteParentNotBound: HTTPRoute {ns}/ratings: parent Service {ns}/ratings is bound to no waypoint"
+        in p.stderr
+    ), p.stderr
+
+
+def test_unbinding_a_service_warns_that_its_l7_deny_stops_and_strict_refuses(
+    kubectl: Kubectl, ns: str, webhook: Webhook, cluster: ControlPlane, tmp_path: Path
+) -> None:
+    """The seed's promise (A7 Z14): "the waypoint applies all policies for that resource", so
+    `kubectl label svc reviews istio.io/use-waypoint-` while an L7 DENY targets reviews takes the
+    DENY out of enforcement; the webhook says so, naming it as fail-open. Under --preset strict the
+    label removal is denied."""
+    kubectl.apply(waypoint("waypoint", ns))
+    make_ready(kubectl, "waypoint", ns)
+    kubectl.apply(service("reviews", ns, {UW: "waypoint"}))
+    kubectl.apply(_deny_admin("reviews-deny", ns, {"group": "", "kind": "Service", "name": "reviews"}))
+    unlabel = ("label", "svc", "reviews", "-n", ns, f"{UW}-")
+    dry = eventually(lambda: (q := kubectl(*unlabel, "--dry-run=server")) and "PolicyEnforcementLost" in q.stderr and q)
+    assert dry, "the live view never learnt the policy"
+    p = kubectl(*unlabel)
+    assert "service/reviews unlabeled" in p.stdout
+    assert (
+        f"Warning: PolicyEnforcementLost: Service {ns}/reviews: this change stops 1 policy or route applying "
+        f"(AuthorizationPolicy {ns}/reviews-deny (fail-open)); 1 fail open" in p.stderr
+    ), p.stderr
+
+    kubectl("label", "svc", "reviews", "-n", ns, f"{UW}=waypoint")
+    strict = start_webhook(cluster, kubectl, tmp_path / "strict", ["--preset", "strict"])
+    try:
+        kubectl.apply(webhook_configs(kubectl, int(strict.url.rsplit(":", 1)[1]), strict.ca.read_bytes()))
+        denied = eventually(lambda: (q := kubectl(*unlabel, check=False)) and q.returncode != 0 and q)
+        assert denied and "PolicyEnforcementLost:" in denied.stderr and "fail-open" in denied.stderr, denied
+    finally:
+        kubectl.apply(webhook_configs(kubectl, int(webhook.url.rsplit(":", 1)[1]), webhook.ca.read_bytes()))
+        strict.stop(15)
+    assert UW in kubectl("get", "svc", "reviews", "-n", ns, "-o", "jsonpath={.metadata.labels}").stdout

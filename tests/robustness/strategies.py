@@ -9,7 +9,18 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from testkit.builders import MESH, consumer, gateway, gateway_class, namespace, workload
+from testkit.builders import (
+    MESH,
+    consumer,
+    gateway,
+    gateway_class,
+    namespace,
+    policy,
+    route,
+    service_parent,
+    target,
+    workload,
+)
 
 UW, UWN = "istio.io/use-waypoint", "istio.io/use-waypoint-namespace"
 Path = tuple[str | int, ...]
@@ -84,6 +95,26 @@ SEEDS: list[dict[str, Any]] = [
     consumer("WorkloadEntry", "vm", labels={UW: "waypoint"}, spec={"address": "1.2.3.5", "labels": {UWN: "x"}}),
     workload("Deployment", labels={UW: "waypoint"}),
     workload("CronJob", labels={UW: "None"}),
+    # A7: policies and routes, every part the Z rules read
+    policy(
+        targetRefs=[target("Service", "reviews"), target("Gateway", "waypoint"), target("GatewayClass", "x")],
+        targetRef=target("ServiceEntry", "ext"),
+        action="DENY",
+        rules=[
+            {
+                "from": [{"source": {"namespaces": ["a"], "requestPrincipals": ["*"], "trustDomains": ["td"]}}],
+                "to": [{"operation": {"ports": ["9080"], "paths": ["/admin"]}}],
+                "when": [{"key": "request.headers[x]", "values": ["1"]}, {"key": "source.ip", "values": ["10.0.0.1"]}],
+            }
+        ],
+    ),
+    policy(
+        annotations={"istio.io/dry-run": "true"},
+        selector={"matchLabels": {"app": "a"}},
+        rules=[{"to": [{"operation": {"methods": ["GET"]}}]}],
+    ),
+    policy("EnvoyFilter", workloadSelector={"labels": {"app": "a"}}, targetRefs=[target("Service", "reviews")]),
+    route(parents=[service_parent("reviews"), service_parent("ext", kind="ServiceEntry"), {"name": "gw"}]),
 ]
 
 JSON = st.recursive(

@@ -17,7 +17,7 @@ from webhook.core.index import Index
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "rules.md").read_text()
 # Codes that need an UPDATE, a DELETE or an unsynced view: their example is a command, not manifests.
-NOT_OFFLINE = {"WaypointInUse", "ConsumersWouldBreak", "StateUnavailable"}
+NOT_OFFLINE = {"WaypointInUse", "ConsumersWouldBreak", "StateUnavailable", "PolicyEnforcementLost"}
 
 
 def sections() -> dict[str, str]:

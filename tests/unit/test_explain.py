@@ -97,3 +97,20 @@ def test_an_unknown_object_or_kind_is_exit_2(cluster_files: Path, capsys: pytest
     assert main(["explain", "svc/ghost", "-n", "shop", "--state", str(cluster_files)]) == 2
     assert "Service ghost not found in namespace shop" in capsys.readouterr().err
     assert main(["explain", "widget/x", "--state", str(cluster_files)]) == 2
+
+
+def test_explain_lists_the_policies_and_routes_that_target_a_service() -> None:
+    """A7 Z3, Z9: which policies and routes target the Service, and whether its binding lets them apply."""
+    from testkit.builders import policy, route, service_parent, target
+
+    deny = policy(name="deny", ns="shop", targetRefs=[target("Service", "s")], action="DENY", rules=[{}])
+    rt = route(name="rt", ns="shop", parents=[service_parent("s")])
+    bound = walk(consumer("Service", "s", "shop", {UW: "wp"}), WP, deny, rt)
+    z = [(s.rule, s.ok, s.text) for s in bound.steps if s.rule in ("Z3", "Z9")]
+    assert z == [
+        ("Z3", True, "AuthorizationPolicy shop/deny (fail-open) targets it: applies at waypoint shop/wp"),
+        ("Z9", True, "HTTPRoute shop/rt targets it: applies at waypoint shop/wp"),
+    ]
+    unbound = walk(consumer("Service", "s", "shop"), WP, deny)
+    (step,) = [s for s in unbound.steps if s.rule == "Z3"]
+    assert step.ok is False and "does not apply: neither it nor namespace shop has istio.io/use-waypoint" in step.text

@@ -30,11 +30,11 @@ def test_every_code_is_emitted_by_a_declared_rule() -> None:
 def test_rule_names_are_unique_and_cite_ids_the_docs_define() -> None:
     names = [r.name for r in all_rules()]
     assert len(names) == len(set(names)), names
-    defined = set(re.findall(r"\*\*([LRPWVG][0-9])\*\*", DOC)) | set(re.findall(r"^### (B[0-9])\.", DOC, re.M))
+    defined = set(re.findall(r"\*\*([LRPWVGZ][0-9]+)\*\*", DOC)) | set(re.findall(r"^### (B[0-9])\.", DOC, re.M))
     for r in all_rules():
         cited = set()
         for token in re.split(r",\s*", r.ids):
-            m = re.fullmatch(r"([LRPWBVG])([0-9])(?:-\1?([0-9]))?", token)
+            m = re.fullmatch(r"([LRPWBVGZ])([0-9]+)(?:-\1?([0-9]+))?", token)
             assert m, f"{r.name}: {token!r} is not a rule ID"
             first, last = int(m.group(2)), int(m.group(3) or m.group(2))
             cited |= {f"{m.group(1)}{i}" for i in range(first, last + 1)}

@@ -40,7 +40,10 @@ def test_failure_policy_per_preset(route: str, preset: str, expected: str) -> No
 def test_an_override_that_denies_closes_the_route_and_one_that_silences_opens_it() -> None:
     deletes = ROUTE["gateway-deletes"]
     assert deletes.failure_policy(Policy(overrides={"WaypointInUse": Severity.DENY})) == "Fail"
-    assert deletes.failure_policy(Policy("strict", {"WaypointInUse": Severity.WARN})) == "Ignore"
+    # Under strict a delete can deny for in-use consumers and for policies it stops (Z14): both warn, it opens.
+    assert deletes.failure_policy(Policy("strict", {"WaypointInUse": Severity.WARN})) == "Fail"
+    both = {"WaypointInUse": Severity.WARN, "PolicyEnforcementLost": Severity.WARN}
+    assert deletes.failure_policy(Policy("strict", both)) == "Ignore"
     # MalformedObject cannot be overridden: the write entries stay closed whatever else is silenced.
     off = {str(c): Severity.OFF for c in ROUTE["consumers"].codes() if c is not Code.MalformedObject}
     assert ROUTE["consumers"].failure_policy(Policy(overrides=off)) == "Fail"

@@ -44,7 +44,7 @@ def helm_template() -> str:
         namespace="@@NS@@",
         excluded="@@EXCLUDED@@",
         timeout="@@TIMEOUT@@",
-        failure_policy=lambda r: "Ignore" if r.capped else f"@@FP:{r.name}@@",
+        failure_policy=lambda r: "Ignore" if r.capped or r.fails_open else f"@@FP:{r.name}@@",
         annotations={},
     )
     routes = {r.name: r for r in ROUTES}

@@ -26,6 +26,8 @@ from webhook.kube import api as kubeapi
 # The kinds the judgement itself depends on: read even when ``kinds`` names others.
 ESSENTIAL = frozenset(k.kind for k in KINDS if k.role in (Role.GATEWAY, Role.CLASS, Role.NAMESPACE))
 VIEW_ROLE = "the ClusterRole waypoint-webhook-view"
+# Kinds the view role does not grant: skipped with a notice when the credentials cannot list them.
+OPTIONAL_ROLES = frozenset({Role.WORKLOAD, Role.POLICY, Role.ROUTE})
 
 
 class ClusterUnreadable(Exception):
@@ -150,10 +152,13 @@ class LiveSource:
         if e.status == 403 and not wanted and k.role is Role.WORKLOAD:
             self._note(f"{what}: skipped, {e.message} (their pod templates are not judged)")
             return
+        if e.status == 403 and not wanted and k.role in (Role.POLICY, Role.ROUTE):
+            self._note(f"{what}: skipped, {e.message} (they are not judged)")
+            return
         if e.status == 403 and not wanted and k.role is Role.CLASS:
             self._note(f"{what}: not readable, {e.message}; waypoint classes are known by name only")
             return
-        grant = f"; {VIEW_ROLE} grants it" if e.status == 403 and k.role is not Role.WORKLOAD else ""
+        grant = f"; {VIEW_ROLE} grants it" if e.status == 403 and k.role not in OPTIONAL_ROLES else ""
         raise ClusterUnreadable(f"{e.message} (HTTP {e.status}){grant}")
 
     def _missing(self, k: KindSpec) -> None:

@@ -13,20 +13,34 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from webhook.core.dependents import MeshRoute, WaypointPolicy, parse_policy, parse_route
 from webhook.core.findings import Code, Finding
 from webhook.core.kinds import Role
 from webhook.core.model import Consumer, parse_consumer, parse_gateway, parse_gateway_class
 from webhook.core.rules.context import Context
+from webhook.core.rules.enforcement import (
+    GATEWAY_DELETE_ENFORCEMENT,
+    GATEWAY_UPDATE_ENFORCEMENT,
+    NAMESPACE_ENFORCEMENT,
+    SERVICE_UPDATE_RULES,
+)
 from webhook.core.rules.gateways import CLASS_RULES, GATEWAY_RULES, in_scope
 from webhook.core.rules.impact import DELETE_RULES, NAMESPACE_UPDATE_RULES, UPDATE_RULES
 from webhook.core.rules.labels import LABEL_RULES
+from webhook.core.rules.meshroutes import ROUTE_RULES
 from webhook.core.rules.references import REFERENCE_RULES, is_waypoint_instance
 from webhook.core.rules.rule import Rule, RuleTable, run
+from webhook.core.rules.targets import TARGET_RULES
+from webhook.core.rules.ztunnel import ZTUNNEL_RULES
 
 S = TypeVar("S")
 
 # Consumers: the labels themselves first, then what they reference.
 CONSUMER_RULES: RuleTable[Consumer] = RuleTable(*LABEL_RULES, *REFERENCE_RULES)
+
+# Policies (A7): what their targets can be and meet, then what ztunnel makes of them.
+POLICY_RULES: RuleTable[WaypointPolicy] = RuleTable(*TARGET_RULES, *ZTUNNEL_RULES)
+MESH_ROUTE_RULES: RuleTable[MeshRoute] = RuleTable(*ROUTE_RULES)
 
 # Codes the engine emits itself, not a rule: an object it cannot parse.
 ENGINE_CODES = frozenset({Code.MalformedObject})
@@ -96,6 +110,8 @@ _CLASS: Judge[Any] = Judge(
     lambda kind, raw, ns: parse_gateway_class(raw), _always, CLASS_RULES, lambda _: "GatewayClass"
 )
 _CONSUMER: Judge[Consumer] = Judge(parse_consumer, _consumer_in_scope, CONSUMER_RULES, lambda c: c.kind)
+_POLICY: Judge[WaypointPolicy] = Judge(parse_policy, _always, POLICY_RULES, lambda p: p.kind)
+_ROUTE: Judge[MeshRoute] = Judge(parse_route, _always, MESH_ROUTE_RULES, lambda r: r.kind)
 
 REGISTRY = Registry(
     judges={
@@ -104,9 +120,17 @@ REGISTRY = Registry(
         Role.NAMESPACE: _CONSUMER,
         Role.CONSUMER: _CONSUMER,
         Role.WORKLOAD: _CONSUMER,
+        Role.POLICY: _POLICY,
+        Role.ROUTE: _ROUTE,
     },
-    on_delete={Role.GATEWAY: DELETE_RULES},
-    on_update={Role.GATEWAY: UPDATE_RULES, Role.NAMESPACE: NAMESPACE_UPDATE_RULES},
+    # The impact tables: what a change does to the objects bound to it, and to the policies and
+    # routes that apply through their waypoint (Z14).
+    on_delete={Role.GATEWAY: RuleTable(*DELETE_RULES, GATEWAY_DELETE_ENFORCEMENT)},
+    on_update={
+        Role.GATEWAY: RuleTable(*UPDATE_RULES, GATEWAY_UPDATE_ENFORCEMENT),
+        Role.NAMESPACE: RuleTable(*NAMESPACE_UPDATE_RULES, NAMESPACE_ENFORCEMENT),
+        Role.CONSUMER: SERVICE_UPDATE_RULES,
+    },
 )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from webhook.core.dependents import SERVICE_KINDS
 from webhook.core.engine import Engine
 from webhook.core.findings import Judged
 from webhook.core.model import (
@@ -33,11 +34,12 @@ from webhook.core.model import (
 from webhook.core.request import stored_request
 from webhook.core.result import ObjectRef
 from webhook.core.rules.context import Context
+from webhook.core.rules.enforcement import Overlay
 from webhook.core.rules.permissions import Attachment, attachment
-from webhook.core.rules.references import visibility_of
+from webhook.core.rules.references import service_binding, visibility_of
 from webhook.core.rules.traffic import effective_waypoint_for
 from webhook.core.stored import judge_stored
-from webhook.core.view import WaypointInfo
+from webhook.core.view import DependentRef, WaypointInfo
 
 
 @dataclass(frozen=True)
@@ -94,22 +96,48 @@ def explain(obj: Mapping[str, Any], engine: Engine) -> Explanation:
         c = parse_consumer(ref.kind, obj, ref.namespace)
     except (ValueError, TypeError) as e:
         return out.stop(f"not judged: {e}")
+    _walk(c, ctx, out)
+    _dependents(c, ctx, out)
+    return out
+
+
+def _walk(c: Consumer, ctx: Context, out: Explanation) -> None:
     reference = _reference(c, ctx, out)
     if reference is None:
-        return out
+        return
     gw = _gateway(c, reference, ctx, out)
     if gw is None:
-        return out
+        return
     ns_labels = c.labels if c.kind == "Namespace" else ctx.view.namespace_labels(c.namespace)
     if not (
         _attached(c, gw, ns_labels, ctx, out) and _serves(c, gw, ctx, out) and _visible(c, gw, ns_labels, ctx, out)
     ):
-        return out
+        return
     _canary(c, ctx, out)
     _capture(c, ns_labels, out)
     if not out.why_none:
         out.waypoint = f"{gw.namespace}/{gw.name}"
-    return out
+
+
+def _dependents(c: Consumer, ctx: Context, out: Explanation) -> None:
+    """Z3, Z9: the policies and routes that target a Service or ServiceEntry, and whether its
+    binding lets a waypoint apply them (the object's own labels, as explained, over the view)."""
+    if c.kind not in SERVICE_KINDS:
+        return
+    deps = sorted(ctx.view.dependents_of(c.kind, c.namespace, c.meta.name), key=DependentRef.order)
+    if not deps:
+        return
+    target = (c.kind, c.namespace, c.meta.name)
+    here = Context(Overlay(ctx.view, services={target: c.labels}), ctx.waypoint_classes, ctx.pin_waypoint_for)
+    b = service_binding(*target, here)
+    if b is not None and b.bound and b.istio:
+        verdict, ok = f"applies at waypoint {b.where}", True
+    elif b is not None and b.bound:
+        verdict, ok = f"never applies: {b.where} is not an Istio waypoint", False
+    else:
+        verdict, ok = f"does not apply: {b.why if b is not None else 'the object is not in the view'}", False
+    for d in deps:
+        out.add("Z9" if d.kind.endswith("Route") else "Z3", f"{d.display()} targets it: {verdict}", ok)
 
 
 def _reference(c: Consumer, ctx: Context, out: Explanation) -> tuple[str, str] | None:

@@ -83,6 +83,22 @@ class Code(enum.StrEnum):
     UseWaypointAnnotation = enum.auto()
     InvalidIngressUseWaypoint = enum.auto()
     StateUnavailable = enum.auto()
+    InvalidPolicyTarget = enum.auto()
+    PolicyTargetClassNotApplied = enum.auto()
+    PolicyTargetNotFound = enum.auto()
+    PolicyTargetNotBound = enum.auto()
+    PolicyTargetNotIstioWaypoint = enum.auto()
+    SelectorPolicyIgnoredByWaypoint = enum.auto()
+    ZtunnelAllowRuleDropped = enum.auto()
+    ZtunnelAllowsNothing = enum.auto()
+    ZtunnelDenyRuleIgnored = enum.auto()
+    ZtunnelDenyRuleWidened = enum.auto()
+    ZtunnelUnsupportedAction = enum.auto()
+    RouteParentNotBound = enum.auto()
+    RouteIgnoredByWaypoint = enum.auto()
+    RouteParentOtherController = enum.auto()
+    RouteParentNotFound = enum.auto()
+    PolicyEnforcementLost = enum.auto()
     MalformedObject = enum.auto()
 
     @property
@@ -195,6 +211,69 @@ CODES: Mapping[Code, CodeInfo] = {
     ),
     Code.StateUnavailable: CodeInfo(
         default=Severity.WARN, summary="cluster state is not synced; only syntax checks ran"
+    ),
+    # Policies that need a waypoint (A7): never denied for cluster state, only for what never applies.
+    Code.InvalidPolicyTarget: CodeInfo(
+        default=Severity.DENY,
+        summary="a policy's targetRef can never apply: kind/group, namespace set, GatewayClass misuse, EnvoyFilter",
+    ),
+    Code.PolicyTargetClassNotApplied: CodeInfo(
+        default=Severity.WARN, summary="a policy targets a mesh-controller GatewayClass not named istio-waypoint"
+    ),
+    Code.PolicyTargetNotFound: CodeInfo(
+        default=Severity.WARN, summary="a policy's target Service, ServiceEntry, Gateway or GatewayClass does not exist"
+    ),
+    Code.PolicyTargetNotBound: CodeInfo(
+        default=Severity.WARN,
+        strict_deny=True,
+        summary="a policy's target is bound to no working waypoint: the policy is silently not enforced",
+    ),
+    Code.PolicyTargetNotIstioWaypoint: CodeInfo(
+        default=Severity.WARN,
+        summary="a policy's target Service is bound to a sandwich or third-party gateway, which never applies it",
+    ),
+    Code.SelectorPolicyIgnoredByWaypoint: CodeInfo(
+        default=Severity.WARN,
+        summary="a selector or namespace-wide policy on ambient workloads: waypoints ignore it",
+    ),
+    Code.ZtunnelAllowRuleDropped: CodeInfo(
+        default=Severity.WARN, summary="an ALLOW rule with HTTP attributes or only trustDomains is omitted at ztunnel"
+    ),
+    Code.ZtunnelAllowsNothing: CodeInfo(
+        default=Severity.WARN,
+        strict_deny=True,
+        summary="every rule of an ALLOW is omitted at ztunnel: it refuses all connections to its workloads",
+    ),
+    Code.ZtunnelDenyRuleIgnored: CodeInfo(
+        default=Severity.WARN,
+        strict_deny=True,
+        summary="a DENY entry made only of HTTP attributes or trustDomains never matches at ztunnel (fails open)",
+    ),
+    Code.ZtunnelDenyRuleWidened: CodeInfo(
+        default=Severity.WARN, summary="a DENY entry mixing L4 and HTTP attributes denies on its L4 part alone"
+    ),
+    Code.ZtunnelUnsupportedAction: CodeInfo(
+        default=Severity.WARN, summary="an AUDIT or CUSTOM action, or dry-run, on a policy ztunnel enforces: no effect"
+    ),
+    Code.RouteParentNotBound: CodeInfo(
+        default=Severity.WARN,
+        strict_deny=True,
+        summary="a route's parent Service is bound to no working waypoint: ambient clients ignore the route",
+    ),
+    Code.RouteIgnoredByWaypoint: CodeInfo(
+        default=Severity.WARN,
+        summary="a route outside its parent's and its waypoint's namespace: the waypoint ignores it",
+    ),
+    Code.RouteParentOtherController: CodeInfo(
+        default=Severity.WARN, summary="a route's parent is bound to a non-Istio waypoint: istiod writes no status"
+    ),
+    Code.RouteParentNotFound: CodeInfo(
+        default=Severity.WARN, summary="a route's parent Service or ServiceEntry does not exist"
+    ),
+    Code.PolicyEnforcementLost: CodeInfo(
+        default=Severity.WARN,
+        strict_deny=True,
+        summary="a change unbinds Services whose policies and routes apply only through their waypoint",
     ),
     # The engine's own: an object with a field of the wrong shape cannot be judged at all.
     Code.MalformedObject: CodeInfo(

@@ -111,6 +111,24 @@ def template_forwarded(obj: Mapping[str, Any]) -> bool:
     return False
 
 
+def route_condition() -> str:
+    """CEL for the routes of A7: only those with a Service or ServiceEntry parent (GAMMA) are sent."""
+    return (
+        "has(object.spec.parentRefs) && object.spec.parentRefs.exists(p, has(p.kind) && "
+        "(p.kind == 'Service' || p.kind == 'ServiceEntry'))"
+    )
+
+
+def route_forwarded(obj: Mapping[str, Any]) -> bool:
+    """:func:`route_condition`, in Python (a malformed list counts: it must be judged)."""
+    parents = _get(obj, "spec", "parentRefs")
+    if parents is None:
+        return False
+    if not isinstance(parents, list):
+        return True
+    return any(not isinstance(p, dict) or p.get("kind") in ("Service", "ServiceEntry") for p in parents)
+
+
 def not_reviewed(obj: Mapping[str, Any], excluded: frozenset[str]) -> str:
     """Why admission would never review this object ("" when it would): its namespace is excluded,
     or it carries no key the webhooks' matchConditions forward. Gateways and GatewayClasses are
@@ -129,4 +147,6 @@ def not_reviewed(obj: Mapping[str, Any], excluded: frozenset[str]) -> str:
         return "it carries no waypoint label, so the webhooks' matchConditions do not send it"
     if spec.role is Role.WORKLOAD and not template_forwarded(obj):
         return "its pod template carries no waypoint label, so the webhooks' matchConditions do not send it"
+    if spec.role is Role.ROUTE and not route_forwarded(obj):
+        return "it has no Service or ServiceEntry parent, so the webhooks' matchConditions do not send it"
     return ""

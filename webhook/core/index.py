@@ -13,11 +13,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from webhook.core.dependents import SERVICE_KINDS, SUPPORTED_TARGETS, parse_policy, parse_route
 from webhook.core.kinds import Role, group_of, spec_of
 from webhook.core.model import (
     CANARY_KINDS,
     CANARY_WEIGHT,
-    DATAPLANE_MODE,
+    INGRESS_USE_WAYPOINT,
     SERVICE_TRAFFIC,
     USE_WAYPOINT,
     USE_WAYPOINT_CANARY,
@@ -32,7 +33,7 @@ from webhook.core.model import (
     parse_gateway_class,
     parse_namespace_labels,
 )
-from webhook.core.view import ClassInfo, ConsumerRef, WaypointInfo, default_namespace_labels
+from webhook.core.view import ClassInfo, ConsumerRef, DependentRef, WaypointInfo, default_namespace_labels
 
 Key = tuple[str, str]  # (namespace, name)
 ConsumerKey = tuple[str, str, str]  # (kind, namespace, name)
@@ -84,18 +85,22 @@ def references(consumer: Consumer) -> list[tuple[Key, ConsumerRef]]:
 
 
 def waypoint_info(raw: Mapping[str, Any]) -> WaypointInfo:
-    gw = parse_gateway(raw)
-    return WaypointInfo(
-        gw.meta.namespace,
-        gw.meta.name,
-        gw.class_name,
-        gw.waypoint_for,
-        gw.ready,
-        gw.listeners,
-        gw.usable,
-        gw.copied_labels.get(DATAPLANE_MODE) == "ambient",
-        gw.inbound_binding,
-    )
+    return WaypointInfo.of(parse_gateway(raw))
+
+
+def dependent_targets(raw: Mapping[str, Any], kind: str, role: Role) -> tuple[DependentRef, tuple[ConsumerKey, ...]]:
+    """A7: what a policy or route is, and the Services, ServiceEntries and Gateways whose waypoint
+    applies it (Z3, Z9); the targets that can never apply are left out (InvalidPolicyTarget)."""
+    if role is Role.ROUTE:
+        r = parse_route(kind, raw)
+        targets = tuple((p.kind, p.namespace, p.name) for p in r.parents)
+        return DependentRef(kind, r.namespace, r.meta.name), targets
+    p = parse_policy(kind, raw)
+    keep = [t for t in p.targets if (t.group, t.kind) in SUPPORTED_TARGETS and not t.namespace]
+    keep = [t for t in keep if t.kind != "GatewayClass" and not (kind == "EnvoyFilter" and t.kind in SERVICE_KINDS)]
+    fail_open = kind == "AuthorizationPolicy" and p.action in ("ALLOW", "DENY", "CUSTOM")
+    ref = DependentRef(kind, p.namespace, p.meta.name, fail_open)
+    return ref, tuple((t.kind, p.namespace, t.name) for t in keep)
 
 
 class Index:
@@ -107,6 +112,13 @@ class Index:
         self.namespace_notes: dict[str, Mapping[str, str]] = {}  # the few annotations rules read
         self._refs: dict[ConsumerKey, tuple[Key, ...]] = {}
         self._by_waypoint: dict[Key, dict[tuple[ConsumerKey, str], ConsumerRef]] = {}
+        # A7: every Service and ServiceEntry, with only the labels binding reads (most have none and
+        # share one empty mapping), so a policy's or a route's target can be found and resolved.
+        self._services: dict[ConsumerKey, Mapping[str, str]] = {}
+        # A7's reverse index: target (kind, namespace, name) -> the policies and routes it carries.
+        self._dependents: dict[ConsumerKey, dict[ConsumerKey, DependentRef]] = {}
+        self._targets_of: dict[ConsumerKey, tuple[ConsumerKey, ...]] = {}
+        self._targeted: dict[str, dict[tuple[str, str], int]] = {}  # namespace -> targeted (kind, name): count
         # V1: istiod's MeshConfig when a backend knows it (None: unknown, V1 cannot run).
         self.mesh: MeshConfig | None = None
 
@@ -133,6 +145,9 @@ class Index:
         with self._lock:
             found = self._by_waypoint.get((namespace, name))
             return list(found.values()) if found else []
+
+    def service_labels(self, kind: str, namespace: str, name: str) -> Mapping[str, str] | None:
+        return self._services.get((kind, namespace, name))
 
     def service_entries_of(self, namespace: str) -> list[tuple[Key, ConsumerRef]]:
         """V1: the ServiceEntries of a namespace and the waypoint each names for its service traffic.
@@ -171,11 +186,58 @@ class Index:
             self._apply_class(raw, name, deleted)
         elif spec.role is Role.NAMESPACE:
             self._apply_namespace(raw, name, deleted)
+        elif spec.role in (Role.POLICY, Role.ROUTE):
+            key = (kind, namespace, name)
+            if deleted:
+                self.delete_dependent(key)
+            else:
+                self.put_dependent(key, *dependent_targets(raw, kind, spec.role))
         elif deleted:
             self.delete_consumer((kind, namespace, name))
         else:
             self.put_consumer(parse_consumer(kind, raw))
         return True
+
+    def put_dependent(self, key: ConsumerKey, ref: DependentRef, targets: tuple[ConsumerKey, ...]) -> None:
+        with self._lock:
+            self._unlink_dependent(key)
+            if targets:
+                self._targets_of[key] = targets
+                for t in targets:
+                    self._dependents.setdefault(t, {})[key] = ref
+                    if t[0] in SERVICE_KINDS:
+                        counts = self._targeted.setdefault(t[1], {})
+                        counts[(t[0], t[2])] = counts.get((t[0], t[2]), 0) + 1
+
+    def delete_dependent(self, key: ConsumerKey) -> None:
+        with self._lock:
+            self._unlink_dependent(key)
+
+    def _unlink_dependent(self, key: ConsumerKey) -> None:
+        for t in self._targets_of.pop(key, ()):
+            bucket = self._dependents.get(t)
+            if bucket is not None:
+                bucket.pop(key, None)
+                if not bucket:
+                    del self._dependents[t]
+            counts = self._targeted.get(t[1])
+            if t[0] in SERVICE_KINDS and counts is not None:
+                left = counts.get((t[0], t[2]), 0) - 1
+                if left > 0:
+                    counts[(t[0], t[2])] = left
+                else:
+                    counts.pop((t[0], t[2]), None)
+                if not counts:
+                    del self._targeted[t[1]]
+
+    def dependents_of(self, kind: str, namespace: str, name: str) -> list[DependentRef]:
+        with self._lock:
+            found = self._dependents.get((kind, namespace, name))
+            return list(found.values()) if found else []
+
+    def targeted_in(self, namespace: str) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self._targeted.get(namespace, {}))
 
     def _apply_class(self, raw: Mapping[str, Any], name: str, deleted: bool) -> None:
         with self._lock:
@@ -220,6 +282,8 @@ class Index:
         refs = references(consumer)
         with self._lock:
             self._unlink(key)
+            if consumer.kind in SERVICE_KINDS:
+                self._services[key] = binding_labels(consumer.labels)
             if refs:
                 self._refs[key] = tuple(wp for wp, _ in refs)
                 for wp, r in refs:
@@ -228,6 +292,7 @@ class Index:
     def delete_consumer(self, key: ConsumerKey) -> None:
         with self._lock:
             self._unlink(key)
+            self._services.pop(key, None)
 
     def _unlink(self, key: ConsumerKey) -> None:
         for wp in self._refs.pop(key, ()):
@@ -238,6 +303,12 @@ class Index:
                 del bucket[k]
             if not bucket:
                 del self._by_waypoint[wp]
+
+
+def binding_labels(labels: Mapping[str, str]) -> Mapping[str, str]:
+    """The labels that decide a Service's binding (R1, R6, Z16); the shared empty mapping when none."""
+    kept = {sys.intern(k): v for k, v in labels.items() if k.startswith(USE_WAYPOINT) or k == INGRESS_USE_WAYPOINT}
+    return kept or _EMPTY
 
 
 class IndexView:
@@ -274,3 +345,12 @@ class IndexView:
 
     def service_entries_of(self, namespace: str) -> Sequence[tuple[Key, ConsumerRef]]:
         return self.index.service_entries_of(namespace)
+
+    def service_labels(self, kind: str, namespace: str, name: str) -> Mapping[str, str] | None:
+        return self.index.service_labels(kind, namespace, name)
+
+    def dependents_of(self, kind: str, namespace: str, name: str) -> Sequence[DependentRef]:
+        return self.index.dependents_of(kind, namespace, name)
+
+    def targeted_in(self, namespace: str) -> Sequence[tuple[str, str]]:
+        return self.index.targeted_in(namespace)

@@ -25,6 +25,8 @@ class Role(enum.Enum):
     NAMESPACE = "namespace"  # a consumer whose labels its objects inherit
     CONSUMER = "consumer"  # an object that can name a waypoint with its own labels
     WORKLOAD = "workload"  # judged through its pod template, never indexed
+    POLICY = "policy"  # a policy that attaches to a waypoint's target (A7), indexed by target
+    ROUTE = "route"  # a route with a Service or ServiceEntry parent (A7, GAMMA)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,23 @@ def _workload(kind: str, group: str, resource: str, path: tuple[str, ...]) -> Ki
         operations=(_C, _U),
         role=Role.WORKLOAD,
         template_path=path,
+    )
+
+
+def _dependent(kind: str, group: str, resource: str, versions: tuple[str, ...], role: Role) -> KindSpec:
+    """A7's kinds: judged on CREATE and UPDATE, and watched in their first version (a route kind
+    whose v1 the cluster does not serve yet, TCPRoute and TLSRoute before Gateway API v1.5, is
+    judged at admission all the same, and only missing from the reverse index)."""
+    return KindSpec(
+        kind=kind,
+        group=group,
+        resource=resource,
+        versions=versions,
+        cluster_scoped=False,
+        operations=(_C, _U),
+        role=role,
+        watch_version=versions[0],
+        kept="the Services, ServiceEntries and Gateways it targets (the reverse index of A7)",
     )
 
 
@@ -166,6 +185,16 @@ KINDS: tuple[KindSpec, ...] = (
     _workload("ReplicaSet", "apps", "replicasets", _TEMPLATE),
     _workload("Job", "batch", "jobs", _TEMPLATE),
     _workload("CronJob", "batch", "cronjobs", ("spec", "jobTemplate", "spec", "template")),
+    _dependent("AuthorizationPolicy", "security.istio.io", "authorizationpolicies", ("v1", "v1beta1"), Role.POLICY),
+    _dependent("RequestAuthentication", "security.istio.io", "requestauthentications", ("v1", "v1beta1"), Role.POLICY),
+    _dependent("Telemetry", "telemetry.istio.io", "telemetries", ("v1", "v1alpha1"), Role.POLICY),
+    _dependent("WasmPlugin", "extensions.istio.io", "wasmplugins", ("v1alpha1",), Role.POLICY),
+    _dependent("TrafficExtension", "extensions.istio.io", "trafficextensions", ("v1alpha1",), Role.POLICY),
+    _dependent("EnvoyFilter", ISTIO_GROUP, "envoyfilters", ("v1alpha3",), Role.POLICY),
+    _dependent("HTTPRoute", GATEWAY_GROUP, "httproutes", ("v1", "v1beta1"), Role.ROUTE),
+    _dependent("GRPCRoute", GATEWAY_GROUP, "grpcroutes", ("v1", "v1alpha2"), Role.ROUTE),
+    _dependent("TCPRoute", GATEWAY_GROUP, "tcproutes", ("v1", "v1alpha2"), Role.ROUTE),
+    _dependent("TLSRoute", GATEWAY_GROUP, "tlsroutes", ("v1", "v1alpha3", "v1alpha2"), Role.ROUTE),
 )
 
 BY_GROUP_KIND: Mapping[tuple[str, str], KindSpec] = {k.group_kind: k for k in KINDS}

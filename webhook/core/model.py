@@ -631,6 +631,7 @@ def parse_namespace_labels(raw: Mapping[str, Json]) -> tuple[str, dict[str, str]
 # --- V1: ServiceEntry visibility from the MeshConfig (1.31) --------------------------------------
 
 PUBLIC, NAMESPACE_ONLY, NOT_VISIBLE = "PUBLIC", "NAMESPACE", "NONE"
+ROOT_NAMESPACE = "istio-system"  # MeshConfig rootNamespace's default
 _VISIBILITIES = {"VISIBILITY_UNSPECIFIED": PUBLIC, "": PUBLIC, PUBLIC: PUBLIC, NAMESPACE_ONLY: NAMESPACE_ONLY}
 _VISIBILITIES[NOT_VISIBLE] = NOT_VISIBLE
 
@@ -651,6 +652,7 @@ class MeshConfig:
     default_visibility: str = PUBLIC
     policies: tuple[VisibilityPolicy, ...] = ()
     visibility_set: bool = False  # serviceEntryVisibility present: V1 is inert otherwise
+    root_namespace: str = ROOT_NAMESPACE  # Z2, Z3: where mesh-wide policies and GatewayClass targets live
 
 
 def _visibility(value: Json) -> str:
@@ -672,9 +674,17 @@ def _policy(raw: Json) -> VisibilityPolicy | None:
 def parse_mesh_config(data: Json) -> MeshConfig:
     """The MeshConfig as istiod reads it; what does not parse counts as absent, never as an error
     of the object being judged."""
-    if not isinstance(data, dict) or not isinstance(data.get("serviceEntryVisibility"), dict):
+    if not isinstance(data, dict):
         return MeshConfig()
+    root = data.get("rootNamespace")
+    root = root if isinstance(root, str) and root else ROOT_NAMESPACE
+    if not isinstance(data.get("serviceEntryVisibility"), dict):
+        return MeshConfig(root_namespace=root)
     sev = data["serviceEntryVisibility"]
     raw = sev.get("policies") if isinstance(sev.get("policies"), list) else []
     policies = tuple(p for p in map(_policy, raw) if p is not None)
-    return MeshConfig(_visibility(sev.get("defaultVisibility")), policies, True)
+    return MeshConfig(_visibility(sev.get("defaultVisibility")), policies, True, root)
+
+
+# The typed readers, for the model's sibling modules (webhook.core.dependents).
+get_map, get_list, get_str, str_map = _get_map, _get_list, _get_str, _str_map

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.core.dependents import POLICY_KINDS, SUPPORTED_TARGETS
 from webhook.core.findings import Code
 from webhook.core.kinds import BY_KIND, SYSTEM_NAMESPACES, not_self
 from webhook.core.model import (
@@ -178,6 +179,29 @@ def _gateway_validations() -> list[Validation]:
     ]
 
 
+def _policy_target() -> Validation:
+    """Z1, Z7, Z12: each targetRefs entry names one of the four supported (group, kind) pairs, no
+    namespace, and no Service of an EnvoyFilter (the singular targetRef and GatewayClass targets
+    from outside the root namespace are the webhook's alone: the root namespace is configuration)."""
+    supported = _list(f"{g}/{k}" for g, k in SUPPORTED_TARGETS)
+    ok = (
+        f"((has(t.group) ? t.group : '') + '/' + t.kind) in {supported} && "
+        "!(has(t.namespace) && t.namespace != '') && "
+        "!(request.kind.kind == 'EnvoyFilter' && t.kind in ['Service', 'ServiceEntry'])"
+    )
+    same = (
+        "(request.operation == 'UPDATE' && oldObject != null && has(oldObject.spec) && "
+        "has(oldObject.spec.targetRefs) && oldObject.spec.targetRefs == object.spec.targetRefs)"
+    )
+    return Validation(
+        Code.InvalidPolicyTarget,
+        f"!has(object.spec) || !has(object.spec.targetRefs) || object.spec.targetRefs.all(t, {ok}) || {same}",
+        "'InvalidPolicyTarget: targetRefs can name only a Gateway or GatewayClass (gateway.networking.k8s.io), a "
+        "Service (empty group) or a ServiceEntry (networking.istio.io) of the policy\\'s namespace; an EnvoyFilter "
+        "never applies to a Service'",
+    )
+
+
 # R0 and B1: what the webhook never denies.
 _R0_SERVICE = (
     f"((has(object.spec.type) && object.spec.type == 'ExternalName') || ({has_label('object', MANAGED_BY_GATEWAY)} "
@@ -204,6 +228,7 @@ POLICIES: tuple[PolicySpec, ...] = (
     PolicySpec("pods", ("Pod",), tuple(_reference_validations(f"{_GATEWAY_INSTANCE} || {_CONTROLLED_POD}"))),
     PolicySpec("namespaces", ("Namespace", "ServiceEntry"), tuple(_reference_validations("false"))),
     PolicySpec("workloadentries", ("WorkloadEntry",), tuple(_reference_validations(_GATEWAY_INSTANCE))),
+    PolicySpec("policies", tuple(sorted(POLICY_KINDS)), (_policy_target(),)),
 )
 # The codes the policies enforce: every deny rule that needs no state (tests/unit/test_policy.py).
 ENFORCED = frozenset(v.code for p in POLICIES for v in p.validations)

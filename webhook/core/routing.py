@@ -49,6 +49,9 @@ class Route:
     conditions: tuple[Condition, ...]
     capped: bool  # the engine never denies these requests (B1: a controller's CREATE)
     why: str  # one line, for the generated YAML and the README's blast-radius table
+    # Never Fail, whatever it may deny: a security policy must not wait for this webhook (B1's
+    # severity principle); its one stateless denial is also a ValidatingAdmissionPolicy (policies.py).
+    fails_open: bool = False
 
     def codes(self, registry: Registry = REGISTRY) -> frozenset[Code]:
         """Every code a request of this route can produce."""
@@ -66,7 +69,7 @@ class Route:
 
     def failure_policy(self, policy: Policy, registry: Registry = REGISTRY) -> str:
         """``Fail`` only where an outage would otherwise admit something the webhook denies."""
-        return "Fail" if self.denying_codes(policy, registry) else "Ignore"
+        return "Fail" if self.denying_codes(policy, registry) and not self.fails_open else "Ignore"
 
 
 def _codes_of(registry: Registry, role: Role, operation: str) -> frozenset[Code]:
@@ -89,6 +92,7 @@ def _kinds(*roles: Role) -> tuple[KindSpec, ...]:
 _NODE = Condition("not-a-node", NOT_A_NODE)
 _CONSUMER = Condition("carries-waypoint-labels", forwarding.consumer_condition())
 _TEMPLATE = Condition("template-carries-waypoint-labels", forwarding.template_condition())
+_SERVICE_PARENT = Condition("has-a-service-parent", forwarding.route_condition())
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -138,6 +142,24 @@ ROUTES: tuple[Route, ...] = (
         (Condition("a-controllers-create", OWNED), _TEMPLATE),
         True,
         "ReplicaSets and Jobs a controller creates (never denied, B1)",
+    ),
+    Route(
+        "policies.validate.waypoint-webhook.io",
+        _kinds(Role.POLICY),
+        ("CREATE", "UPDATE"),
+        (_NODE,),
+        False,
+        "policies that need a waypoint (A7); fail open, InvalidPolicyTarget is also a ValidatingAdmissionPolicy",
+        fails_open=True,
+    ),
+    Route(
+        "routes.validate.waypoint-webhook.io",
+        _kinds(Role.ROUTE),
+        ("CREATE", "UPDATE"),
+        (_NODE, _SERVICE_PARENT),
+        False,
+        "routes with a Service or ServiceEntry parent (A7, warnings only); fail open",
+        fails_open=True,
     ),
 )
 

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from webhook.core.model import (
+    DATAPLANE_MODE,
     NAMESPACE_NAME_LABEL,
     SAME_NAMESPACE,
     AllowedRoutes,
+    Gateway,
     Listener,
     MeshConfig,
     binding_of,
@@ -36,6 +38,20 @@ class WaypointInfo:
     usable: bool = True  # W1: has an address the data plane can use
     ambient_pods: bool = False  # W5/W6: its copied labels put its own pods in ambient
     inbound_binding: str | None = None  # its waypoint-inbound-binding annotation (P1, W6)
+
+    @classmethod
+    def of(cls, gw: Gateway) -> WaypointInfo:
+        return cls(
+            gw.meta.namespace,
+            gw.meta.name,
+            gw.class_name,
+            gw.waypoint_for,
+            gw.ready,
+            gw.listeners,
+            gw.usable,
+            gw.copied_labels.get(DATAPLANE_MODE) == "ambient",
+            gw.inbound_binding,
+        )
 
     def routes(self, class_binding: str | None) -> AllowedRoutes:
         """P1: the consulted listener's allowedRoutes; the binding may come from the class."""
@@ -70,6 +86,24 @@ class ConsumerRef:
         return f"{base} {self.detail}" if self.detail else base
 
 
+@dataclass(frozen=True, slots=True)
+class DependentRef:
+    """A policy or route that applies only through a target's waypoint (A7), as the impact
+    findings name it. ``fail_open``: an AuthorizationPolicy whose action a waypoint enforces
+    (ALLOW, DENY, CUSTOM), whose Service is open when it stops applying (Z14)."""
+
+    kind: str
+    namespace: str
+    name: str
+    fail_open: bool = False
+
+    def order(self) -> tuple[bool, str, str, str]:
+        return (not self.fail_open, self.kind, self.namespace, self.name)
+
+    def display(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}" + (" (fail-open)" if self.fail_open else "")
+
+
 class ClusterView(Protocol):
     def synced(self) -> bool:
         """True once the view reflects the cluster; rules needing state report
@@ -100,6 +134,20 @@ class ClusterView(Protocol):
 
     def service_entries_of(self, namespace: str) -> Sequence[tuple[tuple[str, str], ConsumerRef]]:
         """The ServiceEntries of ``namespace`` with their own service waypoint reference (V1)."""
+        ...
+
+    def service_labels(self, kind: str, namespace: str, name: str) -> Mapping[str, str] | None:
+        """A Service or ServiceEntry's labels that decide its binding; None when it does not exist (A7)."""
+        ...
+
+    def dependents_of(self, kind: str, namespace: str, name: str) -> Sequence[DependentRef]:
+        """The policies and routes that target this Service, ServiceEntry or Gateway (A7), unordered,
+        in O(their number)."""
+        ...
+
+    def targeted_in(self, namespace: str) -> Sequence[tuple[str, str]]:
+        """The (kind, name) of the Services and ServiceEntries of ``namespace`` that policies or
+        routes target: what a Namespace relabel can take out of enforcement."""
         ...
 
     def mesh_config(self) -> MeshConfig | None:

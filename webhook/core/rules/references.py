@@ -30,6 +30,7 @@ from webhook.core.model import (
     WORKLOAD_TRAFFIC,
     Consumer,
     MeshConfig,
+    Meta,
     Selector,
     is_dns1123_label,
     is_dns1123_subdomain,
@@ -641,3 +642,62 @@ REFERENCE_RULES: tuple[Rule[Consumer], ...] = (
     ),
     rule(needs_a_waypoint, [Code.ServiceEntryNeedsWaypoint], frozenset({"ServiceEntry"}), "V2"),
 )
+
+
+# --- A7: a Service's or ServiceEntry's binding, as the policies and routes that target it see it ----
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Whether istiod binds a Service or ServiceEntry to a waypoint (R1-R3, P1-P4, V1), and what
+    that waypoint is; ``why`` is the cause when it is not bound, which istiod's status drops (Z7)."""
+
+    waypoint: WaypointInfo | None
+    why: str = ""
+    istio: bool = True  # an Istio waypoint class, not a sandwich or a third-party class (Z3)
+
+    @property
+    def bound(self) -> bool:
+        return self.waypoint is not None
+
+    @property
+    def where(self) -> str:
+        return f"{self.waypoint.namespace}/{self.waypoint.name}" if self.waypoint else ""
+
+
+def service_binding(kind: str, namespace: str, name: str, ctx: Context) -> Binding | None:
+    """None when the object does not exist; the view must be synced. The primary reference only
+    (R6's canary shares the Service's traffic, it never replaces the binding)."""
+    labels = ctx.view.service_labels(kind, namespace, name)
+    if labels is None:
+        return None
+    c = Consumer(kind, Meta(name, namespace, "", labels, {}, False), labels, SERVICE_TRAFFIC)
+    own = labels.get(USE_WAYPOINT)
+    source = labels if own is not None else ctx.view.namespace_labels(namespace)
+    value = source.get(USE_WAYPOINT)
+    if value is None:
+        return Binding(None, f"neither it nor namespace {namespace} has {USE_WAYPOINT}")
+    if value == "none":
+        return Binding(
+            None, f"{'it' if own is not None else f'namespace {namespace}'} opts out with {USE_WAYPOINT}=none"
+        )
+    ref = (
+        _well_formed(c, _object_site(c))
+        if own is not None
+        else (source.get(USE_WAYPOINT_NAMESPACE) or namespace, value)
+    )
+    if ref is None:
+        return Binding(None, f"its {USE_WAYPOINT} {quoted(value)} is no waypoint name")
+    outcomes = _outcomes(c, SERVICE_TRAFFIC, ref, ctx, None, own is None)
+    if resolved(outcomes) and kind == "ServiceEntry":
+        outcomes += _visibility(c, ref, ctx, None)
+    blocking = next((o for o in outcomes if not o.istiod_binds), None)
+    if blocking is not None:
+        return Binding(None, blocking.text)
+    gw = ctx.view.gateway(*ref)
+    assert gw is not None  # resolved: the Gateway exists
+    if not gw.usable:
+        return Binding(
+            None, f"waypoint {ref[0]}/{ref[1]} has no Hostname or IP address, so ztunnel sends nothing to it"
+        )
+    return Binding(gw, istio=ctx.is_waypoint_class(gw.class_name))
