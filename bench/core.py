@@ -45,6 +45,7 @@ def main() -> int:
             best = min(best, (time.perf_counter() - started) / 3000)
         print(f"{name:20s} {best * 1e6:7.1f} µs")
     hostile_tenant()
+    policy_impact()
     return 0
 
 
@@ -73,6 +74,46 @@ def hostile_tenant() -> None:
         judge(req)
         best = min(best, time.perf_counter() - started)
     print(f"{'gateway-update-40k-selector':20s} {best * 1e3:7.1f} ms (100 consumers)")
+
+
+def policy_impact() -> None:
+    """Issue 20: a Service UPDATE that unbinds it (PolicyEnforcementLost), with 3 policies and routes
+    targeting it and 0, 1,000 or 10,000 policies targeting other Services: the cost must follow
+    what targets the Service (the reverse index), not the total."""
+    from testkit.builders import (
+        consumer,
+        engine,
+        gateway,
+        namespace,
+        policy,
+        request,
+        route,
+        service_parent,
+        state,
+        target,
+    )
+
+    bound = consumer("Service", "reviews", "l7", {"istio.io/use-waypoint": "wp"}, spec={"ports": [{"port": 9080}]})
+    unbound = consumer("Service", "reviews", "l7", None, spec={"ports": [{"port": 9080}]})
+    mine = [
+        policy(name="deny", ns="l7", targetRefs=[target("Service", "reviews")], action="DENY", rules=[{}]),
+        policy("RequestAuthentication", "jwt", "l7", targetRefs=[target("Service", "reviews")]),
+        route(name="rt", ns="l7", parents=[service_parent("reviews")]),
+    ]
+    for others in (0, 1_000, 10_000):
+        rest = [policy(name=f"p{i}", ns="l7", targetRefs=[target("Service", f"s{i}")]) for i in range(others)]
+        e = engine(
+            state(namespace("l7", **{"istio.io/dataplane-mode": "ambient"}), gateway("wp", "l7"), bound, *mine, *rest)
+        )
+        req = request(unbound, "UPDATE", bound)
+        assert [j.code for j in e.validate(req).judged] == ["PolicyEnforcementLost"]
+        best = float("inf")
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(1000):
+                e.validate(req)
+            best = min(best, (time.perf_counter() - started) / 1000)
+        print(f"{'service-unbind':20s} {best * 1e6:7.1f} µs (3 targeting it, {others:,} other policies)")
 
 
 if __name__ == "__main__":

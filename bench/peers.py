@@ -29,7 +29,9 @@ import argparse
 import datetime as dt
 import json
 import re
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -268,8 +270,12 @@ def profiled(cp: ControlPlane, k: Kubectl, load: Load, work: Path, seconds: int 
             body = payloads.write(work / f"profile-{fmt}.json", payloads.api_service(f"prof{fmt[0]}"))
             load.run(cp.url + WORKLOADS["services"][0], body, rate=100, conns=20, duration=f"{seconds - 3}s",
                      ca=str(pki / "ca.crt"), cert=str(pki / "admin.crt"), key=str(pki / "admin.key"), expect="201")  # fmt: skip
-            _, err = sampler.communicate(timeout=seconds + 30)
-            if sampler.returncode != 0:
+            try:
+                _, err = sampler.communicate(timeout=seconds + 30)
+            except subprocess.TimeoutExpired:  # py-spy writes what it has on SIGINT
+                sampler.send_signal(signal.SIGINT)
+                _, err = sampler.communicate(timeout=30)
+            if sampler.returncode != 0 and not out.exists():
                 raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
     clear(k)
     summary = profile.summarise(raw.read_text().splitlines())

@@ -20,16 +20,19 @@ from pathlib import Path
 # Stages of the request path, by the first frame (from the leaf up) whose file matches: the most
 # specific first, so that the rules' time inside a Flask view counts as the rules'.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("rules and cluster view (webhook/core)", ("/webhook/core/",)),
-    ("metrics (prometheus_client)", ("/prometheus_client/",)),
-    ("logging", ("/logging/",)),
-    ("JSON encode/decode", ("/json/",)),
-    ("admission shell (webhook/admission)", ("/webhook/admission/",)),
-    ("Flask/Werkzeug request machinery", ("/flask/", "/werkzeug/")),
-    ("TLS and sockets (ssl, socket)", ("/ssl.py", "/socket.py", "/selectors.py")),
-    ("gunicorn worker loop", ("/gunicorn/",)),
-    ("watch and audit threads (kubernetes client, urllib3)", ("/kubernetes/", "/urllib3/")),
-)
+    ("rules and cluster view (webhook/core)", ("webhook/core/",)),
+    ("metrics (prometheus_client)", ("prometheus_client/",)),
+    ("logging", ("logging/",)),
+    ("JSON encode/decode", ("json/", "orjson")),
+    ("admission shell (webhook/admission)", ("webhook/admission/",)),
+    ("Flask/Werkzeug request machinery", ("flask/", "werkzeug/")),
+    ("TLS and sockets (ssl, socket)", ("(ssl.py:", "(socket.py:")),
+    ("waiting for I/O (selectors, epoll)", ("(selectors.py:",)),
+    ("gunicorn worker loop", ("gunicorn/",)),
+    ("watch and audit threads (kubernetes client, urllib3, webhook/cluster, webhook/audit)",
+     ("kubernetes/", "urllib3/", "webhook/cluster/", "webhook/audit/")),
+)  # fmt: skip
+# py-spy names a frame ``function (path:line)`` with the path relative to its sys.path entry.
 OTHER = "other (interpreter, threading, gc)"
 
 

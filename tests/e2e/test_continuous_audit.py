@@ -199,6 +199,46 @@ def test_deleting_a_waypoint_reports_its_consumers_within_seconds_and_fixing_it_
     print(f"report appeared {appeared:.1f}s after the delete, cleared {cleared:.1f}s after the fix")
 
 
+def test_a_policy_whose_service_loses_its_waypoint_is_reported_and_cleared(k: Kubectl, server_a: Webhook) -> None:
+    """A7 in the continuous audit: an L7 DENY on a Service that no waypoint serves is reported on
+    the policy (PolicyTargetNotBound), and binding the Service clears it: a Service's change
+    re-judges the policies that target it (the reverse index), not only the Service."""
+    ns = "policies"
+    k.apply(
+        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": AMBIENT}}, service("api", ns, {})]
+    )
+    k.apply(
+        {
+            "apiVersion": "security.istio.io/v1",
+            "kind": "AuthorizationPolicy",
+            "metadata": {"name": "api-deny-admin", "namespace": ns},
+            "spec": {
+                "targetRefs": [{"group": "", "kind": "Service", "name": "api"}],
+                "action": "DENY",
+                "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}],
+            },
+        }
+    )
+    key = ("AuthorizationPolicy", ns, "api-deny-admin")
+    report = wait_until(lambda: policy_reports(k).get(key), 30, "a report on the unenforced policy")
+    assert [r["rule"] for r in report["results"]] == ["PolicyTargetNotBound"], report["results"]
+    assert report["kind"] == "PolicyReport" and report["metadata"]["namespace"] == ns
+    k.apply(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "wp", "namespace": ns},
+            "spec": {
+                "gatewayClassName": "istio-waypoint",
+                "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}],
+            },
+        }
+    )
+    make_ready(k, "wp", ns)
+    k("label", "service", "api", "-n", ns, f"{UW}=wp")
+    wait_until(lambda: key not in policy_reports(k), 30, "the policy's report to be cleared once its Service is bound")
+
+
 def test_two_servers_do_not_fight_and_the_second_takes_over(
     audit_cluster: ControlPlane, k: Kubectl, server_a: Webhook, broken: str, tmp_path: Path
 ) -> None:

@@ -275,3 +275,19 @@ def test_reports_follow_the_kyverno_crd_schema_and_keep_timestamps() -> None:
     assert svc["metadata"]["name"] == "waypoint-webhook-u-s"
     assert [r["result"] for r in svc["results"]] == ["fail", "fail"]  # denials: result fail, severity high
     assert svc["metadata"]["ownerReferences"][0]["uid"] == "u-s"
+
+
+def test_a_services_change_recomputes_the_policies_that_target_it() -> None:
+    """A7 Z7: binding a Service clears PolicyTargetNotBound on the policy targeting it, and deleting
+    its waypoint brings it back; the Service itself, without a waypoint label, is never audited."""
+    from testkit.builders import namespace, policy, target
+
+    deny = policy(name="deny", ns="shop", targetRefs=[target("Service", "api")], action="DENY", rules=[{}])
+    c = Cluster(namespace("shop", **AMBIENT), gateway("wp", "shop"), consumer("Service", "api", "shop"), deny)
+    assert c.codes("AuthorizationPolicy", "shop", "deny") == ["PolicyTargetNotBound"]
+    c.put(consumer("Service", "api", "shop", {UW: "wp"}))
+    assert ("AuthorizationPolicy", "shop", "deny") in c.tracker.recompute()
+    assert c.codes("AuthorizationPolicy", "shop", "deny") == []
+    c.put(gateway("wp", "shop"), deleted=True)
+    c.tracker.recompute()
+    assert c.codes("AuthorizationPolicy", "shop", "deny") == ["PolicyTargetNotBound"]

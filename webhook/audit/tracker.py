@@ -10,6 +10,8 @@ the event can change:
 - a GatewayClass: every Gateway of that class, and their dependants as above;
 - a Namespace: itself and every audited object in it (inheritance, allowedRoutes selectors, the
   canary weight);
+- a Service or ServiceEntry: itself and the policies and routes that target it (A7), which a
+  Gateway's change also marks for the Services bound to it and for the Gateway's own targets;
 - anything else: itself.
 
 :meth:`Tracker.recompute` judges the dirty objects with admission's rules, as stored (a CREATE,
@@ -32,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from webhook.core.dependents import SERVICE_KINDS
 from webhook.core.engine import Settings
 from webhook.core.findings import Judged
 from webhook.core.forwarding import consumer_forwarded
@@ -249,6 +252,8 @@ class Tracker:
             return set(self._by_namespace.get(name, ()))
         if kind == "Gateway":
             return self._gateway_dependants(ns, name)
+        if kind in SERVICE_KINDS:  # A7: the policies and routes that target it
+            return self._targeting(kind, ns, name)
         if kind == "GatewayClass":
             out: set[ObjKey] = set()
             for info in list(self.index.gateways.values()):
@@ -259,14 +264,19 @@ class Tracker:
         return set()
 
     def _gateway_dependants(self, ns: str, name: str) -> set[ObjKey]:
-        out: set[ObjKey] = set(self._by_gateway_name.get((ns, name), ()))
+        out: set[ObjKey] = set(self._by_gateway_name.get((ns, name), ())) | self._targeting("Gateway", ns, name)
         for ref in self.index.consumers_of(ns, name):
             if ref.kind == "Namespace":
                 out.add(("Namespace", "", ref.name))
                 out |= self._by_namespace.get(ref.name, set())
             else:
                 out.add((ref.kind, ref.namespace, ref.name))
+                if ref.kind in SERVICE_KINDS:
+                    out |= self._targeting(ref.kind, ref.namespace, ref.name)
         return out
+
+    def _targeting(self, kind: str, ns: str, name: str) -> set[ObjKey]:
+        return {(d.kind, d.namespace, d.name) for d in self.index.dependents_of(kind, ns, name)}
 
     # -- the audit thread --
     def wait_dirty(self, timeout: float) -> bool:
