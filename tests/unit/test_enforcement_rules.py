@@ -144,3 +144,14 @@ def test_impact_depends_on_the_policies_of_the_service_not_the_total() -> None:
     )
     assert len(big.dependents_of("Service", "l7", "reviews")) == 3
     assert judge(engine(big), relabel(REVIEWS, uw=None), "UPDATE", REVIEWS) == {"PolicyEnforcementLost": "warn"}
+
+
+def test_a_class_whose_default_stops_serving_services_unbinds_its_waypoints_services() -> None:
+    """Z14 through a GatewayClass: wp has no waypoint-for of its own, so the class's label decides (L3)."""
+    old = gateway_class("istio-waypoint", {"istio.io/waypoint-for": "service"})
+    new = gateway_class("istio-waypoint", {"istio.io/waypoint-for": "workload"})
+    e = engine(state(*objects(), old))
+    assert judge(e, new, "UPDATE", old) == {"PolicyEnforcementLost": "warn"}
+    assert judge(e, gateway_class("istio-waypoint", {"istio.io/waypoint-for": "all"}), "UPDATE", old) == {}
+    (j,) = e.validate(request(new, "UPDATE", old)).judged
+    assert j.message.startswith("GatewayClass istio-waypoint: this change stops 4 policies or routes applying")

@@ -19,6 +19,7 @@ from webhook.core.kinds import Role
 from webhook.core.model import Consumer, parse_consumer, parse_gateway, parse_gateway_class
 from webhook.core.rules.context import Context
 from webhook.core.rules.enforcement import (
+    CLASS_UPDATE_RULES,
     GATEWAY_DELETE_ENFORCEMENT,
     GATEWAY_UPDATE_ENFORCEMENT,
     NAMESPACE_ENFORCEMENT,
@@ -130,6 +131,7 @@ REGISTRY = Registry(
         Role.GATEWAY: RuleTable(*UPDATE_RULES, GATEWAY_UPDATE_ENFORCEMENT),
         Role.NAMESPACE: RuleTable(*NAMESPACE_UPDATE_RULES, NAMESPACE_ENFORCEMENT),
         Role.CONSUMER: SERVICE_UPDATE_RULES,
+        Role.CLASS: CLASS_UPDATE_RULES,
     },
 )
 

@@ -354,3 +354,6 @@ class IndexView:
 
     def targeted_in(self, namespace: str) -> Sequence[tuple[str, str]]:
         return self.index.targeted_in(namespace)
+
+    def gateways_of_class(self, class_name: str) -> Sequence[WaypointInfo]:
+        return [g for g in list(self.index.gateways.values()) if g.class_name == class_name]

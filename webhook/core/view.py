@@ -150,6 +150,10 @@ class ClusterView(Protocol):
         routes target: what a Namespace relabel can take out of enforcement."""
         ...
 
+    def gateways_of_class(self, class_name: str) -> Sequence[WaypointInfo]:
+        """The Gateways of a class (a GatewayClass change is rare: O(Gateways) is fine)."""
+        ...
+
     def mesh_config(self) -> MeshConfig | None:
         """istiod's MeshConfig when the backend knows it; None when it does not (V1 cannot run)."""
         ...

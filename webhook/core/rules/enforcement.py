@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from webhook.core.dependents import SERVICE_KINDS
 from webhook.core.findings import Code, Finding
-from webhook.core.model import USE_WAYPOINT, Consumer, Gateway, MeshConfig, label_field
+from webhook.core.model import USE_WAYPOINT, WAYPOINT_FOR, Consumer, Gateway, GatewayClass, MeshConfig, label_field
 from webhook.core.rules.context import Context, path_of
 from webhook.core.rules.references import service_binding
 from webhook.core.rules.rule import RuleTable, rule
@@ -42,9 +42,11 @@ class Overlay:
         gateways: Mapping[tuple[str, str], WaypointInfo | None] | None = None,
         namespaces: Mapping[str, Mapping[str, str]] | None = None,
         services: Mapping[Target, Mapping[str, str]] | None = None,
+        classes: Mapping[str, ClassInfo | None] | None = None,
     ) -> None:
         self.base = base
         self.gateways, self.namespaces, self.services = gateways or {}, namespaces or {}, services or {}
+        self.classes = classes or {}
 
     def synced(self) -> bool:
         return self.base.synced()
@@ -60,10 +62,13 @@ class Overlay:
         return self.gateways[key] if key in self.gateways else self.base.gateway(namespace, name)
 
     def class_waypoint_for(self, class_name: str) -> str | None:
+        if class_name in self.classes:
+            info = self.classes[class_name]
+            return info.waypoint_for if info is not None else None
         return self.base.class_waypoint_for(class_name)
 
     def gateway_class(self, class_name: str) -> ClassInfo | None:
-        return self.base.gateway_class(class_name)
+        return self.classes[class_name] if class_name in self.classes else self.base.gateway_class(class_name)
 
     def consumers_of(self, namespace: str, name: str) -> Sequence[ConsumerRef]:
         return self.base.consumers_of(namespace, name)
@@ -80,6 +85,9 @@ class Overlay:
 
     def targeted_in(self, namespace: str) -> Sequence[tuple[str, str]]:
         return self.base.targeted_in(namespace)
+
+    def gateways_of_class(self, class_name: str) -> Sequence[WaypointInfo]:
+        return self.base.gateways_of_class(class_name)
 
     def mesh_config(self) -> MeshConfig | None:
         return self.base.mesh_config()
@@ -144,10 +152,14 @@ def namespace_unbinds(change: tuple[Consumer, Consumer], ctx: Context) -> list[F
 
 
 def _served_by(gw: Gateway, ctx: Context) -> list[Target]:
+    return _served_by_waypoint(gw.meta.namespace, gw.meta.name, ctx)
+
+
+def _served_by_waypoint(namespace: str, name: str, ctx: Context) -> list[Target]:
     """The Services and ServiceEntries that may be bound to this waypoint: those naming it, and
     the targeted ones of the Namespaces naming it. O(its consumers + what they hold targeted)."""
     out: list[Target] = []
-    for ref in ctx.view.consumers_of(gw.meta.namespace, gw.meta.name):
+    for ref in ctx.view.consumers_of(namespace, name):
         if ref.kind in SERVICE_KINDS and not ref.detail:
             out.append((ref.kind, ref.namespace, ref.name))
         elif ref.kind == "Namespace":
@@ -185,6 +197,29 @@ def waypoint_changed(change: tuple[Gateway, Gateway], ctx: Context) -> list[Find
     return [_finding(new.meta.display("Gateway"), refs, "spec", triggers)] if refs else []
 
 
+def class_changed(change: tuple[GatewayClass, GatewayClass], ctx: Context) -> list[Finding]:
+    """Z14: a GatewayClass's waypoint-for (the default of its Gateways without their own label) or
+    controller changed so that its waypoints stop serving their Services. O(Gateways of the class
+    + what they serve)."""
+    old, new = change
+    before_info = ClassInfo(old.waypoint_for, old.controller, old.inbound_binding)
+    after_info = ClassInfo(new.waypoint_for, new.controller, new.inbound_binding)
+    if not ctx.view.synced() or before_info == after_info:
+        return []
+    name = new.meta.name
+    before = _with(ctx, Overlay(ctx.view, classes={name: before_info}))
+    after = _with(ctx, Overlay(ctx.view, classes={name: after_info}))
+    targets: list[Target] = []
+    for gw in ctx.view.gateways_of_class(name):
+        targets += _served_by_waypoint(gw.namespace, gw.name, ctx)
+    refs = lost(targets, before, after)
+    return (
+        [_finding(f"GatewayClass {name}", refs, label_field(WAYPOINT_FOR), (("metadata", "labels"), ("spec",)))]
+        if refs
+        else []
+    )
+
+
 _CODES = [Code.PolicyEnforcementLost]
 _GW = frozenset({"Gateway"})
 SERVICE_UPDATE_RULES: RuleTable[tuple[Consumer, Consumer]] = RuleTable(
@@ -193,3 +228,6 @@ SERVICE_UPDATE_RULES: RuleTable[tuple[Consumer, Consumer]] = RuleTable(
 NAMESPACE_ENFORCEMENT = rule(namespace_unbinds, _CODES, frozenset({"Namespace"}), "Z14")
 GATEWAY_DELETE_ENFORCEMENT = rule(waypoint_deleted, _CODES, _GW, "Z14")
 GATEWAY_UPDATE_ENFORCEMENT = rule(waypoint_changed, _CODES, _GW, "Z14")
+CLASS_UPDATE_RULES: RuleTable[tuple[GatewayClass, GatewayClass]] = RuleTable(
+    rule(class_changed, _CODES, frozenset({"GatewayClass"}), "Z14"),
+)
