@@ -48,13 +48,15 @@ from bench.stall import pin, pinned_cluster, register, unregister, wait_effectiv
 from testkit.controlplane import ControlPlane, process_tree
 from testkit.harness import Kubectl, make_ready
 from testkit.webhook_process import Webhook, start_webhook
+from webhook.core.policies import POLICIES
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 LOADS = (("closed", 1), ("closed", 20), ("closed", 50), ("open", 100), ("open", 300))
 CHECKS = {
     "none": "nothing",
-    "cel": "the stateless rules (label syntax, the HBONE listener): 6 ValidatingAdmissionPolicies",
+    "cel": f"the stateless rules (label syntax, the HBONE listener): {len(POLICIES)} ValidatingAdmissionPolicies "
+    "(the policy-target one matches no kind created here)",
     "kyverno": "the same stateless rules as a ClusterPolicy (validate.cel, the VAPs' expressions)",
     "kyverno-vpol": "the same stateless rules as Kyverno ValidatingPolicies (CEL-native, policies.kyverno.io/v1)",
     "webhook": "every rule of B1 against the cluster view, and the defaults (mutating)",

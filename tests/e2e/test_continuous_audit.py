@@ -85,6 +85,18 @@ def service(name: str, ns: str, labels: dict[str, str]) -> dict[str, Any]:
             "spec": {"ports": [{"port": 80}]}}  # fmt: skip
 
 
+def waypoint(name: str, ns: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "gatewayClassName": "istio-waypoint",
+            "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}],
+        },
+    }
+
+
 @pytest.fixture(scope="module")
 def broken(k: Kubectl) -> str:
     """Objects admission would deny or warn about, created while no webhook is registered."""
@@ -93,15 +105,7 @@ def broken(k: Kubectl) -> str:
         [
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": AMBIENT}},
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "stale", "labels": {**AMBIENT, UW: "gone"}}},
-            {
-                "apiVersion": "gateway.networking.k8s.io/v1",
-                "kind": "Gateway",
-                "metadata": {"name": "wp", "namespace": ns},
-                "spec": {
-                    "gatewayClassName": "istio-waypoint",
-                    "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}],
-                },
-            },
+            waypoint("wp", ns),
             {
                 "apiVersion": "v1",
                 "kind": "Service",
@@ -223,17 +227,7 @@ def test_a_policy_whose_service_loses_its_waypoint_is_reported_and_cleared(k: Ku
     report = wait_until(lambda: policy_reports(k).get(key), 30, "a report on the unenforced policy")
     assert [r["rule"] for r in report["results"]] == ["PolicyTargetNotBound"], report["results"]
     assert report["kind"] == "PolicyReport" and report["metadata"]["namespace"] == ns
-    k.apply(
-        {
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "Gateway",
-            "metadata": {"name": "wp", "namespace": ns},
-            "spec": {
-                "gatewayClassName": "istio-waypoint",
-                "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}],
-            },
-        }
-    )
+    k.apply(waypoint("wp", ns))
     make_ready(k, "wp", ns)
     k("label", "service", "api", "-n", ns, f"{UW}=wp")
     wait_until(lambda: key not in policy_reports(k), 30, "the policy's report to be cleared once its Service is bound")

@@ -256,10 +256,9 @@ class Tracker:
             return self._targeting(kind, ns, name)
         if kind == "GatewayClass":
             out: set[ObjKey] = set()
-            for info in list(self.index.gateways.values()):
-                if info.class_name == name:
-                    out.add(("Gateway", info.namespace, info.name))
-                    out |= self._gateway_dependants(info.namespace, info.name)
+            for info in self.index.gateways_of_class(name):
+                out.add(("Gateway", info.namespace, info.name))
+                out |= self._gateway_dependants(info.namespace, info.name)
             return out
         return set()
 

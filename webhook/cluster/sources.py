@@ -27,7 +27,11 @@ from webhook.kube import api as kubeapi
 ESSENTIAL = frozenset(k.kind for k in KINDS if k.role in (Role.GATEWAY, Role.CLASS, Role.NAMESPACE))
 VIEW_ROLE = "the ClusterRole waypoint-webhook-view"
 # Kinds the view role does not grant: skipped with a notice when the credentials cannot list them.
-OPTIONAL_ROLES = frozenset({Role.WORKLOAD, Role.POLICY, Role.ROUTE})
+OPTIONAL_ROLES = {
+    Role.WORKLOAD: "their pod templates are not judged",
+    Role.POLICY: "they are not judged",
+    Role.ROUTE: "they are not judged",
+}
 
 
 class ClusterUnreadable(Exception):
@@ -149,11 +153,8 @@ class LiveSource:
             raise ClusterUnreadable(f"the API server refused the credentials (HTTP 401): {e.message}")
         wanted = k.kind in self.kinds
         what = f"{k.resource}.{k.group}" if k.group else k.resource
-        if e.status == 403 and not wanted and k.role is Role.WORKLOAD:
-            self._note(f"{what}: skipped, {e.message} (their pod templates are not judged)")
-            return
-        if e.status == 403 and not wanted and k.role in (Role.POLICY, Role.ROUTE):
-            self._note(f"{what}: skipped, {e.message} (they are not judged)")
+        if e.status == 403 and not wanted and k.role in OPTIONAL_ROLES:
+            self._note(f"{what}: skipped, {e.message} ({OPTIONAL_ROLES[k.role]})")
             return
         if e.status == 403 and not wanted and k.role is Role.CLASS:
             self._note(f"{what}: not readable, {e.message}; waypoint classes are known by name only")

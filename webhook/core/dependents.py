@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from webhook.core.model import Json, Malformed, Meta, get_list, get_map, get_str, parse_meta
+from webhook.core.model import Json, Malformed, Meta, get_list, get_map, get_str, parse_meta, quoted
 
 POLICY_KINDS = frozenset(
     {"AuthorizationPolicy", "RequestAuthentication", "Telemetry", "WasmPlugin", "TrafficExtension", "EnvoyFilter"}
@@ -55,6 +55,20 @@ class TargetRef:
 
     def display(self) -> str:
         return f"{self.kind}.{self.group or 'core'}/{self.name}"
+
+
+def target_problem(policy_kind: str, t: TargetRef) -> str | None:
+    """Z1, Z7, Z12: why this target can never apply anywhere, read from the object alone (the
+    webhook denies it; the reverse index leaves it out), or None."""
+    if (t.group, t.kind) not in SUPPORTED_TARGETS:
+        if t.kind == "Service":
+            return f"has group {quoted(t.group)}: a Service's group is '' (core); no waypoint applies it"
+        return "is not a Gateway, GatewayClass (gateway.networking.k8s.io), Service or ServiceEntry"
+    if t.namespace:
+        return "names a namespace: a policy targets only objects of its own namespace"
+    if policy_kind == "EnvoyFilter" and t.kind in SERVICE_KINDS:
+        return "of an EnvoyFilter never applies: waypoints match EnvoyFilters without Service information"
+    return None
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ def _dependents(c: Consumer, ctx: Context, out: Explanation) -> None:
     if not deps:
         return
     target = (c.kind, c.namespace, c.meta.name)
-    here = Context(Overlay(ctx.view, services={target: c.labels}), ctx.waypoint_classes, ctx.pin_waypoint_for)
+    here = ctx.over(Overlay(ctx.view, services={target: c.labels}))
     b = service_binding(*target, here)
     if b is not None and b.bound and b.istio:
         verdict, ok = f"applies at waypoint {b.where}", True

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from webhook.core.dependents import SERVICE_KINDS, SUPPORTED_TARGETS, parse_policy, parse_route
+from webhook.core.dependents import SERVICE_KINDS, parse_policy, parse_route, target_problem
 from webhook.core.kinds import Role, group_of, spec_of
 from webhook.core.model import (
     CANARY_KINDS,
@@ -96,8 +96,8 @@ def dependent_targets(raw: Mapping[str, Any], kind: str, role: Role) -> tuple[De
         targets = tuple((p.kind, p.namespace, p.name) for p in r.parents)
         return DependentRef(kind, r.namespace, r.meta.name), targets
     p = parse_policy(kind, raw)
-    keep = [t for t in p.targets if (t.group, t.kind) in SUPPORTED_TARGETS and not t.namespace]
-    keep = [t for t in keep if t.kind != "GatewayClass" and not (kind == "EnvoyFilter" and t.kind in SERVICE_KINDS)]
+    # A GatewayClass target applies to every waypoint: no Service's binding decides it.
+    keep = [t for t in p.targets if t.kind != "GatewayClass" and target_problem(kind, t) is None]
     fail_open = kind == "AuthorizationPolicy" and p.action in ("ALLOW", "DENY", "CUSTOM")
     ref = DependentRef(kind, p.namespace, p.meta.name, fail_open)
     return ref, tuple((t.kind, p.namespace, t.name) for t in keep)
@@ -148,6 +148,10 @@ class Index:
 
     def service_labels(self, kind: str, namespace: str, name: str) -> Mapping[str, str] | None:
         return self._services.get((kind, namespace, name))
+
+    def gateways_of_class(self, class_name: str) -> list[WaypointInfo]:
+        """O(Gateways): asked only for a GatewayClass's change, which is rare."""
+        return [g for g in list(self.gateways.values()) if g.class_name == class_name]
 
     def service_entries_of(self, namespace: str) -> list[tuple[Key, ConsumerRef]]:
         """V1: the ServiceEntries of a namespace and the waypoint each names for its service traffic.
@@ -356,4 +360,4 @@ class IndexView:
         return self.index.targeted_in(namespace)
 
     def gateways_of_class(self, class_name: str) -> Sequence[WaypointInfo]:
-        return [g for g in list(self.index.gateways.values()) if g.class_name == class_name]
+        return self.index.gateways_of_class(class_name)

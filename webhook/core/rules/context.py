@@ -38,6 +38,10 @@ class Context:
         """The same context with an empty memo, for judging one object."""
         return Context(self.view, self.waypoint_classes, self.pin_waypoint_for, {})
 
+    def over(self, view: ClusterView) -> Context:
+        """The same configuration over another view (a change laid over this one), empty memo."""
+        return Context(view, self.waypoint_classes, self.pin_waypoint_for, {})
+
     def is_waypoint_class(self, class_name: str) -> bool:
         """W2: by name (built-in or configured), or by the GatewayClass's controllerName, which is
         how istiod decides (a platform team's own class with the mesh controller is one)."""

@@ -93,10 +93,6 @@ class Overlay:
         return self.base.mesh_config()
 
 
-def _with(ctx: Context, view: ClusterView) -> Context:
-    return Context(view, ctx.waypoint_classes, ctx.pin_waypoint_for)
-
-
 def _applies(target: Target, ctx: Context) -> bool:
     """Whether an Istio waypoint applies what targets this Service (Z3)."""
     b = service_binding(*target, ctx)
@@ -129,8 +125,8 @@ def service_unbinds(change: tuple[Consumer, Consumer], ctx: Context) -> list[Fin
     if not ctx.view.synced() or old.labels == new.labels:
         return []
     target = (new.kind, new.namespace, new.meta.name)
-    before = _with(ctx, Overlay(ctx.view, services={target: old.labels}))
-    after = _with(ctx, Overlay(ctx.view, services={target: new.labels}))
+    before = ctx.over(Overlay(ctx.view, services={target: old.labels}))
+    after = ctx.over(Overlay(ctx.view, services={target: new.labels}))
     refs = lost([target], before, after)
     if not refs:
         return []
@@ -145,17 +141,13 @@ def namespace_unbinds(change: tuple[Consumer, Consumer], ctx: Context) -> list[F
         return []
     ns = new.meta.name
     targets = [(kind, ns, name) for kind, name in ctx.view.targeted_in(ns)]
-    before = _with(ctx, Overlay(ctx.view, namespaces={ns: old.labels}))
-    after = _with(ctx, Overlay(ctx.view, namespaces={ns: new.labels}))
+    before = ctx.over(Overlay(ctx.view, namespaces={ns: old.labels}))
+    after = ctx.over(Overlay(ctx.view, namespaces={ns: new.labels}))
     refs = lost(targets, before, after)
     return [_finding(f"Namespace {ns}", refs, "metadata.labels", (("metadata", "labels"),))] if refs else []
 
 
-def _served_by(gw: Gateway, ctx: Context) -> list[Target]:
-    return _served_by_waypoint(gw.meta.namespace, gw.meta.name, ctx)
-
-
-def _served_by_waypoint(namespace: str, name: str, ctx: Context) -> list[Target]:
+def _served_by(namespace: str, name: str, ctx: Context) -> list[Target]:
     """The Services and ServiceEntries that may be bound to this waypoint: those naming it, and
     the targeted ones of the Namespaces naming it. O(its consumers + what they hold targeted)."""
     out: list[Target] = []
@@ -172,8 +164,8 @@ def waypoint_deleted(gw: Gateway, ctx: Context) -> list[Finding]:
     if not ctx.view.synced():
         return []
     key = (gw.meta.namespace, gw.meta.name)
-    after = _with(ctx, Overlay(ctx.view, gateways={key: None}))
-    refs = lost(_served_by(gw, ctx), ctx, after)
+    after = ctx.over(Overlay(ctx.view, gateways={key: None}))
+    refs = lost(_served_by(*key, ctx), ctx, after)
     current = ctx.view.gateway(*key)
     if current is not None and current.ready:
         refs += ctx.view.dependents_of("Gateway", *key)
@@ -190,9 +182,9 @@ def waypoint_changed(change: tuple[Gateway, Gateway], ctx: Context) -> list[Find
     if before_info == after_info:
         return []
     key = (new.meta.namespace, new.meta.name)
-    before = _with(ctx, Overlay(ctx.view, gateways={key: before_info}))
-    after = _with(ctx, Overlay(ctx.view, gateways={key: after_info}))
-    refs = lost(_served_by(new, ctx), before, after)
+    before = ctx.over(Overlay(ctx.view, gateways={key: before_info}))
+    after = ctx.over(Overlay(ctx.view, gateways={key: after_info}))
+    refs = lost(_served_by(*key, ctx), before, after)
     triggers = (("metadata", "labels"), ("spec",), ("status",))
     return [_finding(new.meta.display("Gateway"), refs, "spec", triggers)] if refs else []
 
@@ -207,11 +199,11 @@ def class_changed(change: tuple[GatewayClass, GatewayClass], ctx: Context) -> li
     if not ctx.view.synced() or before_info == after_info:
         return []
     name = new.meta.name
-    before = _with(ctx, Overlay(ctx.view, classes={name: before_info}))
-    after = _with(ctx, Overlay(ctx.view, classes={name: after_info}))
+    before = ctx.over(Overlay(ctx.view, classes={name: before_info}))
+    after = ctx.over(Overlay(ctx.view, classes={name: after_info}))
     targets: list[Target] = []
     for gw in ctx.view.gateways_of_class(name):
-        targets += _served_by_waypoint(gw.namespace, gw.name, ctx)
+        targets += _served_by(gw.namespace, gw.name, ctx)
     refs = lost(targets, before, after)
     return (
         [_finding(f"GatewayClass {name}", refs, label_field(WAYPOINT_FOR), (("metadata", "labels"), ("spec",)))]

@@ -16,6 +16,7 @@ from webhook.core.dependents import (
     SUPPORTED_TARGETS,
     TargetRef,
     WaypointPolicy,
+    target_problem,
 )
 from webhook.core.findings import Code, Finding
 from webhook.core.model import ISTIO_WAYPOINT_CLASS, ROOT_NAMESPACE, quoted
@@ -24,7 +25,6 @@ from webhook.core.rules.references import service_binding
 from webhook.core.rules.rule import Rule, rule
 
 MESH_CONTROLLER = "istio.io/mesh-controller"
-SUPPORTED = SUPPORTED_TARGETS
 
 
 def root_namespace(ctx: Context) -> str:
@@ -42,23 +42,11 @@ def _invalid(p: WaypointPolicy, t: TargetRef, why: str) -> Finding:
     return Finding(Code.InvalidPolicyTarget, f"{p.display()}: target {t.display()} {why}", field, triggers)
 
 
-def _structural_problem(p: WaypointPolicy, t: TargetRef) -> str | None:
-    if (t.group, t.kind) not in SUPPORTED:
-        if t.kind == "Service":
-            return f"has group {quoted(t.group)}: a Service's group is '' (core); no waypoint applies it"
-        return "is not a Gateway, GatewayClass (gateway.networking.k8s.io), Service or ServiceEntry"
-    if t.namespace:
-        return "names a namespace: a policy targets only objects of its own namespace"
-    if p.kind == "EnvoyFilter" and t.kind in SERVICE_KINDS:
-        return "of an EnvoyFilter never applies: waypoints match EnvoyFilters without Service information"
-    return None
-
-
 def target_structure(p: WaypointPolicy, ctx: Context) -> list[Finding]:
     """Z1, Z7, Z12: what can never apply, read from the object alone (also a ValidatingAdmissionPolicy)."""
     out = []
     for t in p.targets:
-        why = _structural_problem(p, t)
+        why = target_problem(p.kind, t)
         if why is not None:
             out.append(_invalid(p, t, why))
     return out
@@ -118,7 +106,7 @@ def target_service(p: WaypointPolicy, ctx: Context) -> list[Finding]:
     if not ctx.view.synced():
         return out
     for t in p.targets:
-        if (t.group, t.kind) not in SUPPORTED or t.kind not in SERVICE_KINDS or t.namespace:
+        if (t.group, t.kind) not in SUPPORTED_TARGETS or t.kind not in SERVICE_KINDS or t.namespace:
             continue
         what = f"{t.kind} {p.namespace}/{t.name}"
         b = service_binding(t.kind, p.namespace, t.name, ctx)

@@ -28,7 +28,15 @@ _RULES = (("spec", "rules"), ("spec", "action"))
 
 
 def reaches_ambient(p: WaypointPolicy, ctx: Context) -> str | None:
-    """Z2: where a policy without targetRefs meets captured workloads, or None."""
+    """Z2: where a policy without targetRefs meets captured workloads, or None; worked out once per
+    judgement (every rule of this module asks)."""
+    if "reaches_ambient" not in ctx.memo:
+        ctx.memo["reaches_ambient"] = _reaches_ambient(p, ctx)
+    where: str | None = ctx.memo["reaches_ambient"]
+    return where
+
+
+def _reaches_ambient(p: WaypointPolicy, ctx: Context) -> str | None:
     if p.targets or not ctx.view.synced():
         return None
     if p.namespace == root_namespace(ctx):
